@@ -1,0 +1,387 @@
+//! The one error type of the library. Each variant is named after the
+//! invariant the input broke, and carries the file (and key, where there is
+//! one) so that a one-line message tells the user where to look.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong reading, checking or writing files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- I/O and paths ------------------------------------------------
+    /// The operating system refused a read or write.
+    #[error("{path}: {source}")]
+    Io {
+        /// File involved.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The path is none of the forms tfbn understands.
+    #[error("{path}: not a checkpoint, checkpoint folder or SavedModel ({why})")]
+    PathNotRecognized {
+        /// Path as given.
+        path: PathBuf,
+        /// What was looked for.
+        why: String,
+    },
+    /// An output file exists and `--force` was not given.
+    #[error("{path}: already exists (pass --force to replace it)")]
+    OutputExists {
+        /// Output path.
+        path: PathBuf,
+    },
+
+    // ---- SSTable layer ------------------------------------------------
+    /// File shorter than the 48-byte footer.
+    #[error("{path}: {len} bytes is too short for a table (footer is 48 bytes)")]
+    TableTooShort {
+        /// File.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+    },
+    /// Footer magic is not 0xdb4775248b80fb57.
+    #[error("{path}: footer magic {found:#018x} is not the table magic 0xdb4775248b80fb57")]
+    FooterMagicMismatch {
+        /// File.
+        path: PathBuf,
+        /// Magic found.
+        found: u64,
+    },
+    /// A block handle points outside the file.
+    #[error("{path}: block at offset {offset} size {size} runs past the end of the {len}-byte file")]
+    BlockOutOfBounds {
+        /// File.
+        path: PathBuf,
+        /// Block offset.
+        offset: u64,
+        /// Block size.
+        size: u64,
+        /// File length.
+        len: u64,
+    },
+    /// The masked crc32c of a block does not match its trailer.
+    #[error("{path}: block at offset {offset}: crc32c mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    BlockCrcMismatch {
+        /// File.
+        path: PathBuf,
+        /// Block offset.
+        offset: u64,
+        /// Unmasked crc stored in the trailer.
+        stored: u32,
+        /// crc computed over the block and type byte.
+        computed: u32,
+    },
+    /// Block compression type is not 0 (raw).
+    #[error("{path}: block at offset {offset} has compression type {block_type}; only raw (0) is supported")]
+    BlockTypeUnsupported {
+        /// File.
+        path: PathBuf,
+        /// Block offset.
+        offset: u64,
+        /// Type byte.
+        block_type: u8,
+    },
+    /// The bytes of a block do not decode (bad varint, restart array,
+    /// shared prefix, entry running past the block …).
+    #[error("{path}: block at offset {offset}: {what}")]
+    BlockCorrupt {
+        /// File.
+        path: PathBuf,
+        /// Block offset.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// Keys are not strictly increasing (out of order or duplicated).
+    #[error("{path}: key {key:?} is not greater than the key before it (keys must be unique and sorted)")]
+    KeysNotSorted {
+        /// File.
+        path: PathBuf,
+        /// The offending key.
+        key: String,
+    },
+
+    // ---- Bundle layer -------------------------------------------------
+    /// No header entry at the empty key.
+    #[error("{path}: no bundle header (the first key must be empty)")]
+    HeaderMissing {
+        /// File.
+        path: PathBuf,
+    },
+    /// The header is not a BundleHeaderProto, or holds impossible values.
+    #[error("{path}: bundle header: {what}")]
+    HeaderInvalid {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// The header's version says this reader must not read the file.
+    #[error("{path}: written for readers ≥ {min_consumer} (bad consumers {bad_consumers:?}); tfbn reads version 1")]
+    VersionUnsupported {
+        /// File.
+        path: PathBuf,
+        /// Header min_consumer.
+        min_consumer: i32,
+        /// Header bad_consumers.
+        bad_consumers: Vec<i32>,
+    },
+    /// An entry's value is not a valid BundleEntryProto.
+    #[error("{path}: key {key:?}: entry is not a valid BundleEntryProto: {what}")]
+    EntryInvalid {
+        /// File.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A dtype code that tfbn does not know.
+    #[error("{path}: key {key:?}: unknown dtype code {code}")]
+    DTypeUnknown {
+        /// File.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// Code.
+        code: i32,
+    },
+    /// A dtype tfbn can list but not read (resource, variant, sub-byte).
+    #[error("{path}: key {key:?}: dtype {dtype} cannot be read as data")]
+    DTypeUnreadable {
+        /// File.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// The dtype.
+        dtype: crate::DType,
+    },
+    /// A negative or unknown dimension.
+    #[error("{path}: key {key:?}: dimension {index} is {size}; stored shapes must be non-negative")]
+    ShapeNegativeDim {
+        /// File.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// Dimension index.
+        index: usize,
+        /// Its size.
+        size: i64,
+    },
+    /// The element count or byte size overflows 64 bits.
+    #[error("{path}: key {key:?}: shape {shape:?} overflows 64 bits")]
+    ShapeOverflow {
+        /// File.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// The dimensions.
+        shape: Vec<i64>,
+    },
+    /// `size` ≠ elements × width (or a string tensor smaller than its
+    /// lengths alone).
+    #[error("{path}: key {key:?}: stored size {size} does not match {expected} ({what})")]
+    SizeMismatch {
+        /// File.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// Entry size.
+        size: u64,
+        /// Expected size.
+        expected: u64,
+        /// How the expectation was formed.
+        what: String,
+    },
+    /// `shard_id` is not below `num_shards`.
+    #[error("{path}: key {key:?}: shard_id {shard_id} is not below num_shards {num_shards}")]
+    ShardIdOutOfRange {
+        /// Index file.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// Entry shard id.
+        shard_id: i32,
+        /// Header shard count.
+        num_shards: i32,
+    },
+    /// A data shard named by the header does not exist.
+    #[error("{path}: data shard missing (the index says there are {num_shards})")]
+    ShardMissing {
+        /// Expected shard path.
+        path: PathBuf,
+        /// Header shard count.
+        num_shards: i32,
+    },
+    /// `[offset, offset+size)` lies outside the shard.
+    #[error("{path}: key {key:?}: bytes [{offset}, {offset}+{size}) lie past the {len}-byte shard")]
+    OffsetPastShardEnd {
+        /// Shard file.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// Entry offset.
+        offset: u64,
+        /// Entry size.
+        size: u64,
+        /// Shard length.
+        len: u64,
+    },
+    /// The tensor bytes do not match the entry's masked crc32c.
+    #[error("{path}: key {key:?}: data crc32c mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    EntryCrcMismatch {
+        /// Shard file.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// Unmasked stored crc.
+        stored: u32,
+        /// Computed crc.
+        computed: u32,
+    },
+    /// A string tensor's framing is broken (length crc, lengths past the
+    /// data, …).
+    #[error("{path}: key {key:?}: string tensor: {what}")]
+    StringFramingInvalid {
+        /// Shard file.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A partitioned tensor's slices are invalid: bad rank, out of bounds,
+    /// overlapping, or not covering the tensor.
+    #[error("{path}: key {key:?}: slices: {what}")]
+    SliceInvalid {
+        /// Index file.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// The key is not in the checkpoint.
+    #[error("{path}: no key {key:?}")]
+    KeyNotFound {
+        /// Checkpoint.
+        path: PathBuf,
+        /// Key.
+        key: String,
+    },
+    /// A tensor would need more memory than tfbn allows for one tensor.
+    #[error("{path}: key {key:?}: {bytes} bytes exceeds the limit of {limit} bytes for one tensor")]
+    TensorTooLarge {
+        /// File.
+        path: PathBuf,
+        /// Key.
+        key: String,
+        /// Bytes needed.
+        bytes: u64,
+        /// Limit.
+        limit: u64,
+    },
+
+    // ---- Protobufs, SavedModels and object graphs ---------------------
+    /// Bytes that should be a protobuf message are not.
+    #[error("{path}: {what}: not a valid {message}: {source}")]
+    ProtoDecode {
+        /// File.
+        path: PathBuf,
+        /// Which part of the file.
+        what: String,
+        /// Message type.
+        message: &'static str,
+        /// Decoder error.
+        #[source]
+        source: prost::DecodeError,
+    },
+    /// A protobuf nests deeper than tfbn follows.
+    #[error("{path}: {what}: nesting deeper than {limit} levels")]
+    RecursionLimit {
+        /// File.
+        path: PathBuf,
+        /// Where.
+        what: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A SavedModel's structure is inconsistent (missing meta graph,
+    /// node ids out of range, …).
+    #[error("{path}: {what}")]
+    SavedModelInvalid {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A TF2 object graph is inconsistent with the checkpoint.
+    #[error("{path}: object graph: {what}")]
+    ObjectGraphInvalid {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A tensor does not have the dtype or shape the caller requires.
+    #[error("{key}: {what}")]
+    TensorMismatch {
+        /// Key or name.
+        key: String,
+        /// What is wrong.
+        what: String,
+    },
+
+    // ---- Writing --------------------------------------------------------
+    /// safetensors serialization failed.
+    #[error("{path}: cannot write safetensors: {what}")]
+    SafetensorsWrite {
+        /// Output path.
+        path: PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+    /// A safetensors file could not be read back.
+    #[error("{path}: not a valid safetensors file: {what}")]
+    SafetensorsRead {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A `.npy` file is malformed or holds an unsupported dtype.
+    #[error("{path}: {what}")]
+    NpyInvalid {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A layer name given by the user matches no layer.
+    #[error("no batch-norm layer named {name:?} (layers: {known})")]
+    LayerNotFound {
+        /// Name asked for.
+        name: String,
+        /// Comma-separated list of layer names.
+        known: String,
+    },
+    /// Arguments that cannot work together.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! # tfbn
+//!
+//! Move TensorFlow batch-normalization layers out of TensorFlow and prove
+//! that nothing changed on the way.
+//!
+//! The data flow, one module per step:
+//!
+//! 1. [`bundle`] reads TF's V2 tensor bundles (sharded, partitioned, any
+//!    endianness) and V1 legacy checkpoints natively, checking every crc.
+//! 2. [`objgraph`] maps TF2 object-based checkpoint keys to variable names and
+//!    object paths; [`savedmodel`] opens SavedModels (`saved_model.pb`,
+//!    `keras_metadata.pb`, `variables/`).
+//! 3. [`source`] opens any supported path and lists its variables with their
+//!    role (model, optimizer slot, EMA shadow, bookkeeping).
+//! 4. [`layers`] groups variables into batch-norm layers for every naming
+//!    style (TF1 scopes, TF-slim, tf_keras, Keras 3).
+//! 5. [`export`] writes safetensors files atomically.
+//!
+//! No TensorFlow is needed for any of it.
+
+pub mod bundle;
+pub mod dtype;
+pub mod error;
+pub mod export;
+pub mod layers;
+pub mod npy;
+pub mod objgraph;
+pub mod proto;
+pub mod savedmodel;
+pub mod source;
+pub mod tensor;
+
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use tensor::{Tensor, TensorData};

@@ -1,0 +1,4 @@
+//! Protobuf messages TF writes, as hand-written prost derives (checked in;
+//! no protoc at build time). Field numbers: `shared/format-spec.md`.
+
+pub mod tensor;
