@@ -1,1 +1,251 @@
-//! (placeholder, being written)
+//! Grouping variables into batch-normalization layers, for every naming
+//! style TF has used:
+//!
+//! | style | example key of gamma |
+//! |---|---|
+//! | TF1 `tf.compat.v1.layers` | `conv1/batch_normalization/gamma` |
+//! | TF-slim (no gamma by default) | `conv1/BatchNorm/beta` |
+//! | tf_keras object graph | `model/layer_with_weights-1/gamma/.ATTRIBUTES/VARIABLE_VALUE` |
+//! | Keras 3 object graph | `model/_operations/2/gamma/.ATTRIBUTES/VARIABLE_VALUE`, or only under `optimizer/_trainable_variables/N/…` |
+//!
+//! A layer is the set of variables owned by one object (TF2: the parent
+//! object path; TF1: the name scope) that holds both `moving_mean` and
+//! `moving_variance`. `gamma` and `beta` are optional (`scale=False`,
+//! `center=False`, TF-slim), and renorm adds `moving_stddev`, `renorm_mean`
+//! and `renorm_stddev`. Only [`VariableRole::Model`] variables are
+//! considered: optimizer slots and EMA shadows never form layers.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::source::{strip_attribute_suffix, NamingStyle, Source, Variable, VariableRole};
+use crate::DType;
+
+/// The variables a batch-norm layer can own, in TF's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BnRole {
+    /// Scale γ (absent with `scale=False`).
+    Gamma,
+    /// Offset β (absent with `center=False`).
+    Beta,
+    /// Moving mean.
+    MovingMean,
+    /// Moving variance.
+    MovingVariance,
+    /// Renorm: moving standard deviation.
+    MovingStddev,
+    /// Renorm: renorm mean.
+    RenormMean,
+    /// Renorm: renorm standard deviation.
+    RenormStddev,
+}
+
+impl BnRole {
+    /// Every role, in the order reports list them.
+    pub const ALL: [BnRole; 7] = [
+        BnRole::Gamma,
+        BnRole::Beta,
+        BnRole::MovingMean,
+        BnRole::MovingVariance,
+        BnRole::MovingStddev,
+        BnRole::RenormMean,
+        BnRole::RenormStddev,
+    ];
+
+    /// TF's variable name for the role (`gamma`, `moving_mean`, …).
+    pub fn tf_name(self) -> &'static str {
+        match self {
+            BnRole::Gamma => "gamma",
+            BnRole::Beta => "beta",
+            BnRole::MovingMean => "moving_mean",
+            BnRole::MovingVariance => "moving_variance",
+            BnRole::MovingStddev => "moving_stddev",
+            BnRole::RenormMean => "renorm_mean",
+            BnRole::RenormStddev => "renorm_stddev",
+        }
+    }
+
+    /// Parses a leaf name. Keras 3 and tf_keras sometimes number duplicate
+    /// names inside one layer (`gamma_1`), which is not a BN variable.
+    pub fn from_leaf(leaf: &str) -> Option<BnRole> {
+        BnRole::ALL.into_iter().find(|r| r.tf_name() == leaf)
+    }
+}
+
+/// A reference to one variable of a layer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VarRef {
+    /// Key in the checkpoint.
+    pub key: String,
+    /// The variable's own name.
+    pub name: String,
+    /// Shape as stored.
+    pub shape: Vec<u64>,
+    /// Element type.
+    pub dtype: DType,
+}
+
+/// One batch-normalization layer found in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BnLayer {
+    /// The layer's name: the TF1 scope, or the Keras variable-name prefix
+    /// (`batch_normalization_1`, `sequential/bn`); when two layers would
+    /// share a name (Keras 3 subclassed models can drop the layer name), the
+    /// object path instead.
+    pub name: String,
+    /// The owning object's path in a TF2 object graph.
+    pub object_path: Option<String>,
+    /// Number of channels (elements of `moving_mean`).
+    pub channels: u64,
+    /// dtype of the moving statistics.
+    pub dtype: DType,
+    /// The variables by role.
+    pub variables: BTreeMap<BnRole, VarRef>,
+}
+
+impl BnLayer {
+    /// The variable for `role`, if the layer has it.
+    pub fn var(&self, role: BnRole) -> Option<&VarRef> {
+        self.variables.get(&role)
+    }
+
+    /// True when all variables hold the same number of elements.
+    pub fn shapes_agree(&self) -> bool {
+        let counts: Vec<u64> = self
+            .variables
+            .values()
+            .map(|v| v.shape.iter().product())
+            .collect();
+        counts.windows(2).all(|w| w[0] == w[1])
+    }
+
+    /// True when the layer carries renorm variables.
+    pub fn is_renorm(&self) -> bool {
+        self.variables.contains_key(&BnRole::RenormMean)
+            || self.variables.contains_key(&BnRole::RenormStddev)
+    }
+}
+
+/// Where a variable sits for grouping: the owner (scope or object path) and
+/// its role inside the owner.
+fn placement(v: &Variable, style: NamingStyle) -> Option<(String, BnRole, String)> {
+    match style {
+        NamingStyle::Tf1 => {
+            let (owner, leaf) = v.key.rsplit_once('/')?;
+            let role = BnRole::from_leaf(leaf)?;
+            Some((owner.to_string(), role, owner.to_string()))
+        }
+        _ => {
+            // The first model path (paths through the optimizer are the
+            // storage place, not the owner).
+            let path = v
+                .paths
+                .iter()
+                .find(|p| !p.starts_with("optimizer/"))
+                .cloned()
+                .unwrap_or_else(|| strip_attribute_suffix(&v.key).to_string());
+            let (owner, leaf) = path.rsplit_once('/')?;
+            let role = BnRole::from_leaf(leaf)?;
+            let display = v
+                .name
+                .strip_suffix(":0")
+                .unwrap_or(&v.name)
+                .rsplit_once('/')
+                .map(|(p, _)| p.to_string())
+                .unwrap_or_else(|| owner.to_string());
+            Some((owner.to_string(), role, display))
+        }
+    }
+}
+
+/// Finds every batch-norm layer of a source, in key order of their
+/// `moving_mean`.
+pub fn discover(source: &Source) -> Vec<BnLayer> {
+    let style = source.style();
+    // owner → (display names seen, variables by role)
+    let mut groups: BTreeMap<String, (Vec<String>, BTreeMap<BnRole, &Variable>)> = BTreeMap::new();
+    for v in source.variables() {
+        if v.role != VariableRole::Model {
+            continue;
+        }
+        let Some((owner, role, display)) = placement(v, style) else {
+            continue;
+        };
+        let entry = groups.entry(owner).or_default();
+        entry.0.push(display);
+        entry.1.entry(role).or_insert(v);
+    }
+
+    let mut layers: Vec<BnLayer> = Vec::new();
+    for (owner, (displays, vars)) in groups {
+        let (Some(mean), Some(_)) = (
+            vars.get(&BnRole::MovingMean),
+            vars.get(&BnRole::MovingVariance),
+        ) else {
+            continue;
+        };
+        let channels = mean.shape.iter().product();
+        let name = most_common(&displays).unwrap_or_else(|| owner.clone());
+        layers.push(BnLayer {
+            name,
+            object_path: (style != NamingStyle::Tf1).then(|| owner.clone()),
+            channels,
+            dtype: mean.dtype,
+            variables: vars
+                .iter()
+                .map(|(r, v)| {
+                    (
+                        *r,
+                        VarRef {
+                            key: v.key.clone(),
+                            name: v.name.clone(),
+                            shape: v.shape.clone(),
+                            dtype: v.dtype,
+                        },
+                    )
+                })
+                .collect(),
+        });
+    }
+
+    // Names must identify layers: fall back to the object path where two
+    // layers share a display name.
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for l in &layers {
+        *counts.entry(l.name.clone()).or_default() += 1;
+    }
+    for l in &mut layers {
+        if counts.get(&l.name).copied().unwrap_or(0) > 1 {
+            if let Some(p) = &l.object_path {
+                l.name = p.clone();
+            }
+        }
+    }
+    layers.sort_by(|a, b| {
+        let ka = a.var(BnRole::MovingMean).map(|v| v.key.as_str());
+        let kb = b.var(BnRole::MovingMean).map(|v| v.key.as_str());
+        ka.cmp(&kb)
+    });
+    layers
+}
+
+fn most_common(names: &[String]) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in names {
+        *counts.entry(n.as_str()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(n, _)| n.to_string())
+}
+
+/// Finds a layer by name, object path or the scope of any of its keys.
+pub fn find<'a>(layers: &'a [BnLayer], name: &str) -> Option<&'a BnLayer> {
+    layers
+        .iter()
+        .find(|l| l.name == name)
+        .or_else(|| layers.iter().find(|l| l.object_path.as_deref() == Some(name)))
+}

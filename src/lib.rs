@@ -18,12 +18,14 @@
 //!
 //! No TensorFlow is needed for any of it.
 
+pub mod bn;
 pub mod bundle;
 pub mod dtype;
 pub mod error;
-pub mod export;
-pub mod layers;
 pub mod npy;
+pub mod export;
+pub mod inspect;
+pub mod layers;
 pub mod objgraph;
 pub mod proto;
 pub mod savedmodel;

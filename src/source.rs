@@ -1,1 +1,459 @@
-//! (placeholder, being written)
+//! Opening whatever path the user gives (a checkpoint in any of its path
+//! forms, or a SavedModel folder) and listing its variables with their names,
+//! object paths and roles.
+//!
+//! A *key* is what the bundle stores a tensor under; a *name* is the
+//! variable's own name (TF1: the key itself; TF2: the object graph's
+//! `full_name`, e.g. `batch_normalization/gamma`); an *object path* is a
+//! chain of local names from the checkpoint root
+//! (`model/layer_with_weights-1/gamma`). A TF2 variable is stored once, under
+//! its shortest path, but is reachable through every path listed.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::bundle::{Bundle, BundleFormat};
+use crate::error::Result;
+use crate::objgraph::ObjectGraph;
+use crate::savedmodel::SavedModel;
+use crate::{DType, Tensor};
+
+/// The key TF2 stores the serialized object graph under.
+pub const OBJECT_GRAPH_KEY: &str = "_CHECKPOINTABLE_OBJECT_GRAPH";
+
+/// What a variable is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VariableRole {
+    /// A model variable (weights, batch-norm parameters and statistics).
+    Model,
+    /// A per-variable optimizer slot (`/Adam`, `.OPTIMIZER_SLOT`, Keras
+    /// optimizer `m`/`v` state).
+    OptimizerSlot,
+    /// Other optimizer state (iteration counters, learning rates,
+    /// `beta1_power`).
+    OptimizerState,
+    /// An `ExponentialMovingAverage` shadow copy.
+    EmaShadow,
+    /// Bookkeeping: `save_counter`, `global_step`, the object graph itself.
+    Bookkeeping,
+}
+
+/// How the variables were named, which tells which TF API wrote them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NamingStyle {
+    /// Name-based TF1 checkpoint (`tf.compat.v1.train.Saver`).
+    Tf1,
+    /// Object-based checkpoint written by tf_keras (Keras 2).
+    TfKeras,
+    /// Object-based checkpoint written by Keras 3.
+    Keras3,
+    /// Object-based checkpoint of plain `tf.Module`s / `tf.Variable`s.
+    Tf2,
+}
+
+impl NamingStyle {
+    /// A short lowercase label (`tf1`, `tf_keras`, `keras3`, `tf2`).
+    pub fn label(self) -> &'static str {
+        match self {
+            NamingStyle::Tf1 => "tf1",
+            NamingStyle::TfKeras => "tf_keras",
+            NamingStyle::Keras3 => "keras3",
+            NamingStyle::Tf2 => "tf2",
+        }
+    }
+}
+
+/// One variable of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Variable {
+    /// Key in the bundle.
+    pub key: String,
+    /// The variable's own name.
+    pub name: String,
+    /// Object paths from the root (TF2 only; shortest first).
+    pub paths: Vec<String>,
+    /// Element type.
+    pub dtype: DType,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// True when the bundle stores it as slices.
+    pub partitioned: bool,
+    /// What it is for.
+    pub role: VariableRole,
+}
+
+/// The kind of file or folder that was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    /// V2 tensor bundle.
+    CheckpointV2,
+    /// V1 legacy checkpoint.
+    CheckpointV1,
+    /// SavedModel folder.
+    SavedModel,
+}
+
+/// An opened checkpoint or SavedModel.
+pub struct Source {
+    path: PathBuf,
+    format: SourceFormat,
+    bundle: Bundle,
+    saved_model: Option<SavedModel>,
+    object_graph: Option<ObjectGraph>,
+    variables: Vec<Variable>,
+    style: NamingStyle,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("style", &self.style)
+            .field("variables", &self.variables.len())
+            .finish()
+    }
+}
+
+impl Source {
+    /// Opens a checkpoint (any path form [`Bundle::open`] accepts) or a
+    /// SavedModel folder.
+    pub fn open(path: impl AsRef<Path>) -> Result<Source> {
+        let path = path.as_ref();
+        if SavedModel::is_saved_model_dir(path) {
+            let sm = SavedModel::open(path)?;
+            let bundle = match sm.variables() {
+                Some(_) => Bundle::open(path.join("variables").join("variables"))?,
+                None => {
+                    return Err(crate::Error::SavedModelInvalid {
+                        path: path.to_path_buf(),
+                        what: "SavedModel has no variables/ bundle, so it holds no batch-norm values"
+                            .into(),
+                    })
+                }
+            };
+            return Source::build(path, SourceFormat::SavedModel, bundle, Some(sm));
+        }
+        let bundle = Bundle::open(path)?;
+        let format = match bundle.format() {
+            BundleFormat::V2 { .. } => SourceFormat::CheckpointV2,
+            BundleFormat::V1 { .. } => SourceFormat::CheckpointV1,
+        };
+        Source::build(path, format, bundle, None)
+    }
+
+    fn build(
+        path: &Path,
+        format: SourceFormat,
+        bundle: Bundle,
+        saved_model: Option<SavedModel>,
+    ) -> Result<Source> {
+        let object_graph = ObjectGraph::from_bundle(&bundle)?;
+        let (variables, style) = match &object_graph {
+            Some(graph) => classify_tf2(&bundle, graph, saved_model.as_ref()),
+            None => (classify_tf1(&bundle), NamingStyle::Tf1),
+        };
+        Ok(Source {
+            path: path.to_path_buf(),
+            format,
+            bundle,
+            saved_model,
+            object_graph,
+            variables,
+            style,
+        })
+    }
+
+    /// The path as given to [`Source::open`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What kind of file this is.
+    pub fn format(&self) -> SourceFormat {
+        self.format
+    }
+
+    /// The naming style, which implies the TF API that wrote the variables.
+    pub fn style(&self) -> NamingStyle {
+        self.style
+    }
+
+    /// The underlying tensor bundle.
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// The SavedModel, when a SavedModel folder was opened.
+    pub fn saved_model(&self) -> Option<&SavedModel> {
+        self.saved_model.as_ref()
+    }
+
+    /// The TF2 object graph, when the checkpoint has one.
+    pub fn object_graph(&self) -> Option<&ObjectGraph> {
+        self.object_graph.as_ref()
+    }
+
+    /// Every variable, sorted by key.
+    pub fn variables(&self) -> &[Variable] {
+        &self.variables
+    }
+
+    /// The variable stored under `key`.
+    pub fn variable(&self, key: &str) -> Option<&Variable> {
+        self.variables
+            .binary_search_by(|v| v.key.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.variables[i])
+    }
+
+    /// Reads a tensor by key (crc-checked; see [`Bundle::read`]).
+    pub fn read(&self, key: &str) -> Result<Tensor> {
+        self.bundle.read(key)
+    }
+}
+
+/// Optimizer slot suffixes TF1 optimizers append to a variable's name.
+const TF1_SLOT_SUFFIXES: &[&str] = &[
+    "Adam",
+    "Adam_1",
+    "AdamW",
+    "AdamW_1",
+    "Momentum",
+    "RMSProp",
+    "RMSProp_1",
+    "Adagrad",
+    "AdagradDA",
+    "Adadelta",
+    "Adadelta_1",
+    "Ftrl",
+    "Ftrl_1",
+    "Nadam",
+    "Nadam_1",
+    "Adamax",
+    "Adamax_1",
+];
+
+/// TF1 optimizer bookkeeping variables (not per-variable slots).
+const TF1_OPTIMIZER_STATE: &[&str] = &["beta1_power", "beta2_power"];
+
+fn last_component(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+fn role_from_name(key: &str) -> VariableRole {
+    let last = last_component(key);
+    if key == OBJECT_GRAPH_KEY || last == "global_step" || key.starts_with("save_counter/") {
+        VariableRole::Bookkeeping
+    } else if key.split('/').any(|c| c.starts_with("ExponentialMovingAverage")) {
+        VariableRole::EmaShadow
+    } else if key.contains("/.OPTIMIZER_SLOT/") {
+        VariableRole::OptimizerSlot
+    } else if TF1_OPTIMIZER_STATE.contains(&last) {
+        VariableRole::OptimizerState
+    } else if key.contains('/') && TF1_SLOT_SUFFIXES.contains(&last) {
+        VariableRole::OptimizerSlot
+    } else {
+        VariableRole::Model
+    }
+}
+
+fn classify_tf1(bundle: &Bundle) -> Vec<Variable> {
+    bundle
+        .entries()
+        .iter()
+        .map(|e| Variable {
+            key: e.key.clone(),
+            name: e.key.clone(),
+            paths: Vec::new(),
+            dtype: e.dtype,
+            shape: e.shape.clone(),
+            partitioned: e.partitioned,
+            role: role_from_name(&e.key),
+        })
+        .collect()
+}
+
+/// Child names that mark a node as an optimizer (tf_keras and Keras 3
+/// optimizers keep their state as plain child nodes, not slot variables).
+const OPTIMIZER_MARKERS: &[&str] = &["iter", "_iterations", "iterations", "iteration"];
+
+fn is_optimizer_node(graph: &ObjectGraph, node: usize, slot_owners: &HashSet<usize>) -> bool {
+    if slot_owners.contains(&node) {
+        return true;
+    }
+    let children = graph.children(node);
+    let has_marker = children
+        .iter()
+        .any(|(_, n)| OPTIMIZER_MARKERS.contains(&n.as_str()));
+    let has_state = children.iter().any(|(_, n)| {
+        matches!(
+            n.as_str(),
+            "_variables" | "learning_rate" | "_learning_rate" | "_trainable_variables"
+        )
+    });
+    has_marker && has_state
+}
+
+/// Nodes reachable from the root without passing through an optimizer.
+fn model_reachable(graph: &ObjectGraph, optimizer_nodes: &HashSet<usize>) -> Vec<bool> {
+    let n = graph.node_count();
+    let mut seen = vec![false; n];
+    let mut queue = VecDeque::new();
+    if n > 0 {
+        seen[0] = true;
+        queue.push_back(0usize);
+    }
+    while let Some(node) = queue.pop_front() {
+        for (child, _) in graph.children(node) {
+            let child = *child;
+            if child < n && !seen[child] && !optimizer_nodes.contains(&child) {
+                seen[child] = true;
+                queue.push_back(child);
+            }
+        }
+    }
+    seen
+}
+
+fn detect_style(
+    graph: &ObjectGraph,
+    bundle: &Bundle,
+    saved_model: Option<&SavedModel>,
+) -> NamingStyle {
+    if let Some(sm) = saved_model {
+        if sm
+            .keras_layers()
+            .map(|l| l.iter().any(|m| m.identifier.starts_with("_tf_keras")))
+            .unwrap_or(false)
+        {
+            return NamingStyle::TfKeras;
+        }
+    }
+    let mut tf_keras = false;
+    let mut keras3 = false;
+    for node in 0..graph.node_count() {
+        for (_, name) in graph.children(node) {
+            if name.starts_with("layer_with_weights-") || name.starts_with("layer-") {
+                tf_keras = true;
+            }
+            if name == "_operations" || name == "_functional" || name == "_kernel" {
+                keras3 = true;
+            }
+        }
+    }
+    let _ = bundle;
+    if keras3 {
+        NamingStyle::Keras3
+    } else if tf_keras {
+        NamingStyle::TfKeras
+    } else {
+        NamingStyle::Tf2
+    }
+}
+
+fn classify_tf2(
+    bundle: &Bundle,
+    graph: &ObjectGraph,
+    saved_model: Option<&SavedModel>,
+) -> (Vec<Variable>, NamingStyle) {
+    let obj_vars = graph.variables();
+    let slot_owners: HashSet<usize> = obj_vars
+        .iter()
+        .filter_map(|v| v.slot.as_ref().map(|s| s.optimizer_node_id))
+        .collect();
+    let optimizer_nodes: HashSet<usize> = (0..graph.node_count())
+        .filter(|&n| is_optimizer_node(graph, n, &slot_owners))
+        .collect();
+    let reachable = model_reachable(graph, &optimizer_nodes);
+    let style = detect_style(graph, bundle, saved_model);
+
+    let by_key: std::collections::HashMap<&str, &crate::objgraph::ObjVariable> = obj_vars
+        .iter()
+        .map(|v| (v.checkpoint_key.as_str(), v))
+        .collect();
+
+    let variables = bundle
+        .entries()
+        .iter()
+        .map(|e| {
+            let obj = by_key.get(e.key.as_str());
+            let mut role = role_from_name(&e.key);
+            if let Some(obj) = obj {
+                if role == VariableRole::Model {
+                    if obj.slot.is_some() {
+                        role = VariableRole::OptimizerSlot;
+                    } else if !reachable.get(obj.node_id).copied().unwrap_or(false) {
+                        // Keras optimizers keep `m`/`v` per variable and a few
+                        // scalars; the per-variable ones are slots.
+                        role = if e.shape.is_empty() {
+                            VariableRole::OptimizerState
+                        } else {
+                            VariableRole::OptimizerSlot
+                        };
+                    }
+                }
+            }
+            Variable {
+                key: e.key.clone(),
+                name: obj
+                    .map(|o| o.full_name.clone())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| strip_attribute_suffix(&e.key).to_string()),
+                paths: obj.map(|o| o.paths.clone()).unwrap_or_default(),
+                dtype: e.dtype,
+                shape: e.shape.clone(),
+                partitioned: e.partitioned,
+                role,
+            }
+        })
+        .collect();
+    (variables, style)
+}
+
+/// `a/b/.ATTRIBUTES/VARIABLE_VALUE` → `a/b`.
+pub fn strip_attribute_suffix(key: &str) -> &str {
+    match key.find("/.ATTRIBUTES/") {
+        Some(i) => &key[..i],
+        None => key,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tf1_roles_from_names() {
+        assert_eq!(role_from_name("bn/gamma"), VariableRole::Model);
+        assert_eq!(role_from_name("bn/gamma/Adam"), VariableRole::OptimizerSlot);
+        assert_eq!(role_from_name("bn/gamma/Adam_1"), VariableRole::OptimizerSlot);
+        assert_eq!(role_from_name("beta1_power"), VariableRole::OptimizerState);
+        assert_eq!(role_from_name("global_step"), VariableRole::Bookkeeping);
+        assert_eq!(
+            role_from_name("bn/moving_mean/ExponentialMovingAverage"),
+            VariableRole::EmaShadow
+        );
+        assert_eq!(role_from_name(OBJECT_GRAPH_KEY), VariableRole::Bookkeeping);
+        assert_eq!(
+            role_from_name("save_counter/.ATTRIBUTES/VARIABLE_VALUE"),
+            VariableRole::Bookkeeping
+        );
+        // A top-level variable that happens to be called "Momentum" is a model variable.
+        assert_eq!(role_from_name("Momentum"), VariableRole::Model);
+    }
+
+    #[test]
+    fn attribute_suffix_is_stripped() {
+        assert_eq!(
+            strip_attribute_suffix("m/bn/gamma/.ATTRIBUTES/VARIABLE_VALUE"),
+            "m/bn/gamma"
+        );
+        assert_eq!(strip_attribute_suffix("bn/gamma"), "bn/gamma");
+    }
+}

@@ -2,3 +2,8 @@
 //! no protoc at build time). Field numbers: `shared/format-spec.md`.
 
 pub mod tensor;
+pub mod graph;
+pub mod keras;
+pub mod saved_model;
+pub mod trackable;
+pub mod bundle;

@@ -1,0 +1,167 @@
+//! Reading a 1 GiB checkpoint: tfbn's native reader (every tensor, every
+//! crc checked) next to a plain read of the data file and TensorFlow's own
+//! Python reader, all measured in this run. Medians of several runs; the
+//! machine is small and noisy.
+//!
+//! `cargo bench --bench read [-- PREFIX]`. Without a prefix it uses (and, if
+//! missing, generates with TensorFlow) `bench-data/big/ckpt`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use tfbn::bundle::Bundle;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time_runs(n: usize, mut f: impl FnMut() -> u64) -> (f64, u64) {
+    let mut times = Vec::new();
+    let mut check = 0;
+    for _ in 0..n {
+        let t = Instant::now();
+        check = std::hint::black_box(f());
+        times.push(t.elapsed().as_secs_f64());
+    }
+    (median(times), check)
+}
+
+fn python() -> PathBuf {
+    let venv = Path::new(".venv/bin/python");
+    if venv.exists() {
+        venv.to_path_buf()
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let prefix = PathBuf::from(args.first().map(String::as_str).unwrap_or("bench-data/big/ckpt"));
+    let index = PathBuf::from(format!("{}.index", prefix.display()));
+    if !index.exists() {
+        eprintln!("generating {} with TensorFlow …", prefix.display());
+        let ok = Command::new(python())
+            .args(["scripts/gen_big_checkpoint.py", prefix.to_str().unwrap()])
+            .env("TF_CPP_MIN_LOG_LEVEL", "2")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "could not generate the benchmark checkpoint (run scripts/setup-tensorflow.sh)");
+    }
+    let bundle = Bundle::open(&prefix).expect("open checkpoint");
+    let data_files: Vec<PathBuf> = bundle
+        .files()
+        .iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".index"))
+        .cloned()
+        .collect();
+    let total: u64 = data_files
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let n_float = bundle
+        .entries()
+        .iter()
+        .filter(|e| e.dtype == tfbn::DType::F32)
+        .count();
+    println!(
+        "checkpoint: {} ({} tensors, {} float32, {:.2} GiB of data)",
+        prefix.display(),
+        bundle.entries().len(),
+        n_float,
+        total as f64 / (1u64 << 30) as f64
+    );
+    let runs = 7;
+
+    // Warm the page cache so every contender reads from memory.
+    let mut buf = vec![0u8; 0];
+    for p in &data_files {
+        let mut f = std::fs::File::open(p).unwrap();
+        buf.clear();
+        f.read_to_end(&mut buf).unwrap();
+    }
+    let (plain, _) = time_runs(runs, || {
+        let mut sum = 0u64;
+        let mut chunk = vec![0u8; 1 << 20];
+        for p in &data_files {
+            let mut f = std::fs::File::open(p).unwrap();
+            loop {
+                let n = f.read(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                sum += chunk[n - 1] as u64 + n as u64;
+            }
+        }
+        sum
+    });
+
+    let keys: Vec<String> = bundle
+        .entries()
+        .iter()
+        .filter(|e| e.num_bytes.is_some())
+        .map(|e| e.key.clone())
+        .collect();
+    let (native_raw, _) = time_runs(runs, || {
+        let b = Bundle::open(&prefix).unwrap();
+        let mut sum = 0u64;
+        for k in &keys {
+            let d = b.read_raw(k).unwrap();
+            sum += d.len() as u64;
+        }
+        sum
+    });
+    let (native_owned, _) = time_runs(runs, || {
+        let b = Bundle::open(&prefix).unwrap();
+        let mut sum = 0u64;
+        for k in &keys {
+            let t = b.read(k).unwrap();
+            sum += t.bytes().map(|b| b.len()).unwrap_or(0) as u64;
+        }
+        sum
+    });
+
+    println!("plain read of the data file          median {plain:.3} s");
+    println!(
+        "tfbn read_raw (borrowed, crc checked) median {native_raw:.3} s  = {:.2}x plain",
+        native_raw / plain
+    );
+    println!(
+        "tfbn read (owned tensors, crc checked) median {native_owned:.3} s  = {:.2}x plain",
+        native_owned / plain
+    );
+
+    let tf = Command::new(python())
+        .args(["scripts/bench_tf_read.py", prefix.to_str().unwrap(), "--repeat", "5"])
+        .env("TF_CPP_MIN_LOG_LEVEL", "2")
+        .output();
+    match tf {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let tf_s = text
+                .lines()
+                .find_map(|l| l.strip_prefix("median_s="))
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            match tf_s {
+                Some(tf_s) => {
+                    println!("TensorFlow Python reader              median {tf_s:.3} s");
+                    println!(
+                        "speed-up over TensorFlow: read_raw {:.2}x, read {:.2}x",
+                        tf_s / native_raw,
+                        tf_s / native_owned
+                    );
+                }
+                None => println!("TensorFlow reader printed no median: {text}"),
+            }
+        }
+        Ok(o) => println!(
+            "TensorFlow reader failed: {}",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        ),
+        Err(e) => println!("TensorFlow reader not run: {e}"),
+    }
+}

@@ -1,0 +1,148 @@
+//! Splitting work over the host's cores with scoped threads.
+//!
+//! Only splits that cannot change a result are offered: channel ranges for
+//! reductions (each channel is summed by one thread in TF's order) and
+//! element ranges for the element-wise pass.
+
+use std::ops::Range;
+
+/// Below this many elements of work, one thread does it all.
+pub(crate) const MIN_PARALLEL_WORK: usize = 1 << 16;
+
+/// The host's available parallelism (at least 1).
+pub(crate) fn host_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// How many threads to use for `work` elements of work.
+pub(crate) fn threads_for(work: usize) -> usize {
+    if work < MIN_PARALLEL_WORK {
+        1
+    } else {
+        host_threads().min(work / (MIN_PARALLEL_WORK / 2)).max(1)
+    }
+}
+
+/// Splits `0..n` into at most `parts` contiguous ranges whose boundaries are
+/// multiples of `align` (except the end).
+pub(crate) fn ranges(n: usize, parts: usize, align: usize) -> Vec<Range<usize>> {
+    let align = align.max(1);
+    let units = n.div_ceil(align);
+    let parts = parts.clamp(1, units.max(1));
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for p in 0..parts {
+        let end_units = units * (p + 1) / parts;
+        let end = (end_units * align).min(n);
+        if end > start {
+            out.push(start..end);
+        }
+        start = end;
+    }
+    if out.is_empty() {
+        out.push(0..n);
+    }
+    out
+}
+
+/// Runs `f` on each range of `0..n` (split as [`ranges`]) on its own thread
+/// and concatenates the returned vectors in range order.
+pub(crate) fn map_ranges<T: Send>(
+    n: usize,
+    parts: usize,
+    align: usize,
+    f: impl Fn(Range<usize>) -> Vec<T> + Sync,
+) -> Vec<T> {
+    let rs = ranges(n, parts, align);
+    if rs.len() <= 1 {
+        return rs.into_iter().flat_map(&f).collect();
+    }
+    let f = &f;
+    let parts: Vec<Vec<T>> = std::thread::scope(|s| {
+        let handles: Vec<_> = rs
+            .into_iter()
+            .map(|r| s.spawn(move || f(r)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(v) => v,
+                Err(e) => std::panic::resume_unwind(e),
+            })
+            .collect()
+    });
+    parts.into_iter().flatten().collect()
+}
+
+/// Runs `f(start, x_chunk, y_chunk)` over matching chunks of `x` and `y`
+/// (split as [`ranges`] with `align`), one thread per chunk.
+pub(crate) fn zip_chunks<A: Sync, B: Send>(
+    x: &[A],
+    y: &mut [B],
+    parts: usize,
+    align: usize,
+    f: impl Fn(usize, &[A], &mut [B]) + Sync,
+) {
+    debug_assert_eq!(x.len(), y.len());
+    let rs = ranges(x.len(), parts, align);
+    if rs.len() <= 1 {
+        f(0, x, y);
+        return;
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let mut rest: &mut [B] = y;
+        let mut handles = Vec::with_capacity(rs.len());
+        for r in rs {
+            let (head, tail) = rest.split_at_mut(r.len());
+            rest = tail;
+            let xs = &x[r.clone()];
+            handles.push(s.spawn(move || f(r.start, xs, head)));
+        }
+        for h in handles {
+            if let Err(e) = h.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_everything_once() {
+        for n in [0usize, 1, 7, 8, 9, 100, 1001] {
+            for parts in 1..5 {
+                for align in [1usize, 8, 64] {
+                    let rs = ranges(n, parts, align);
+                    let mut next = 0;
+                    for r in &rs {
+                        assert_eq!(r.start, next);
+                        assert!(r.start % align == 0);
+                        next = r.end;
+                    }
+                    assert_eq!(next, n);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn map_and_zip() {
+        let v = map_ranges(100, 3, 8, |r| r.collect::<Vec<_>>());
+        assert_eq!(v, (0..100).collect::<Vec<_>>());
+        let x: Vec<u32> = (0..1000).collect();
+        let mut y = vec![0u32; 1000];
+        zip_chunks(&x, &mut y, 4, 16, |start, xs, ys| {
+            for (i, (a, b)) in xs.iter().zip(ys.iter_mut()).enumerate() {
+                assert_eq!(*a as usize, start + i);
+                *b = a * 2;
+            }
+        });
+        assert!(y.iter().enumerate().all(|(i, &v)| v == 2 * i as u32));
+    }
+}

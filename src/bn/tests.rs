@@ -1,0 +1,3 @@
+//! End-to-end tests of the public API on edge cases.
+
+use super::*;

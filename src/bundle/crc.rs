@@ -1,0 +1,63 @@
+//! Masked crc32c, as LevelDB and TF store it (`tensorflow/tsl/lib/hash/crc32c.h`).
+//!
+//! A crc stored next to the data it covers is "masked" so that computing the
+//! crc of a string that itself holds crcs stays well distributed.
+
+/// The constant LevelDB adds after rotating (`kMaskDelta`).
+pub const MASK_DELTA: u32 = 0xa282_ead8;
+
+/// Masks a crc32c for storage: rotate right by 15 bits, then add [`MASK_DELTA`].
+pub fn mask(crc: u32) -> u32 {
+    crc.rotate_right(15).wrapping_add(MASK_DELTA)
+}
+
+/// Inverts [`mask`]: subtract [`MASK_DELTA`], then rotate left by 15 bits.
+pub fn unmask(masked: u32) -> u32 {
+    masked.wrapping_sub(MASK_DELTA).rotate_left(15)
+}
+
+/// crc32c of `data` copied into a new vector, computed chunk by chunk while
+/// each chunk is still in cache (one pass over the source instead of two).
+pub(crate) fn copy_with_crc(data: &[u8]) -> (Vec<u8>, u32) {
+    const CHUNK: usize = 64 * 1024;
+    let mut out = Vec::with_capacity(data.len());
+    let mut crc = 0;
+    for chunk in data.chunks(CHUNK) {
+        crc = crc32c::crc32c_append(crc, chunk);
+        out.extend_from_slice(chunk);
+    }
+    (out, crc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_value_from_the_spec() {
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn mask_example_from_the_spec() {
+        let crc = crc32c::crc32c(&[0u8; 8]);
+        assert_eq!(crc, 0x8C28_B28A);
+        assert_eq!(mask(crc), 0x0798_0329);
+        assert_eq!(unmask(0x0798_0329), crc);
+    }
+
+    #[test]
+    fn mask_round_trips() {
+        for c in [0u32, 1, 0xffff_ffff, 0x1234_5678, MASK_DELTA] {
+            assert_eq!(unmask(mask(c)), c);
+        }
+    }
+
+    #[test]
+    fn copy_with_crc_matches_one_shot() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+        let (copy, crc) = copy_with_crc(&data);
+        assert_eq!(copy, data);
+        assert_eq!(crc, crc32c::crc32c(&data));
+    }
+}

@@ -1,0 +1,197 @@
+//! A streaming, deterministic safetensors writer.
+//!
+//! The `safetensors` crate serializes its metadata from a `HashMap`, so two
+//! runs over the same input can order the header differently; tfbn promises
+//! byte-identical output, so the header is built here from sorted maps. The
+//! tensor bytes are streamed one tensor at a time (borrowed from the
+//! checkpoint's memory map where possible), so peak memory stays near one
+//! tensor, not the file.
+//!
+//! Every file is written to a sibling temp file and renamed into place: a
+//! failed write never leaves a partial output, and an existing output is
+//! replaced only when the caller allows it.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::DType;
+
+/// One tensor to write: its name, dtype, shape and a way to get its bytes.
+pub struct PlannedTensor<'a> {
+    /// Name in the safetensors file.
+    pub name: String,
+    /// Element type (must have a safetensors equivalent).
+    pub dtype: DType,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Byte length of the data.
+    pub nbytes: u64,
+    /// Produces the little-endian bytes when the tensor is written.
+    pub bytes: Box<dyn Fn() -> Result<Cow<'a, [u8]>> + 'a>,
+}
+
+/// Builds the header JSON: `__metadata__` (string → string) and one entry per
+/// tensor, in the order given, with offsets tiling the data area.
+pub fn header_json(tensors: &[PlannedTensor<'_>], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let mut map = serde_json::Map::new();
+    if !metadata.is_empty() {
+        let meta: serde_json::Map<String, serde_json::Value> = metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        map.insert("__metadata__".into(), serde_json::Value::Object(meta));
+    }
+    let mut offset: u64 = 0;
+    for t in tensors {
+        let st = t.dtype.to_safetensors().ok_or_else(|| Error::InvalidArgument(format!(
+            "{}: dtype {} has no safetensors equivalent",
+            t.name, t.dtype
+        )))?;
+        let end = offset.checked_add(t.nbytes).ok_or_else(|| {
+            Error::InvalidArgument(format!("{}: total size overflows 64 bits", t.name))
+        })?;
+        if map.contains_key(&t.name) {
+            return Err(Error::InvalidArgument(format!(
+                "two tensors would be written under the name {:?}",
+                t.name
+            )));
+        }
+        map.insert(
+            t.name.clone(),
+            serde_json::json!({
+                "dtype": format!("{st:?}"),
+                "shape": t.shape,
+                "data_offsets": [offset, end],
+            }),
+        );
+        offset = end;
+    }
+    let mut bytes = serde_json::to_vec(&serde_json::Value::Object(map))
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode safetensors header: {e}")))?;
+    // Pad with spaces to a multiple of 8 so the data area is aligned.
+    while bytes.len() % 8 != 0 {
+        bytes.push(b' ');
+    }
+    Ok(bytes)
+}
+
+/// Writes `tensors` (in the given order) and `metadata` to `out`, through a
+/// temp file renamed into place. Returns the number of bytes written.
+///
+/// `progress` is called after each tensor with the data bytes written so far.
+pub fn write_safetensors(
+    out: &Path,
+    tensors: &[PlannedTensor<'_>],
+    metadata: &BTreeMap<String, String>,
+    force: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64> {
+    let header = header_json(tensors, metadata)?;
+    write_atomic(out, force, |w| {
+        w.write_all(&(header.len() as u64).to_le_bytes())?;
+        w.write_all(&header)?;
+        let mut written = 0u64;
+        for t in tensors {
+            let data = (t.bytes)()?;
+            if data.len() as u64 != t.nbytes {
+                return Err(Error::SizeMismatch {
+                    path: out.to_path_buf(),
+                    key: t.name.clone(),
+                    size: data.len() as u64,
+                    expected: t.nbytes,
+                    what: "bytes produced for export".into(),
+                }
+                .into());
+            }
+            w.write_all(&data)?;
+            written += t.nbytes;
+            progress(written);
+        }
+        Ok(8 + header.len() as u64 + written)
+    })
+}
+
+/// An error from writing the temp file, before it is mapped to [`Error`].
+pub enum WriteError {
+    /// I/O failure.
+    Io(std::io::Error),
+    /// A library error raised while producing the bytes.
+    Tfbn(Error),
+}
+
+impl From<std::io::Error> for WriteError {
+    fn from(e: std::io::Error) -> Self {
+        WriteError::Io(e)
+    }
+}
+
+impl From<Error> for WriteError {
+    fn from(e: Error) -> Self {
+        WriteError::Tfbn(e)
+    }
+}
+
+/// Runs `body` against a buffered sibling temp file of `out`, then renames
+/// the temp file onto `out`. On any failure the temp file is removed and
+/// `out` is left as it was. Without `force`, an existing `out` is an error
+/// before anything is written.
+pub fn write_atomic<T>(
+    out: &Path,
+    force: bool,
+    body: impl FnOnce(&mut BufWriter<&File>) -> std::result::Result<T, WriteError>,
+) -> Result<T> {
+    if !force && out.exists() {
+        return Err(Error::OutputExists {
+            path: out.to_path_buf(),
+        });
+    }
+    let tmp = temp_sibling(out);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    let result = (|| {
+        let mut w = BufWriter::with_capacity(1 << 20, &file);
+        let value = body(&mut w)?;
+        w.flush()?;
+        drop(w);
+        file.sync_data()?;
+        Ok::<T, WriteError>(value)
+    })();
+    match result {
+        Ok(value) => {
+            drop(file);
+            if let Err(e) = std::fs::rename(&tmp, out) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::io(out, e));
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(&tmp);
+            Err(match e {
+                WriteError::Io(e) => Error::io(out, e),
+                WriteError::Tfbn(e) => e,
+            })
+        }
+    }
+}
+
+fn temp_sibling(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty());
+    let tmp_name = format!(".{name}.tfbn-tmp-{}", std::process::id());
+    match dir {
+        Some(d) => d.join(tmp_name),
+        None => PathBuf::from(tmp_name),
+    }
+}

@@ -1,0 +1,93 @@
+//! The fixture corpus under `testdata/`, as written by
+//! `scripts/gen_testdata.py` (every byte from TensorFlow; schema in
+//! `testdata/README.md`).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One fixture and its manifest.
+pub struct Fixture {
+    pub name: String,
+    pub dir: PathBuf,
+    pub manifest: Value,
+}
+
+impl Fixture {
+    /// The path a reader opens.
+    pub fn open_path(&self) -> PathBuf {
+        self.dir.join(self.manifest["open"].as_str().expect("manifest.open"))
+    }
+
+    /// The same path relative to the repository root (for stable snapshots).
+    pub fn rel_open_path(&self) -> PathBuf {
+        Path::new("testdata")
+            .join(&self.name)
+            .join(self.manifest["open"].as_str().expect("manifest.open"))
+    }
+
+    /// The manifest's variables.
+    pub fn variables(&self) -> &Vec<Value> {
+        self.manifest["variables"].as_array().expect("manifest.variables")
+    }
+
+    /// The manifest's BN layers.
+    pub fn layers(&self) -> &Vec<Value> {
+        self.manifest["layers"].as_array().expect("manifest.layers")
+    }
+
+    /// The raw bytes TF's reader returned for a fixed-width variable.
+    pub fn expected_bytes(&self, var: &Value) -> Vec<u8> {
+        let all = std::fs::read(self.dir.join("expected/variables.bin")).expect("variables.bin");
+        let off = var["offset"].as_u64().expect("offset") as usize;
+        let n = var["nbytes"].as_u64().expect("nbytes") as usize;
+        all[off..off + n].to_vec()
+    }
+}
+
+/// Every fixture with a manifest. Panics when the corpus is missing, so a
+/// checkout without fixtures cannot pass the corpus tests by finding none.
+pub fn fixtures() -> Vec<Fixture> {
+    let dir = root().join("testdata");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("testdata/ exists") {
+        let path = entry.expect("dir entry").path();
+        let manifest = path.join("expected/manifest.json");
+        if manifest.is_file() {
+            let text = std::fs::read_to_string(&manifest).expect("manifest readable");
+            out.push(Fixture {
+                name: path.file_name().unwrap().to_string_lossy().into_owned(),
+                dir: path,
+                manifest: serde_json::from_str(&text).expect("manifest is JSON"),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(
+        out.len() >= 10,
+        "expected the full fixture corpus under testdata/, found {} fixtures",
+        out.len()
+    );
+    out
+}
+
+/// The fixture called `name`.
+pub fn fixture(name: &str) -> Fixture {
+    fixtures()
+        .into_iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("fixture {name} missing"))
+}
+
+/// Decodes a manifest hex string.
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}

@@ -1,0 +1,6 @@
+//! tfbn's integration tests, one binary with a module per concern.
+
+mod cli;
+mod common;
+mod corpus;
+mod snapshots;
