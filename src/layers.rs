@@ -128,58 +128,101 @@ impl BnLayer {
     }
 }
 
-/// Where a variable sits for grouping: the owner (scope or object path) and
-/// its role inside the owner.
-fn placement(v: &Variable, style: NamingStyle) -> Option<(String, BnRole, String)> {
-    match style {
-        NamingStyle::Tf1 => {
-            let (owner, leaf) = v.key.rsplit_once('/')?;
-            let role = BnRole::from_leaf(leaf)?;
-            Some((owner.to_string(), role, owner.to_string()))
-        }
-        _ => {
-            // The first model path (paths through the optimizer are the
-            // storage place, not the owner).
-            let path = v
-                .paths
-                .iter()
-                .find(|p| !p.starts_with("optimizer/"))
-                .cloned()
-                .unwrap_or_else(|| strip_attribute_suffix(&v.key).to_string());
-            let (owner, leaf) = path.rsplit_once('/')?;
-            let role = BnRole::from_leaf(leaf)?;
-            let display = v
-                .name
-                .strip_suffix(":0")
-                .unwrap_or(&v.name)
-                .rsplit_once('/')
+/// Where a variable sits for grouping.
+struct Placement {
+    /// Owner id: the TF1 scope, the owning object's path, or (for layouts
+    /// without layer structure) `name:` + the variable-name prefix.
+    owner: String,
+    /// Role inside the owner.
+    role: BnRole,
+    /// The layer name this variable suggests.
+    display: String,
+    /// True when the owner is an object path.
+    by_object: bool,
+}
+
+fn placement(v: &Variable, style: NamingStyle) -> Option<Placement> {
+    if style == NamingStyle::Tf1 {
+        let (owner, leaf) = v.key.rsplit_once('/')?;
+        return Some(Placement {
+            owner: owner.to_string(),
+            role: BnRole::from_leaf(leaf)?,
+            display: owner.to_string(),
+            by_object: false,
+        });
+    }
+    let name = v.name.strip_suffix(":0").unwrap_or(&v.name);
+    let name_split = name.rsplit_once('/');
+    // The first model path that names a BN variable: a Keras optimizer keeps
+    // its own references (`optimizer/_trainable_variables/N`, also reachable
+    // as `model/optimizer/…`), which are storage places, not owners.
+    let through_optimizer = |p: &str| {
+        p.split('/')
+            .any(|c| c == "optimizer" || c == "_trainable_variables")
+    };
+    let candidates = v
+        .paths
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(strip_attribute_suffix(&v.key)));
+    for path in candidates.filter(|p| !through_optimizer(p)) {
+        let Some((owner, leaf)) = path.rsplit_once('/') else {
+            continue;
+        };
+        if let Some(role) = BnRole::from_leaf(leaf) {
+            let display = name_split
                 .map(|(p, _)| p.to_string())
                 .unwrap_or_else(|| owner.to_string());
-            Some((owner.to_string(), role, display))
+            return Some(Placement {
+                owner: owner.to_string(),
+                role,
+                display,
+                by_object: true,
+            });
         }
     }
+    // `model.export` lists variables flat (`variables/N`, `_all_variables/M`)
+    // with no layer structure: only the variable names tell the layer.
+    let (prefix, leaf) = name_split?;
+    Some(Placement {
+        owner: format!("name:{prefix}"),
+        role: BnRole::from_leaf(leaf)?,
+        display: prefix.to_string(),
+        by_object: false,
+    })
+}
+
+/// `model.export` stores each variable twice; the `_all_variables/` copy is
+/// the duplicate.
+fn is_duplicate_listing(key: &str) -> bool {
+    key.starts_with("_all_variables/")
 }
 
 /// Finds every batch-norm layer of a source, in key order of their
 /// `moving_mean`.
 pub fn discover(source: &Source) -> Vec<BnLayer> {
     let style = source.style();
-    // owner → (display names seen, variables by role)
-    let mut groups: BTreeMap<String, (Vec<String>, BTreeMap<BnRole, &Variable>)> = BTreeMap::new();
+    // owner → (display names seen, by object path, variables by role)
+    type Group<'a> = (Vec<String>, bool, BTreeMap<BnRole, &'a Variable>);
+    let mut groups: BTreeMap<String, Group<'_>> = BTreeMap::new();
     for v in source.variables() {
         if v.role != VariableRole::Model {
             continue;
         }
-        let Some((owner, role, display)) = placement(v, style) else {
+        let Some(p) = placement(v, style) else {
             continue;
         };
-        let entry = groups.entry(owner).or_default();
-        entry.0.push(display);
-        entry.1.entry(role).or_insert(v);
+        let entry = groups.entry(p.owner).or_default();
+        entry.0.push(p.display);
+        entry.1 = p.by_object;
+        let slot = entry.2.entry(p.role).or_insert(v);
+        if is_duplicate_listing(&slot.key) && !is_duplicate_listing(&v.key) {
+            *slot = v;
+        }
     }
 
     let mut layers: Vec<BnLayer> = Vec::new();
-    for (owner, (displays, vars)) in groups {
+    for (owner, (displays, by_object, vars)) in groups {
         let (Some(mean), Some(_)) = (
             vars.get(&BnRole::MovingMean),
             vars.get(&BnRole::MovingVariance),
@@ -190,7 +233,7 @@ pub fn discover(source: &Source) -> Vec<BnLayer> {
         let name = most_common(&displays).unwrap_or_else(|| owner.clone());
         layers.push(BnLayer {
             name,
-            object_path: (style != NamingStyle::Tf1).then(|| owner.clone()),
+            object_path: by_object.then(|| owner.clone()),
             channels,
             dtype: mean.dtype,
             variables: vars
@@ -224,11 +267,65 @@ pub fn discover(source: &Source) -> Vec<BnLayer> {
         }
     }
     layers.sort_by(|a, b| {
-        let ka = a.var(BnRole::MovingMean).map(|v| v.key.as_str());
-        let kb = b.var(BnRole::MovingMean).map(|v| v.key.as_str());
-        ka.cmp(&kb)
+        let ka = a.var(BnRole::MovingMean).map_or("", |v| v.key.as_str());
+        let kb = b.var(BnRole::MovingMean).map_or("", |v| v.key.as_str());
+        natural_cmp(ka, kb)
     });
     layers
+}
+
+/// Compares keys with runs of digits taken as numbers, so that
+/// `_operations/10` sorts after `_operations/2` (model order).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for ((da, sa), (db, sb)) in ca.iter().zip(cb.iter()) {
+        let ord = if *da && *db {
+            let (ta, tb) = (sa.trim_start_matches('0'), sb.trim_start_matches('0'));
+            ta.len().cmp(&tb.len()).then(ta.cmp(tb))
+        } else {
+            sa.cmp(sb)
+        };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order_takes_numbers_as_numbers() {
+        use std::cmp::Ordering::*;
+        assert_eq!(natural_cmp("variables/4/x", "variables/20/x"), Less);
+        assert_eq!(natural_cmp("a/10", "a/9"), Greater);
+        assert_eq!(natural_cmp("bn", "bn_1"), Less);
+        assert_eq!(natural_cmp("a/02", "a/2"), Equal);
+        assert_eq!(natural_cmp("", "a"), Less);
+    }
+
+    #[test]
+    fn leaves_map_to_roles() {
+        assert_eq!(BnRole::from_leaf("moving_variance"), Some(BnRole::MovingVariance));
+        assert_eq!(BnRole::from_leaf("gamma_1"), None);
+        for r in BnRole::ALL {
+            assert_eq!(BnRole::from_leaf(r.tf_name()), Some(r));
+        }
+    }
 }
 
 fn most_common(names: &[String]) -> Option<String> {

@@ -143,3 +143,57 @@ def check_layer(fixture_dir, m, layer, values, keys):
     )
     same = all(np.array_equal(outs["eigen"][k], outs["onednn"][k]) for k in outs["eigen"])
     return {"layer": layer["name"], "max_rel_err_vs_f64": worst, "eigen_vs_onednn_max_abs": diff, "bitwise_equal": same}
+
+
+def _load(path, dtype):
+    a = np.load(path)
+    if dtype == "bfloat16":
+        # '<u2' bit patterns -> float32 (bf16 is the top half of a binary32)
+        a = (a.astype(np.uint32) << 16).view(np.float32)
+    return a.astype(np.float64)
+
+
+def check_ops(fixture_dir):
+    """Raw-op goldens vs a float64 reference of each case's documented math."""
+    with open(os.path.join(fixture_dir, "expected", "manifest.json")) as f:
+        m = json.load(f)
+    tol = {"float32": 2e-4, "float16": 5e-3, "bfloat16": 3e-2}
+    report = []
+    for case in m["cases"]:
+        inp = {k: _load(os.path.join(fixture_dir, r["file"]), r["dtype"]) for k, r in case["inputs"].items()}
+        x = inp["x"]
+        axis = case["channel_axis"]
+        red = tuple(i for i in range(x.ndim) if i != axis)
+        bshape = [1] * x.ndim
+        bshape[axis] = case["channels"]
+        eps = float(np.float32(case["epsilon"]))
+        scale, offset = inp["scale"].reshape(bshape), inp["offset"].reshape(bshape)
+        want = {}
+        training = case.get("is_training", not case.get("inference", False))
+        if training:
+            mean, var = x.mean(axis=red), x.var(axis=red)
+            want["y"] = (x - mean.reshape(bshape)) / np.sqrt(var.reshape(bshape) + eps) * scale + offset
+            if case["op"] == "FusedBatchNormV3":
+                f = case["exponential_avg_factor"]
+                n = x.size // case["channels"]
+                bessel = var * n / max(n - 1, 1)
+                want["batch_mean"] = (1 - f) * inp["mean"] + f * mean
+                want["batch_variance"] = (1 - f) * inp["variance"] + f * bessel
+                want["reserve_space_1"] = mean
+                want["reserve_space_2"] = var
+            else:
+                want["mean"], want["variance"] = mean, var
+        else:
+            mean, var = inp["mean"].reshape(bshape), inp["variance"].reshape(bshape)
+            want["y"] = (x - mean) / np.sqrt(var + eps) * scale + offset
+        assert sorted(want) == sorted(case["outputs"]), (case["id"], sorted(want), sorted(case["outputs"]))
+        worst, same = 0.0, True
+        for name, ref in case["outputs"].items():
+            got = {}
+            for mode in ("eigen", "onednn"):
+                got[mode] = _load(os.path.join(fixture_dir, "goldens", mode, ref["file"]), ref["dtype"])
+                t = tol[ref["dtype"]] if name == "y" else 2e-4
+                worst = max(worst, _close(f"ops/{case['id']}/{mode}/{name}", got[mode], want[name], t))
+            same = same and np.array_equal(got["eigen"], got["onednn"])
+        report.append({"layer": case["id"], "max_rel_err_vs_f64": worst, "bitwise_equal": same})
+    return report

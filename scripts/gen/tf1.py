@@ -502,6 +502,8 @@ def build(fixture, fixture_dir):
             [
                 "Same model and training as tf1_trained, saved in the legacy V1 format: `ckpt/model.ckpt` is a "
                 "single SSTable file of SavedTensorSlices (no .index/.data, no .meta).",
+                "the variable values are bit-identical to tf1_trained's (same seeds), so a V1 and a V2 reader "
+                "must return the same bytes (expected/variables.bin is identical)",
                 "model: conv1(8) -> BN -> relu -> conv2(12) -> BN -> relu -> mean pool -> fc1(6) -> BN -> logits(3)",
             ],
         )
