@@ -204,4 +204,8 @@ def worker(group, phase, onednn, fixtures):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BrokenPipeError:  # e.g. `--list | head`
+        sys.stderr.close()
+        sys.exit(0)
