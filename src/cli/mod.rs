@@ -1,5 +1,6 @@
 //! Command definitions and dispatch.
 
+mod apply;
 mod export;
 mod inspect;
 
@@ -24,6 +25,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Write variables to a safetensors file.
     Export(export::Args),
+    /// Run one layer natively on a `.npy` input.
+    Apply(apply::Args),
 }
 
 /// Exit status for a command that ran.
@@ -47,6 +50,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Export(a) => export::run(a),
+        Command::Apply(a) => apply::run(a),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! tfbn's integration tests, one binary with a module per concern.
 
+mod apply;
 mod cli;
 mod common;
 mod corpus;

@@ -1,0 +1,155 @@
+//! `tfbn apply PATH --layer NAME --input X.npy --mode inference|training -o DIR`:
+//! runs one layer of a checkpoint natively and writes its outputs as `.npy`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use ndarray::ArrayD;
+use tfbn::bn::{self, BnApi, BnInput};
+use tfbn::npy::{read_npy, write_npy, NpyArray};
+use tfbn::prepare::{prepare_layer, Overrides};
+use tfbn::source::Source;
+
+use super::{InputPath, Outcome};
+
+/// Which mode to run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Normalize with the moving statistics.
+    Inference,
+    /// Normalize with the batch statistics and update the moving ones.
+    Training,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Checkpoint prefix, `.index` file, checkpoint folder or SavedModel folder.
+    path: InputPath,
+    /// The layer (name or object path, as `tfbn inspect` lists it).
+    #[arg(long)]
+    layer: String,
+    /// Input `.npy` (float32, float64 or float16; bfloat16 as uint16 bits
+    /// with --bf16-bits).
+    #[arg(long)]
+    input: PathBuf,
+    /// Read a uint16 input as bfloat16 bit patterns (NumPy has no bfloat16).
+    #[arg(long)]
+    bf16_bits: bool,
+    /// Inference (moving statistics) or training (batch statistics).
+    #[arg(long, value_enum, default_value = "inference")]
+    mode: Mode,
+    /// TF API whose semantics to reproduce: fused, tf1-layers, tf-keras,
+    /// keras3, nn. Default: what the checkpoint's naming style implies.
+    #[arg(long)]
+    api: Option<String>,
+    /// Override epsilon.
+    #[arg(long)]
+    epsilon: Option<f64>,
+    /// Override momentum (TF convention: weight of the old value).
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Override the channel axis.
+    #[arg(long, allow_hyphen_values = true)]
+    axis: Option<i64>,
+    /// Output folder (created if missing).
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+}
+
+fn to_input(a: NpyArray, bf16_bits: bool, path: &std::path::Path) -> Result<BnInput> {
+    Ok(match a {
+        NpyArray::F32(a) => BnInput::F32(a),
+        NpyArray::F64(a) => BnInput::F64(a),
+        NpyArray::F16(a) => BnInput::F16(a),
+        NpyArray::U16(a) if bf16_bits => BnInput::BF16(a.mapv(half::bf16::from_bits)),
+        _ => bail!(
+            "{}: input must be float32, float64 or float16 (or uint16 bfloat16 bits with --bf16-bits)",
+            path.display()
+        ),
+    })
+}
+
+fn to_npy(y: &BnInput) -> NpyArray {
+    match y {
+        BnInput::F32(a) => NpyArray::F32(a.clone()),
+        BnInput::F64(a) => NpyArray::F64(a.clone()),
+        BnInput::F16(a) => NpyArray::F16(a.clone()),
+        BnInput::BF16(a) => NpyArray::U16(a.mapv(|v| v.to_bits())),
+    }
+}
+
+fn vec_npy(v: &[f32]) -> NpyArray {
+    NpyArray::F32(ArrayD::from_shape_vec(vec![v.len()], v.to_vec()).unwrap_or_default())
+}
+
+pub fn run(args: Args) -> Result<Outcome> {
+    let api = match &args.api {
+        Some(s) => Some(BnApi::parse(s).with_context(|| {
+            format!("--api {s}: expected fused, tf1-layers, tf-keras, keras3 or nn")
+        })?),
+        None => None,
+    };
+    let source = Source::open(&args.path)?;
+    let layers = tfbn::layers::discover(&source);
+    let layer = tfbn::layers::find(&layers, &args.layer).ok_or_else(|| {
+        tfbn::Error::LayerNotFound {
+            name: args.layer.clone(),
+            known: layers.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "),
+        }
+    })?;
+    let hyper = tfbn::hyper::recover(&source, std::slice::from_ref(layer))?;
+    let hyper = hyper.into_iter().next().context("no hyper-parameters recovered")?;
+    let overrides = Overrides {
+        epsilon: args.epsilon,
+        momentum: args.momentum,
+        axis: args.axis,
+        api,
+    };
+    let prepared = prepare_layer(&source, layer, &hyper, &overrides)?;
+    let x = to_input(read_npy(&args.input)?, args.bf16_bits, &args.input)?;
+
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("{}: cannot create the output folder", args.output.display()))?;
+    let out = |name: &str| args.output.join(name);
+    match args.mode {
+        Mode::Inference => {
+            let r = bn::inference(&prepared.config, &prepared.params, &x)?;
+            write_npy(out("y.npy"), &to_npy(&r.y))?;
+        }
+        Mode::Training => {
+            let r = bn::training(&prepared.config, &prepared.params, &x)?;
+            // Compute everything first, then write, so an error leaves nothing.
+            let mut files = vec![("y.npy", to_npy(&r.y))];
+            if let Some(m) = &r.batch_mean {
+                files.push(("batch_mean.npy", vec_npy(m)));
+            }
+            if let Some(v) = &r.batch_variance {
+                files.push(("batch_variance.npy", vec_npy(v)));
+            }
+            files.push(("moving_mean.npy", vec_npy(&r.moving_mean)));
+            files.push(("moving_variance.npy", vec_npy(&r.moving_variance)));
+            if let Some(rn) = &r.renorm {
+                files.push(("moving_stddev.npy", vec_npy(&rn.moving_stddev)));
+                files.push(("renorm_mean.npy", vec_npy(&rn.renorm_mean)));
+                files.push(("renorm_stddev.npy", vec_npy(&rn.renorm_stddev)));
+            }
+            for (name, a) in &files {
+                write_npy(out(name), a)?;
+            }
+        }
+    }
+    for n in &prepared.notes {
+        eprintln!("note: {n}");
+    }
+    eprintln!(
+        "{}: {} layer {} ({} channels, epsilon {}, momentum {}) → {}",
+        args.path.display(),
+        prepared.api,
+        prepared.layer.name,
+        prepared.layer.channels,
+        prepared.config.epsilon,
+        prepared.config.momentum,
+        args.output.display()
+    );
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,160 @@
+//! From a checkpoint layer to a runnable native layer: reads the layer's
+//! variables and builds the [`BnConfig`] from the recovered
+//! hyper-parameters, the API the checkpoint's style implies, and the
+//! caller's overrides. `apply`, `verify`, `snapshot` and `export --fold` all
+//! start here, so they agree on what a layer is.
+
+use crate::bn::{BnApi, BnConfig, BnParams, RenormConfig, RenormState};
+use crate::error::{Error, Result};
+use crate::hyper::{default_api, LayerHyper, Sourced};
+use crate::layers::{BnLayer, BnRole};
+use crate::source::Source;
+
+/// Values the user gives on the command line; each replaces what the files
+/// said (and the replacement is noted).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--epsilon`.
+    pub epsilon: Option<f64>,
+    /// `--momentum` (TF convention).
+    pub momentum: Option<f64>,
+    /// `--axis`.
+    pub axis: Option<i64>,
+    /// `--api`.
+    pub api: Option<BnApi>,
+}
+
+/// A layer ready to run natively.
+#[derive(Debug, Clone)]
+pub struct PreparedLayer {
+    /// The layer as discovered.
+    pub layer: BnLayer,
+    /// Its hyper-parameters after overrides.
+    pub hyper: LayerHyper,
+    /// The API whose semantics apply.
+    pub api: BnApi,
+    /// Where the API choice came from.
+    pub api_source: &'static str,
+    /// The native layer's configuration.
+    pub config: BnConfig,
+    /// The variables as f32 (f16/bf16 widen exactly).
+    pub params: BnParams<f32>,
+    /// Notes for the report (overrides, assumptions).
+    pub notes: Vec<String>,
+}
+
+fn read_f32(source: &Source, layer: &BnLayer, role: BnRole) -> Result<Option<Vec<f32>>> {
+    let Some(v) = layer.var(role) else {
+        return Ok(None);
+    };
+    let t = source.read(&v.key)?;
+    let values = t.to_f32_vec().ok_or_else(|| Error::TensorMismatch {
+        key: v.key.clone(),
+        what: format!(
+            "{} is {}; the native layer runs float32, float16 and bfloat16 variables",
+            role.tf_name(),
+            t.dtype
+        ),
+    })?;
+    if values.len() as u64 != layer.channels {
+        return Err(Error::TensorMismatch {
+            key: v.key.clone(),
+            what: format!(
+                "{} has {} elements but the layer has {} channels",
+                role.tf_name(),
+                values.len(),
+                layer.channels
+            ),
+        });
+    }
+    Ok(Some(values))
+}
+
+/// Reads `layer`'s variables and builds its configuration.
+pub fn prepare_layer(
+    source: &Source,
+    layer: &BnLayer,
+    hyper: &LayerHyper,
+    overrides: &Overrides,
+) -> Result<PreparedLayer> {
+    let mut hyper = hyper.clone();
+    let mut notes = Vec::new();
+    if let Some(e) = overrides.epsilon {
+        if hyper.epsilon.value != e {
+            notes.push(format!(
+                "epsilon {e} from --epsilon replaces {} ({:?})",
+                hyper.epsilon.value, hyper.epsilon.source
+            ));
+        }
+        hyper.epsilon = Sourced::flag(e);
+    }
+    if let Some(m) = overrides.momentum {
+        if hyper.momentum.value != m {
+            notes.push(format!(
+                "momentum {m} from --momentum replaces {} ({:?})",
+                hyper.momentum.value, hyper.momentum.source
+            ));
+        }
+        hyper.momentum = Sourced::flag(m);
+    }
+    if let Some(a) = overrides.axis {
+        hyper.axis = Sourced::flag(a);
+    }
+    let (api, api_source) = match overrides.api {
+        Some(api) => (api, "flag"),
+        None => (default_api(source.style()), "naming style"),
+    };
+
+    let missing = |role: BnRole| Error::TensorMismatch {
+        key: layer.name.clone(),
+        what: format!("layer has no {}", role.tf_name()),
+    };
+    let moving_mean =
+        read_f32(source, layer, BnRole::MovingMean)?.ok_or_else(|| missing(BnRole::MovingMean))?;
+    let moving_variance = read_f32(source, layer, BnRole::MovingVariance)?
+        .ok_or_else(|| missing(BnRole::MovingVariance))?;
+    let gamma = read_f32(source, layer, BnRole::Gamma)?;
+    let beta = read_f32(source, layer, BnRole::Beta)?;
+    let renorm = if layer.is_renorm() {
+        let get = |r: BnRole| -> Result<Vec<f32>> {
+            read_f32(source, layer, r)?.ok_or_else(|| missing(r))
+        };
+        Some(RenormState {
+            moving_stddev: get(BnRole::MovingStddev)?,
+            renorm_mean: get(BnRole::RenormMean)?,
+            renorm_stddev: get(BnRole::RenormStddev)?,
+        })
+    } else {
+        None
+    };
+
+    // center/scale follow the variables that exist: Keras creates beta only
+    // with center=True and gamma only with scale=True.
+    let config = BnConfig {
+        epsilon: hyper.epsilon.value,
+        momentum: hyper.momentum.value,
+        axis: hyper.axis.value as isize,
+        center: beta.is_some(),
+        scale: gamma.is_some(),
+        fused: hyper.fused.value,
+        renorm: renorm.as_ref().map(|_| RenormConfig::default()),
+        virtual_batch_size: None,
+        intra_op_threads: None,
+        api,
+    };
+    Ok(PreparedLayer {
+        layer: layer.clone(),
+        hyper,
+        api,
+        api_source,
+        config,
+        params: BnParams {
+            gamma,
+            beta,
+            moving_mean,
+            moving_variance,
+            renorm,
+        },
+        notes,
+    })
+}

@@ -1,0 +1,106 @@
+//! `tfbn apply` on every layer of every fixture gives TensorFlow's own bits
+//! (the `TF_ENABLE_ONEDNN_OPTS=0` goldens), through the real binary.
+
+use std::path::Path;
+use std::process::Command;
+
+use tfbn::npy::{read_npy, NpyArray};
+
+use crate::common::fixtures;
+
+fn bits(a: &NpyArray) -> Vec<u64> {
+    match a {
+        NpyArray::F32(a) => a.iter().map(|v| v.to_bits() as u64).collect(),
+        NpyArray::F64(a) => a.iter().map(|v| v.to_bits()).collect(),
+        NpyArray::F16(a) => a.iter().map(|v| v.to_bits() as u64).collect(),
+        NpyArray::U16(a) => a.iter().map(|&v| v as u64).collect(),
+        other => panic!("unexpected golden dtype {other:?}"),
+    }
+}
+
+fn assert_same_bits(ours: &Path, golden: &Path, what: &str) {
+    let a = read_npy(ours).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let b = read_npy(golden).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let (a, b) = (bits(&a), bits(&b));
+    assert_eq!(a.len(), b.len(), "{what}: sizes differ");
+    let diff = a.iter().zip(&b).position(|(x, y)| x != y);
+    assert!(
+        diff.is_none(),
+        "{what}: element {} differs: ours {:#x}, TF {:#x} ({} of {} differ)",
+        diff.unwrap(),
+        a[diff.unwrap()],
+        b[diff.unwrap()],
+        a.iter().zip(&b).filter(|(x, y)| x != y).count(),
+        a.len()
+    );
+}
+
+#[test]
+fn apply_reproduces_every_eigen_golden_bit_for_bit() {
+    let out = tempfile::tempdir().unwrap();
+    let mut compared = 0;
+    for fx in fixtures() {
+        for layer in fx.layers() {
+            let name = layer["name"].as_str().unwrap();
+            let golden = fx.dir.join(layer["golden"].as_str().unwrap());
+            let hyper = &layer["hyper"];
+            let axis = hyper["axis"][0].as_i64().unwrap();
+            let mean_key = layer["variables"]["moving_mean"]["key"].as_str().unwrap();
+            // Address the layer the way inspect lists it.
+            let source = tfbn::source::Source::open(fx.open_path()).unwrap();
+            let found = tfbn::layers::discover(&source);
+            let ours = found
+                .iter()
+                .find(|l| {
+                    l.var(tfbn::layers::BnRole::MovingMean).map(|v| v.key.as_str())
+                        == Some(mean_key)
+                })
+                .unwrap();
+            for mode in ["inference", "training"] {
+                let dir = out.path().join(&fx.name).join(name).join(mode);
+                let o = Command::new(env!("CARGO_BIN_EXE_tfbn"))
+                    .args(["apply", fx.open_path().to_str().unwrap(), "--layer", &ours.name])
+                    .args(["--input", golden.join("input.npy").to_str().unwrap()])
+                    .args(["--mode", mode, "--api", layer["api"].as_str().unwrap()])
+                    .args(["--epsilon", &hyper["epsilon"].to_string()])
+                    .args(["--momentum", &hyper["momentum"].to_string()])
+                    .args(["--axis", &axis.to_string()])
+                    .args(["-o", dir.to_str().unwrap()])
+                    .output()
+                    .unwrap();
+                assert_eq!(
+                    o.status.code(),
+                    Some(0),
+                    "{}/{name} {mode}: {}",
+                    fx.name,
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                let eigen = golden.join("eigen");
+                let what = |f: &str| format!("{}/{name} {mode} {f}", fx.name);
+                if mode == "inference" {
+                    assert_same_bits(&dir.join("y.npy"), &eigen.join("inference_y.npy"), &what("y"));
+                    compared += 1;
+                } else {
+                    for (ours, theirs) in [
+                        ("y", "training_y"),
+                        ("moving_mean", "training_moving_mean"),
+                        ("moving_variance", "training_moving_variance"),
+                        ("batch_mean", "training_batch_mean"),
+                        ("batch_variance", "training_batch_variance"),
+                        ("moving_stddev", "training_moving_stddev"),
+                        ("renorm_mean", "training_renorm_mean"),
+                        ("renorm_stddev", "training_renorm_stddev"),
+                    ] {
+                        let g = eigen.join(format!("{theirs}.npy"));
+                        if g.exists() {
+                            assert_same_bits(&dir.join(format!("{ours}.npy")), &g, &what(ours));
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(compared >= 100, "only {compared} outputs compared");
+    eprintln!("apply: {compared} outputs bitwise equal to TF's eigen goldens");
+}
