@@ -16,6 +16,7 @@ running each group of fixtures in worker subprocesses of this same script:
   tfkeras  1                     tf_keras (Keras 2)
   keras3   unset                 Keras 3
   ops      unset                 raw-op goldens, no checkpoint
+  serving  1                     tf_keras SavedModel with a training-mode serving signature
 
 Per group: one "build" worker (TF_ENABLE_ONEDNN_OPTS=0) writes checkpoints,
 manifests and golden inputs; then one "goldens" worker per oneDNN setting
@@ -55,12 +56,14 @@ FIXTURES = {
     "keras3_saved_model": "keras3",
     "keras3_export": "keras3",
     "ops": "ops",
+    "tfkeras_training_serving": "serving",
 }
 GROUPS = {
     "tf1": {"module": "gen.tf1", "legacy_keras": True},
     "tfkeras": {"module": "gen.tfkeras", "legacy_keras": True},
     "keras3": {"module": "gen.keras3", "legacy_keras": False},
     "ops": {"module": "gen.ops", "legacy_keras": False},
+    "serving": {"module": "gen.serving", "legacy_keras": True},
 }
 
 

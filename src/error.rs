@@ -321,6 +321,27 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// A graph function calls itself, directly or through other functions
+    /// (CVE-2022-23591: such a GraphDef overflowed TF's stack).
+    #[error("{path}: function {function:?} calls itself ({chain})")]
+    FunctionRecursion {
+        /// File holding the graph.
+        path: PathBuf,
+        /// The function that is re-entered.
+        function: String,
+        /// The call chain, `a → b → a`.
+        chain: String,
+    },
+    /// Walking a graph would take more steps than tfbn allows.
+    #[error("{path}: {what}: more than {limit} steps")]
+    GraphWalkLimit {
+        /// File holding the graph.
+        path: PathBuf,
+        /// What was being walked.
+        what: String,
+        /// The limit.
+        limit: usize,
+    },
     /// A TF2 object graph is inconsistent with the checkpoint.
     #[error("{path}: object graph: {what}")]
     ObjectGraphInvalid {
@@ -371,9 +392,60 @@ pub enum Error {
         /// Comma-separated list of layer names.
         known: String,
     },
+    /// A layer pattern given to an export option (`--layers`, `--rename`,
+    /// `--epsilon` …) matches none of the layers it applies to.
+    #[error("{option} {pattern:?} matches no batch-norm layer (layers: {known})")]
+    PatternMatchesNoLayer {
+        /// The option, e.g. `--layers`.
+        option: String,
+        /// The pattern as given.
+        pattern: String,
+        /// Comma-separated list of layer names.
+        known: String,
+    },
+    /// Tensor names in an exported file must be unique (and not the
+    /// reserved `__metadata__`).
+    #[error("export: tensor name {name:?} is not unique: {what}")]
+    ExportNamesNotUnique {
+        /// The name.
+        name: String,
+        /// Where the clash comes from.
+        what: String,
+    },
+    /// A batch-norm layer's variables must hold one value per channel.
+    #[error("layer {layer:?}: variables disagree in size: {what}")]
+    LayerShapesDisagree {
+        /// Layer name.
+        layer: String,
+        /// The sizes found.
+        what: String,
+    },
     /// Arguments that cannot work together.
     #[error("{0}")]
     InvalidArgument(String),
+
+    // ---- TensorFlow (loaded at run time) -------------------------------
+    /// No place tfbn looks for TensorFlow gave a library that loads.
+    #[error(
+        "TensorFlow could not be loaded; tried:{}\n\
+         Fix: run scripts/setup-tensorflow.sh (creates .venv with tensorflow-cpu 2.21.0), \
+         or pass --tf-lib DIR / set TFBN_TF_LIB=DIR, DIR being an installed `tensorflow` \
+         package folder holding libtensorflow_cc.so.2 and libtensorflow_framework.so.2",
+        crate::tf::describe_tried(tried)
+    )]
+    TensorFlowUnavailable {
+        /// Each place tried (a folder, or the name of a setting that gave
+        /// none) and why it did not work.
+        tried: Vec<(PathBuf, String)>,
+    },
+    /// TensorFlow was loaded but an operation failed.
+    #[error("TensorFlow: {what}: {status}")]
+    TensorFlowFailed {
+        /// What tfbn asked TF to do.
+        what: String,
+        /// TF's status message.
+        status: String,
+    },
 }
 
 impl Error {

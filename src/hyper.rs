@@ -2,33 +2,128 @@
 //! fused, serving mode), each with where it came from.
 //!
 //! A checkpoint holds the four tensors but none of these; they live, when
-//! anywhere, in graphs and Keras metadata. Until a file tells better, TF's
-//! defaults apply, marked as defaults.
+//! anywhere, in graphs and Keras metadata. [`recover`] reads, in order of
+//! trust:
+//!
+//! 1. tf_keras `keras_metadata.pb` / `user_object.metadata` JSON: the
+//!    layer's own config (exact Python floats), read as inert data;
+//! 2. graph nodes of `saved_model.pb` (or a TF1 `<prefix>.meta` beside a
+//!    checkpoint): `FusedBatchNorm{,V2,V3}` attrs with op defaults filled in
+//!    where `stripped_default_attrs` removed them, the Keras 3 / non-fused
+//!    `Rsqrt(AddV2(variance, Const ε))` constant, and momenta from the
+//!    moving-average update subgraphs ([`graph`]);
+//! 3. which variables exist (center/scale);
+//! 4. TF's defaults, marked as such.
+//!
+//! A value found in more than one place is compared at the precision TF
+//! stores it (f32); disagreements go to [`LayerHyper::conflicts`] and the
+//! more trusted value is kept.
+//!
+//! Values from graphs are f32; they are reported as the shortest decimal
+//! that rounds to that f32 (`0.01f32` → `0.01`), which is the Python float
+//! the layer was built with whenever that float had few digits. A momentum
+//! seen only as a decay `f32(1 − m)` is the shortest `m` that reproduces it.
+
+mod graph;
+mod keras;
+
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::layers::BnLayer;
-use crate::source::Source;
+use crate::error::{Error, Result};
+use crate::layers::{BnLayer, BnRole};
+use crate::proto::saved_model::MetaGraphDef;
+use crate::source::{Source, SourceFormat};
+
+pub use graph::{MAX_CALL_DEPTH, MAX_STEPS, MAX_VALUE_DEPTH};
+
+use graph::{BnSite, Form, GraphFindings, Site, VarIndex};
+use keras::KerasBn;
+
+/// TF's defaults for the Keras-style layer APIs (bn-semantics §3.5).
+pub const DEFAULT_EPSILON: f64 = 1e-3;
+/// Default momentum (TF convention: weight of the old value).
+pub const DEFAULT_MOMENTUM: f64 = 0.99;
+/// Default channel axis (last).
+pub const DEFAULT_AXIS: i64 = -1;
+
+/// A TF1 `.meta` larger than this is not read (protobufs cannot exceed
+/// 2 GiB).
+const MAX_META_BYTES: u64 = i32::MAX as u64;
 
 /// Where a hyper-parameter value came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HyperSource {
-    /// A graph node (`FusedBatchNormV3` attr, or a Keras 3 ε constant).
+    /// A graph node: a fused op's attribute (or its op default where the
+    /// attribute was stripped), a decomposed form's ε constant, or an update
+    /// subgraph's decay.
     Graph {
-        /// Node name (with its function, where it sits in one).
+        /// File name (`saved_model.pb`, `model.ckpt.meta`).
+        file: String,
+        /// The function holding the node; `None` for the top-level graph.
+        function: Option<String>,
+        /// Node name.
         node: String,
+        /// How the value was read (`attr epsilon`, `Const …/add/y`, …).
+        detail: String,
     },
     /// tf_keras `keras_metadata.pb` or `user_object.metadata` JSON.
     KerasMetadata {
+        /// `keras_metadata.pb`, or `saved_model.pb` for `user_object.metadata`.
+        file: String,
         /// Node path in the metadata (`root.layer_with_weights-1`).
         path: String,
     },
+    /// Implied by which variables the checkpoint holds (no `beta` ⇒
+    /// `center=False`, no `gamma` ⇒ `scale=False`).
+    Variables,
     /// TF's default for the API.
     Default,
     /// Given on the command line or by the caller.
     Flag,
+}
+
+impl HyperSource {
+    fn graph(site: &Site, detail: impl Into<String>) -> HyperSource {
+        HyperSource::Graph {
+            file: site.file.clone(),
+            function: site.function.clone(),
+            node: site.node.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    fn keras(k: &KerasBn) -> HyperSource {
+        HyperSource::KerasMetadata {
+            file: k.file.clone(),
+            path: k.path.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for HyperSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HyperSource::Graph {
+                file,
+                function,
+                node,
+                detail,
+            } => {
+                write!(f, "{file}: ")?;
+                if let Some(func) = function {
+                    write!(f, "{func}/")?;
+                }
+                write!(f, "{node} ({detail})")
+            }
+            HyperSource::KerasMetadata { file, path } => write!(f, "{file}: {path}"),
+            HyperSource::Variables => f.write_str("variables present"),
+            HyperSource::Default => f.write_str("default"),
+            HyperSource::Flag => f.write_str("flag"),
+        }
+    }
 }
 
 /// A value and its provenance.
@@ -55,6 +150,15 @@ impl<T> Sourced<T> {
             value,
             source: HyperSource::Flag,
         }
+    }
+
+    fn new(value: T, source: HyperSource) -> Self {
+        Sourced { value, source }
+    }
+
+    /// True when the value is TF's default (nothing in the files said).
+    pub fn is_default(&self) -> bool {
+        self.source == HyperSource::Default
     }
 }
 
@@ -96,30 +200,354 @@ impl LayerHyper {
     /// TF's defaults for a layer, with center/scale implied by which
     /// variables exist.
     pub fn defaults(layer: &BnLayer) -> LayerHyper {
-        use crate::layers::BnRole;
         LayerHyper {
-            epsilon: Sourced::default_value(1e-3),
-            momentum: Sourced::default_value(0.99),
-            axis: Sourced::default_value(-1),
-            center: Sourced::default_value(layer.var(BnRole::Beta).is_some()),
-            scale: Sourced::default_value(layer.var(BnRole::Gamma).is_some()),
+            epsilon: Sourced::default_value(DEFAULT_EPSILON),
+            momentum: Sourced::default_value(DEFAULT_MOMENTUM),
+            axis: Sourced::default_value(DEFAULT_AXIS),
+            center: Sourced::new(layer.var(BnRole::Beta).is_some(), HyperSource::Variables),
+            scale: Sourced::new(layer.var(BnRole::Gamma).is_some(), HyperSource::Variables),
             fused: Sourced::default_value(None),
             serving_mode: Sourced::default_value(None),
             conflicts: Vec::new(),
         }
     }
 
-    /// True when every value is a default (nothing in the files told us).
+    /// True when epsilon and momentum are both TF's defaults (nothing in
+    /// the files told us).
     pub fn only_defaults(&self) -> bool {
-        self.epsilon.source == HyperSource::Default && self.momentum.source == HyperSource::Default
+        self.epsilon.is_default() && self.momentum.is_default()
+    }
+
+    /// Replaces values with the caller's (`--epsilon`, `--momentum`,
+    /// `--axis`), marked [`HyperSource::Flag`]. Returns one note per value
+    /// that differed from what was recovered, naming the replaced source.
+    pub fn apply_overrides(
+        &mut self,
+        epsilon: Option<f64>,
+        momentum: Option<f64>,
+        axis: Option<i64>,
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        fn set<T: PartialEq + std::fmt::Display + Clone>(
+            slot: &mut Sourced<T>,
+            new: Option<T>,
+            name: &str,
+            notes: &mut Vec<String>,
+        ) {
+            if let Some(v) = new {
+                if slot.value != v {
+                    notes.push(format!(
+                        "{name} {v} from the command line replaces {} ({})",
+                        slot.value, slot.source
+                    ));
+                }
+                *slot = Sourced::flag(v);
+            }
+        }
+        set(&mut self.epsilon, epsilon, "epsilon", &mut notes);
+        set(&mut self.momentum, momentum, "momentum", &mut notes);
+        set(&mut self.axis, axis, "axis", &mut notes);
+        notes
     }
 }
 
+/// Everything [`recover_all`] finds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recovered {
+    /// Per layer, in the order given.
+    pub layers: Vec<LayerHyper>,
+    /// Batch-norm nodes on a serving path that run in training mode but read
+    /// no variable of a known layer (`file: function/node`).
+    pub unattached_serving_training: Vec<String>,
+    /// The files that were read for hyper-parameters (`saved_model.pb`,
+    /// `keras_metadata.pb`, `model.ckpt.meta`).
+    pub files: Vec<String>,
+}
+
 /// Recovers the hyper-parameters of `layers` (in the same order) from
-/// whatever `source` holds.
+/// whatever `source` holds. Errors only for files that are present but
+/// broken: a malformed `.meta`, a function that calls itself
+/// ([`Error::FunctionRecursion`]), calls nested deeper than
+/// [`MAX_CALL_DEPTH`], a constant whose bytes contradict its shape.
 pub fn recover(source: &Source, layers: &[BnLayer]) -> Result<Vec<LayerHyper>> {
-    let _ = source;
-    Ok(layers.iter().map(LayerHyper::defaults).collect())
+    Ok(recover_all(source, layers)?.layers)
+}
+
+/// [`recover`], plus what the lint needs beyond the layers.
+pub fn recover_all(source: &Source, layers: &[BnLayer]) -> Result<Recovered> {
+    let mut vars = VarIndex::default();
+    for (i, l) in layers.iter().enumerate() {
+        for (role, v) in &l.variables {
+            vars.layer_of_key.insert(v.key.clone(), (i, *role));
+        }
+    }
+    let mut files = Vec::new();
+    let mut findings = GraphFindings::default();
+    let mut keras = Vec::new();
+    if let Some(sm) = source.saved_model() {
+        for v in sm.variable_nodes()? {
+            if let Some(key) = v.checkpoint_key {
+                vars.keys_by_name
+                    .entry(v.name.clone())
+                    .or_default()
+                    .push(key.clone());
+                vars.key_of_node.insert(v.node_id, key);
+            }
+        }
+        let file = crate::savedmodel::SAVED_MODEL_PB;
+        findings = graph::scan(sm.meta_graph(), file, sm.pb_path(), &vars)?;
+        files.push(file.to_string());
+        keras = keras::configs(sm, &vars)?;
+        if sm.keras_metadata().is_some() {
+            files.push(crate::savedmodel::KERAS_METADATA_PB.to_string());
+        }
+    } else if let Some(meta_path) = meta_beside(source) {
+        let meta = read_meta(&meta_path)?;
+        let file = meta_path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        findings = graph::scan(&meta, &file, &meta_path, &vars)?;
+        files.push(file);
+    }
+
+    let out = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| merge(l, i, &findings, &keras))
+        .collect();
+    let unattached_serving_training = findings
+        .bn
+        .iter()
+        .filter(|s| s.layer.is_none() && s.serving && s.training)
+        .map(|s| format!("{}: {}", s.site.file, s.site.describe()))
+        .collect();
+    Ok(Recovered {
+        layers: out,
+        unattached_serving_training,
+        files,
+    })
+}
+
+/// `<prefix>.meta` beside a checkpoint, when it exists (TF1 `Saver` writes
+/// it by default).
+fn meta_beside(source: &Source) -> Option<PathBuf> {
+    if source.format() == SourceFormat::SavedModel {
+        return None;
+    }
+    let prefix = source.bundle().prefix();
+    let mut name = prefix.as_os_str().to_os_string();
+    name.push(".meta");
+    let path = PathBuf::from(name);
+    path.is_file().then_some(path)
+}
+
+fn read_meta(path: &Path) -> Result<MetaGraphDef> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    if len > MAX_META_BYTES {
+        return Err(Error::SavedModelInvalid {
+            path: path.to_path_buf(),
+            what: format!("{len} bytes is over the 2 GiB protobuf limit"),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    crate::savedmodel::decode_proto(&bytes, path, "meta graph", "MetaGraphDef")
+}
+
+/// Equal at the precision TF stores hyper-parameters in graphs.
+fn same_f32(a: f64, b: f64) -> bool {
+    a as f32 == b as f32
+}
+
+/// Equal as momenta: the same f32, or the same decay `f32(1 − m)`.
+fn same_momentum(a: f64, b: f64) -> bool {
+    same_f32(a, b) || crate::bn::decay_python(a) == crate::bn::decay_python(b)
+}
+
+/// Picks the first candidate and reports every other that disagrees
+/// (once per distinct value).
+fn pick<T: Clone + std::fmt::Display>(
+    name: &str,
+    candidates: Vec<(T, HyperSource)>,
+    same: impl Fn(&T, &T) -> bool,
+    conflicts: &mut Vec<String>,
+) -> Option<Sourced<T>> {
+    let mut it = candidates.into_iter();
+    let (value, source) = it.next()?;
+    let mut reported: Vec<T> = Vec::new();
+    for (v, s) in it {
+        if !same(&value, &v) && !reported.iter().any(|r| same(r, &v)) {
+            conflicts.push(format!("{name}: {value} from {source}, but {v} from {s}"));
+            reported.push(v);
+        }
+    }
+    Some(Sourced::new(value, source))
+}
+
+/// Serving sites first, then inference traces, then the rest.
+fn site_rank(s: &BnSite) -> (bool, bool) {
+    (!s.serving, s.training)
+}
+
+fn merge(layer: &BnLayer, index: usize, g: &GraphFindings, keras: &[KerasBn]) -> LayerHyper {
+    let mut h = LayerHyper::defaults(layer);
+    let mut conflicts = Vec::new();
+    let k: Vec<&KerasBn> = keras.iter().filter(|k| k.layer == index).collect();
+    let mut sites: Vec<&BnSite> = g.bn.iter().filter(|s| s.layer == Some(index)).collect();
+    sites.sort_by_key(|s| site_rank(s));
+
+    // epsilon
+    let mut eps: Vec<(f64, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((k.epsilon?, HyperSource::keras(k))))
+        .collect();
+    eps.extend(sites.iter().map(|s| {
+        (
+            graph::python_float(s.epsilon),
+            HyperSource::graph(&s.site, s.epsilon_detail.clone()),
+        )
+    }));
+    if let Some(v) = pick("epsilon", eps, |a, b| same_f32(*a, *b), &mut conflicts) {
+        h.epsilon = v;
+    }
+
+    // momentum
+    let mut mom: Vec<(f64, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((k.momentum?, HyperSource::keras(k))))
+        .collect();
+    mom.extend(
+        g.momentum
+            .iter()
+            .filter(|m| m.layer == index)
+            .map(|m| (m.momentum, HyperSource::graph(&m.site, m.detail.clone()))),
+    );
+    if let Some(v) = pick(
+        "momentum",
+        mom,
+        |a, b| same_momentum(*a, *b),
+        &mut conflicts,
+    ) {
+        h.momentum = v;
+    }
+
+    // axis: the config's, normalized with the rank the graph implies; else
+    // the graph's (a fused op's layout, a decomposed form's reshape or
+    // reduction axes).
+    let graph_axes: Vec<(i64, Option<usize>, HyperSource)> = sites
+        .iter()
+        .filter_map(|s| {
+            let (axis, rank, detail) = s.axis.clone()?;
+            Some((axis, rank, HyperSource::graph(&s.site, detail)))
+        })
+        .collect();
+    let rank = graph_axes.iter().find_map(|a| a.1).map(|r| r as i64);
+    let normalize = |a: i64| match rank {
+        Some(r) if a < 0 && a >= -r => a + r,
+        _ => a,
+    };
+    let mut axes: Vec<(i64, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((normalize(k.axis?), HyperSource::keras(k))))
+        .collect();
+    axes.extend(graph_axes.into_iter().map(|(a, _, s)| (normalize(a), s)));
+    if let Some(v) = pick("axis", axes, |a, b| a == b, &mut conflicts) {
+        h.axis = v;
+    }
+
+    // center / scale: config, then a fused op fed a constant (tf_keras
+    // passes zeros / ones), then the variables.
+    let has_beta = layer.var(BnRole::Beta).is_some();
+    let has_gamma = layer.var(BnRole::Gamma).is_some();
+    let mut center: Vec<(bool, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((k.center?, HyperSource::keras(k))))
+        .collect();
+    let input_detail = |input: &str, constant: bool| {
+        if constant {
+            format!("{input} input is a constant")
+        } else {
+            format!("{input} input reads a variable")
+        }
+    };
+    center.extend(sites.iter().filter_map(|s| {
+        let c = s.offset_const?;
+        Some((!c, HyperSource::graph(&s.site, input_detail("offset", c))))
+    }));
+    center.push((has_beta, HyperSource::Variables));
+    if let Some(v) = pick("center", center, |a, b| a == b, &mut conflicts) {
+        h.center = v;
+    }
+    let mut scale: Vec<(bool, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((k.scale?, HyperSource::keras(k))))
+        .collect();
+    scale.extend(sites.iter().filter_map(|s| {
+        let c = s.scale_const?;
+        Some((!c, HyperSource::graph(&s.site, input_detail("scale", c))))
+    }));
+    scale.push((has_gamma, HyperSource::Variables));
+    if let Some(v) = pick("scale", scale, |a, b| a == b, &mut conflicts) {
+        h.scale = v;
+    }
+
+    // fused: the config when it says, else the form the graph runs.
+    let mut fused: Vec<(DisplayOpt, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((DisplayOpt(Some(k.fused?)), HyperSource::keras(k))))
+        .collect();
+    fused.extend(sites.iter().map(|s| {
+        let (v, what) = match s.form {
+            Form::Fused(op) => (true, op.to_string()),
+            Form::Decomposed => (false, "Rsqrt(AddV2(variance, ε))".to_string()),
+        };
+        (DisplayOpt(Some(v)), HyperSource::graph(&s.site, what))
+    }));
+    if let Some(v) = pick("fused", fused, |a, b| a == b, &mut conflicts) {
+        h.fused = Sourced::new(v.value.0, v.source);
+    }
+
+    // serving mode: training anywhere on a serving path wins.
+    let serving: Vec<&&BnSite> = sites.iter().filter(|s| s.serving).collect();
+    let training = serving.iter().find(|s| s.training);
+    let inference = serving.iter().find(|s| !s.training);
+    if let Some(t) = training {
+        h.serving_mode = Sourced::new(
+            Some(ServingMode::Training),
+            HyperSource::graph(&t.site, t.training_detail.clone()),
+        );
+        if let Some(i) = inference {
+            conflicts.push(format!(
+                "serving_mode: training at {}: {}, but inference at {}: {}",
+                t.site.file,
+                t.site.describe(),
+                i.site.file,
+                i.site.describe()
+            ));
+        }
+    } else if let Some(i) = inference {
+        h.serving_mode = Sourced::new(
+            Some(ServingMode::Inference),
+            HyperSource::graph(&i.site, i.training_detail.clone()),
+        );
+    }
+    h.conflicts = conflicts;
+    h
+}
+
+/// `Option<bool>` that prints as `true`, `false` or `unknown`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DisplayOpt(Option<bool>);
+
+impl std::fmt::Display for DisplayOpt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(b) => write!(f, "{b}"),
+            None => f.write_str("unknown"),
+        }
+    }
 }
 
 /// The TF API whose semantics a checkpoint's naming style implies: TF1 names

@@ -13,7 +13,12 @@
 //!     "variables": {"gamma": {"key": "...", "name": "...", "shape": [8], "dtype": "float32"},
 //!                   "beta": null, "moving_mean": {...}, "moving_variance": {...}},
 //!     "renorm": {"moving_stddev": {...}, "renorm_mean": {...}, "renorm_stddev": {...}},  // only for renorm layers
-//!     "moving_mean_range": [-0.1, 0.2], "moving_variance_range": [0.9, 1.3]
+//!     "moving_mean_range": [-0.1, 0.2], "moving_variance_range": [0.9, 1.3],
+//!     "hyper": {"epsilon": {"value": 0.001, "source": {"kind": "graph", "file": "model.ckpt.meta",
+//!                           "function": null, "node": "batch_normalization/FusedBatchNormV3",
+//!                           "detail": "attr epsilon"}},
+//!               "momentum": {...}, "axis": {...}, "center": {...}, "scale": {...},
+//!               "fused": {...}, "serving_mode": {...}, "conflicts": []}
 //!   }],
 //!   "variables": [{"key": "...", "name": "...", "dtype": "float32", "shape": [8], "partitioned": false, "role": "model"}]
 //! }
@@ -22,6 +27,7 @@
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::hyper::{recover, LayerHyper};
 use crate::layers::{discover, BnLayer, BnRole, VarRef};
 use crate::source::{NamingStyle, Source, SourceFormat, VariableRole};
 
@@ -96,6 +102,8 @@ pub struct LayerJson {
     pub moving_mean_range: Option<[Option<f64>; 2]>,
     /// `[min, max]` of the moving variance.
     pub moving_variance_range: Option<[Option<f64>; 2]>,
+    /// Hyper-parameters, each `{"value", "source"}` ([`crate::hyper`]).
+    pub hyper: LayerHyper,
 }
 
 /// One variable in the report.
@@ -150,7 +158,7 @@ fn range(source: &Source, v: Option<&VarRef>) -> Result<Option<[Option<f64>; 2]>
     Ok(Some([lo, hi]))
 }
 
-fn layer_json(source: &Source, l: &BnLayer) -> Result<LayerJson> {
+fn layer_json(source: &Source, l: &BnLayer, hyper: LayerHyper) -> Result<LayerJson> {
     let j = |r: BnRole| l.var(r).map(VarJson::from);
     Ok(LayerJson {
         name: l.name.clone(),
@@ -170,13 +178,16 @@ fn layer_json(source: &Source, l: &BnLayer) -> Result<LayerJson> {
         }),
         moving_mean_range: range(source, l.var(BnRole::MovingMean))?,
         moving_variance_range: range(source, l.var(BnRole::MovingVariance))?,
+        hyper,
     })
 }
 
 /// Builds the report for an opened source. Reads the moving statistics
-/// (crc-checked) to compute their ranges.
+/// (crc-checked) to compute their ranges, and recovers each layer's
+/// hyper-parameters ([`recover`]).
 pub fn inspect(source: &Source) -> Result<InspectReport> {
     let layers = discover(source);
+    let hyper = recover(source, &layers)?;
     Ok(InspectReport {
         schema: SCHEMA_VERSION,
         path: source.path().to_string_lossy().into_owned(),
@@ -184,7 +195,8 @@ pub fn inspect(source: &Source) -> Result<InspectReport> {
         style: source.style(),
         layers: layers
             .iter()
-            .map(|l| layer_json(source, l))
+            .zip(hyper)
+            .map(|(l, h)| layer_json(source, l, h))
             .collect::<Result<_>>()?,
         variables: source
             .variables()

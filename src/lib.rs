@@ -27,12 +27,17 @@ pub mod export;
 pub mod hyper;
 pub mod inspect;
 pub mod layers;
+pub mod lint;
 pub mod objgraph;
+pub mod parity;
 pub mod prepare;
 pub mod proto;
 pub mod savedmodel;
+pub mod snapshot;
 pub mod source;
 pub mod tensor;
+pub mod tf;
+pub mod verify;
 
 pub use dtype::DType;
 pub use error::{Error, Result};

@@ -65,6 +65,12 @@ impl BnApi {
     }
 }
 
+impl serde::Serialize for BnApi {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
 impl std::fmt::Display for BnApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.label())

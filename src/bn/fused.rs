@@ -95,19 +95,10 @@ pub(crate) fn batch_stats(x: &[f32], l: Layout) -> (Vec<f32>, Vec<f32>) {
     let inv_r = 1.0f32.div(f32::from_count(rows));
     let full = l.c / 8 * 8;
     if l.b == 1 {
-        // Channels-last: stream whole rows twice, threads split channels.
-        let threads = par::threads_for(l.len());
-        let sums = par::map_ranges(l.c, threads, 8, |cr| {
-            let mut out = vec![0.0f32; cr.len()];
-            kernels::rows_sums(x, rows, l.c, cr.start, cr.end, SumMap::Identity, &mut out);
-            out
-        });
+        // Channels-last: stream whole rows twice.
+        let sums = kernels::rows_sums_all(x, rows, l.c, SumMap::Identity);
         let mean: Vec<f32> = sums.iter().map(|s| s.mul(inv_r)).collect();
-        let sums = par::map_ranges(l.c, threads, 8, |cr| {
-            let mut out = vec![0.0f32; cr.len()];
-            kernels::rows_sums(x, rows, l.c, cr.start, cr.end, SumMap::SqDiff(&mean), &mut out);
-            out
-        });
+        let sums = kernels::rows_sums_all(x, rows, l.c, SumMap::SqDiff(&mean));
         let var = sums.iter().map(|s| s.mul(inv_r)).collect();
         (mean, var)
     } else {

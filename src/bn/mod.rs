@@ -309,7 +309,7 @@ pub fn inference(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Infer
 fn run_inference_f32(cfg: &BnConfig, params: &BnParams, x: ArrayViewD<f32>) -> Result<ArrayD<f32>> {
     let shape = x.shape().to_vec();
     let xs = contiguous(&x);
-    let mut y = vec![0.0f32; xs.len()];
+    let mut y = par::output_buffer::<f32>(xs.len());
     apis::inference(cfg, params, &xs, &shape, &mut y)?;
     into_array(&shape, y)
 }
@@ -321,7 +321,7 @@ fn run_training_f32(
 ) -> Result<(ArrayD<f32>, TrainingStats)> {
     let shape = x.shape().to_vec();
     let xs = contiguous(&x);
-    let mut y = vec![0.0f32; xs.len()];
+    let mut y = par::output_buffer::<f32>(xs.len());
     let stats = apis::training(cfg, params, &xs, &shape, &mut y)?;
     Ok((into_array(&shape, y)?, stats))
 }
@@ -344,7 +344,7 @@ pub fn training(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Traini
             let shape = a.shape().to_vec();
             let view = a.view();
             let xs = contiguous(&view);
-            let mut y = vec![0.0f64; xs.len()];
+            let mut y = par::output_buffer::<f64>(xs.len());
             let s = apis::training(cfg, &widen_params(params), &xs, &shape, &mut y)?;
             Ok(Training::from_stats(BnInput::F64(into_array(&shape, y)?), narrow_stats(s)))
         }
@@ -365,7 +365,7 @@ pub fn training(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Traini
 pub fn inference_f64(cfg: &BnConfig, params: &BnParams<f64>, x: ArrayViewD<f64>) -> Result<ArrayD<f64>> {
     let shape = x.shape().to_vec();
     let xs = contiguous(&x);
-    let mut y = vec![0.0f64; xs.len()];
+    let mut y = par::output_buffer::<f64>(xs.len());
     apis::inference(cfg, params, &xs, &shape, &mut y)?;
     into_array(&shape, y)
 }
@@ -375,7 +375,7 @@ pub fn inference_f64(cfg: &BnConfig, params: &BnParams<f64>, x: ArrayViewD<f64>)
 pub fn training_f64(cfg: &BnConfig, params: &BnParams<f64>, x: ArrayViewD<f64>) -> Result<Training<f64>> {
     let shape = x.shape().to_vec();
     let xs = contiguous(&x);
-    let mut y = vec![0.0f64; xs.len()];
+    let mut y = par::output_buffer::<f64>(xs.len());
     let s = apis::training(cfg, params, &xs, &shape, &mut y)?;
     Ok(Training::from_stats(BnInput::F64(into_array(&shape, y)?), s))
 }
@@ -479,7 +479,7 @@ pub fn fused_batch_norm_v3(
             return Err(Error::InvalidArgument("FusedBatchNormV3 has no float64 kernel".into()))
         }
     };
-    let mut y = vec![0.0f32; xf.len()];
+    let mut y = par::output_buffer::<f32>(xf.len());
     let (bm, bv, r1, r2) = if is_training {
         let o = fused::training(&xf, l, scale, offset, mean, variance, epsilon, exponential_avg_factor, &mut y);
         (o.batch_mean, o.batch_variance, o.saved_mean, o.saved_variance)

@@ -55,18 +55,9 @@ impl Elem for f32 {
         let rf = f32::from_count(r);
         match *plan {
             Plan::Rows { r: rows, k } => {
-                let threads = par::threads_for(x.len());
-                let sums = par::map_ranges(k, threads, 8, |cr| {
-                    let mut out = vec![0.0f32; cr.len()];
-                    kernels::rows_sums(x, rows, k, cr.start, cr.end, SumMap::Identity, &mut out);
-                    out
-                });
+                let sums = kernels::rows_sums_all(x, rows, k, SumMap::Identity);
                 let mean: Vec<f32> = sums.iter().map(|s| s.div(rf)).collect();
-                let sums = par::map_ranges(k, threads, 8, |cr| {
-                    let mut out = vec![0.0f32; cr.len()];
-                    kernels::rows_sums(x, rows, k, cr.start, cr.end, SumMap::SqDiff(&mean), &mut out);
-                    out
-                });
+                let sums = kernels::rows_sums_all(x, rows, k, SumMap::SqDiff(&mean));
                 let var = sums.iter().map(|s| s.div(rf)).collect();
                 Some((mean, var))
             }

@@ -251,7 +251,7 @@ impl V2 {
             return Err(self.crc_error(key, loc, crc));
         }
         if self.big_endian {
-            swap_to_little(&mut out, dtype);
+            swap_element_bytes(&mut out, dtype);
         }
         Ok(out)
     }
@@ -331,7 +331,7 @@ impl V2 {
             });
         }
         if self.big_endian {
-            swap_to_little(&mut out, dtype);
+            swap_element_bytes(&mut out, dtype);
         }
         Ok(out)
     }
@@ -372,8 +372,9 @@ pub(crate) fn unreadable(path: &Path, key: &str, dtype: DType) -> Error {
     }
 }
 
-/// Byte-swaps each element of a big-endian buffer (each half of a complex).
-pub(crate) fn swap_to_little(bytes: &mut [u8], dtype: DType) {
+/// Reverses the bytes of each element (each half of a complex): big-endian
+/// to little-endian and back.
+pub(crate) fn swap_element_bytes(bytes: &mut [u8], dtype: DType) {
     let unit = match dtype {
         DType::Complex64 => 4,
         DType::Complex128 => 8,

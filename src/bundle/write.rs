@@ -375,8 +375,7 @@ impl BundleWriter {
                 }
                 if big {
                     let mut swapped = b.clone();
-                    // The same per-element swap turns little into big.
-                    crate::bundle::v2::swap_to_little(&mut swapped, t.dtype);
+                    crate::bundle::v2::swap_element_bytes(&mut swapped, t.dtype);
                     let crc = mask(crc32c::crc32c(&swapped));
                     (std::borrow::Cow::Owned(swapped), crc)
                 } else {

@@ -1,11 +1,20 @@
-//! `tfbn export PATH --all-variables -o OUT.safetensors [--force]`.
+//! `tfbn export PATH -o OUT.safetensors [--preset tf|pytorch|candle|burn]
+//! [--layers GLOB…] [--rename FROM=TO…] [--fold] [--dtype keep|f32|f16|bf16]
+//! [--all-variables] [--epsilon [GLOB=]V…] [--momentum [GLOB=]V…]
+//! [--variance [GLOB=]biased|bessel…] [--verify] [--force] [--quiet]`,
+//! and the safetensors half of `tfbn inspect`.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
-use tfbn::export::{export_all_variables, ExportOptions};
+use anyhow::{anyhow, bail, Result};
+use tfbn::export::describe::{describe, SafetensorsReport};
+use tfbn::export::{
+    plan_all_variables, plan_layers, verify_file, write_plan, DtypeCast, ExportOptions, HyperOverride,
+    OverrideValue, Preset, Rename,
+};
+use tfbn::hyper::VarianceConvention;
 use tfbn::source::Source;
 
 use super::{InputPath, Outcome};
@@ -17,59 +26,354 @@ pub struct Args {
     /// Output `.safetensors` file.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
-    /// Write every numeric variable verbatim under its checkpoint key.
+    /// Target naming and conventions: tf (TF names), pytorch, candle, burn.
+    #[arg(long, default_value = "tf", value_parser = parse_preset)]
+    preset: Preset,
+    /// Export only layers whose TF name, object path or module path matches
+    /// (`*` any run, `?` one character); repeatable or comma-separated.
+    #[arg(long = "layers", value_name = "GLOB", value_delimiter = ',')]
+    layers: Vec<String>,
+    /// Rewrite a module path, or a prefix of one ending at a component
+    /// boundary (empty TO strips it); repeatable, first match wins.
+    #[arg(long, value_name = "FROM=TO", value_parser = parse_rename)]
+    rename: Vec<Rename>,
+    /// Write per-layer `scale` and `shift` (y = x·scale + shift) instead of
+    /// the four variables, for inference-only consumers.
     #[arg(long)]
+    fold: bool,
+    /// Element type of floating-point tensors: keep, f32, f16, bf16
+    /// (rounded once, to nearest even).
+    #[arg(long, default_value = "keep", value_parser = parse_dtype)]
+    dtype: DtypeCast,
+    /// Write every numeric variable verbatim under its checkpoint key.
+    #[arg(long, conflicts_with_all = ["layers", "rename", "fold", "epsilon", "momentum", "variance"])]
     all_variables: bool,
+    /// Declare ε for all layers or those matching GLOB (marked `flag`).
+    #[arg(long, value_name = "[GLOB=]VALUE", value_parser = parse_epsilon)]
+    epsilon: Vec<HyperOverride>,
+    /// Declare the momentum, TF convention (weight of the old value, e.g.
+    /// 0.99), for all layers or those matching GLOB.
+    #[arg(long, value_name = "[GLOB=]VALUE", value_parser = parse_momentum)]
+    momentum: Vec<HyperOverride>,
+    /// Declare what the stored moving variance holds (biased or bessel);
+    /// values are never converted.
+    #[arg(long, value_name = "[GLOB=]biased|bessel", value_parser = parse_variance)]
+    variance: Vec<HyperOverride>,
+    /// Read the written file back and compare every tensor with the
+    /// checkpoint bit for bit (after the cast); exit 1 on a mismatch.
+    #[arg(long)]
+    verify: bool,
     /// Replace an existing output file.
     #[arg(long)]
     force: bool,
-    /// No progress bar or summary line.
+    /// No progress bar, notes or summary line.
     #[arg(long, short = 'q')]
     quiet: bool,
 }
 
-pub fn run(args: Args) -> Result<Outcome> {
-    if !args.all_variables {
-        bail!("only --all-variables export is available in this version");
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    Preset::parse(s).ok_or_else(|| format!("unknown preset {s:?} (tf, pytorch, candle, burn)"))
+}
+
+fn parse_dtype(s: &str) -> Result<DtypeCast, String> {
+    DtypeCast::parse(s).ok_or_else(|| format!("unknown dtype {s:?} (keep, f32, f16, bf16)"))
+}
+
+fn parse_rename(s: &str) -> Result<Rename, String> {
+    let (from, to) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected FROM=TO"))?;
+    if from.is_empty() {
+        return Err(format!("{s:?}: FROM is empty"));
     }
-    if !args.force && args.output.exists() {
+    Ok(Rename {
+        from: from.to_string(),
+        to: to.to_string(),
+    })
+}
+
+/// `[GLOB=]VALUE`, split at the last `=`.
+fn split_override(s: &str) -> (Option<String>, &str) {
+    match s.rsplit_once('=') {
+        Some((p, v)) => (Some(p.to_string()), v),
+        None => (None, s),
+    }
+}
+
+fn parse_float(v: &str, what: &str, ok: impl Fn(f64) -> bool) -> Result<f64, String> {
+    let x: f64 = v.trim().parse().map_err(|_| format!("{what} {v:?} is not a number"))?;
+    if !x.is_finite() || !ok(x) {
+        return Err(format!("{what} {v:?} is out of range"));
+    }
+    Ok(x)
+}
+
+fn parse_epsilon(s: &str) -> Result<HyperOverride, String> {
+    let (pattern, v) = split_override(s);
+    let e = parse_float(v, "epsilon", |x| x >= 0.0)?;
+    Ok(HyperOverride {
+        pattern,
+        value: OverrideValue::Epsilon(e),
+    })
+}
+
+fn parse_momentum(s: &str) -> Result<HyperOverride, String> {
+    let (pattern, v) = split_override(s);
+    let m = parse_float(v, "momentum", |x| (0.0..=1.0).contains(&x))?;
+    Ok(HyperOverride {
+        pattern,
+        value: OverrideValue::MomentumTf(m),
+    })
+}
+
+fn parse_variance(s: &str) -> Result<HyperOverride, String> {
+    let (pattern, v) = split_override(s);
+    let conv = match v.trim().to_ascii_lowercase().as_str() {
+        "biased" => VarianceConvention::Biased,
+        "bessel" | "unbiased" => VarianceConvention::Bessel,
+        _ => return Err(format!("variance {v:?}: expected biased or bessel")),
+    };
+    Ok(HyperOverride {
+        pattern,
+        value: OverrideValue::Variance(conv),
+    })
+}
+
+/// Draws a progress bar on stderr once an export has run for a second,
+/// at most ten times a second.
+struct Progress {
+    enabled: bool,
+    start: Instant,
+    last: Option<Instant>,
+    drawn: bool,
+}
+
+impl Progress {
+    fn new(enabled: bool, start: Instant) -> Progress {
+        Progress {
+            enabled,
+            start,
+            last: None,
+            drawn: false,
+        }
+    }
+
+    fn update(&mut self, label: &str, done: u64, total: u64) {
+        if !self.enabled || self.start.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        if self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) && done < total {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.drawn = true;
+        let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+        const WIDTH: usize = 30;
+        let filled = ((frac * WIDTH as f64) as usize).min(WIDTH);
+        let bar: String = "=".repeat(filled) + &" ".repeat(WIDTH - filled);
+        let _ = write!(
+            std::io::stderr(),
+            "\r{label} [{bar}] {:>3}% {} / {}",
+            (frac * 100.0) as u32,
+            human_bytes(done),
+            human_bytes(total)
+        );
+    }
+
+    fn clear(&mut self) {
+        if self.drawn {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+            self.drawn = false;
+        }
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn run(args: Args) -> Result<Outcome> {
+    let start = Instant::now();
+    let mut opts = ExportOptions {
+        force: args.force,
+        dtype: args.dtype,
+        preset: args.preset,
+        layers: args.layers,
+        rename: args.rename,
+        fold: args.fold,
+        overrides: Vec::new(),
+    };
+    opts.overrides.extend(args.epsilon);
+    opts.overrides.extend(args.momentum);
+    opts.overrides.extend(args.variance);
+    if args.all_variables && opts.preset != Preset::Tf {
+        bail!("--preset applies to batch-norm layer exports; --all-variables writes checkpoint keys");
+    }
+    // Fail before reading anything when the output is in the way.
+    if !opts.force && args.output.exists() {
         return Err(tfbn::Error::OutputExists { path: args.output }.into());
     }
-    let start = Instant::now();
     let source = Source::open(&args.path)?;
-    let show_progress = !args.quiet && std::io::stderr().is_terminal();
-    let mut last_draw = Instant::now();
-    let mut progress = |done: u64, total: u64| {
-        if show_progress
-            && start.elapsed().as_secs_f64() > 1.0
-            && last_draw.elapsed().as_millis() > 100
-        {
-            last_draw = Instant::now();
-            let pct = if total == 0 { 100 } else { done * 100 / total };
-            let _ = write!(std::io::stderr(), "\rexporting {pct:>3}% ({done} / {total} bytes)");
-        }
+    let plan = if args.all_variables {
+        plan_all_variables(&source, &opts)?
+    } else {
+        plan_layers(&source, &opts)?
     };
-    let summary = export_all_variables(
-        &source,
-        &args.output,
-        &ExportOptions { force: args.force },
-        &mut progress,
-    )?;
-    if show_progress && start.elapsed().as_secs_f64() > 1.0 {
-        let _ = write!(std::io::stderr(), "\r\x1b[K");
+    if !args.all_variables && plan.layers.is_empty() {
+        bail!(
+            "{}: no batch-norm layers found (use --all-variables to export every variable)",
+            args.path.display()
+        );
+    }
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let mut bar = Progress::new(show, start);
+    let summary = write_plan(&source, &plan, &args.output, opts.force, &mut |d, t| {
+        bar.update("exporting", d, t)
+    });
+    bar.clear();
+    let summary = summary?;
+    let mut verified = None;
+    if args.verify {
+        let report = verify_file(&source, &plan, &args.output)?;
+        if !report.ok() {
+            for m in &report.mismatches {
+                eprintln!("tfbn: verify: {}: {m}", args.output.display());
+            }
+            eprintln!(
+                "tfbn: verify failed: {} difference(s) in {}",
+                report.mismatches.len(),
+                args.output.display()
+            );
+            return Ok(Outcome::Failed);
+        }
+        verified = Some(report);
     }
     if !args.quiet {
         for (key, why) in &summary.skipped {
             eprintln!("skipped {key}: {why}");
         }
+        for n in &summary.notes {
+            eprintln!("note: {n}");
+        }
+        let what = if args.all_variables {
+            "all variables".to_string()
+        } else {
+            format!("{} layers, preset {}", summary.layers, opts.preset)
+        };
         eprintln!(
-            "wrote {}: {} tensors, {} bytes, {} skipped, in {:.2}s",
+            "wrote {}: {what}, {} tensors, {} bytes, {} skipped{}, in {:.2}s",
             args.output.display(),
             summary.tensors,
             summary.bytes,
             summary.skipped.len(),
+            match &verified {
+                Some(r) => format!(", verified {} tensors bit for bit", r.tensors),
+                None => String::new(),
+            },
             start.elapsed().as_secs_f64()
         );
     }
     Ok(Outcome::Ok)
+}
+
+/// `tfbn inspect FILE.safetensors [--json]`: an exported file's layers and
+/// conventions (any safetensors file's tensors).
+pub fn inspect_safetensors(path: &Path, json: bool) -> Result<Outcome> {
+    let report = describe(path)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_report(&mut out, &report).map_err(|e| anyhow!(e))?;
+    }
+    Ok(Outcome::Ok)
+}
+
+fn print_report(out: &mut impl Write, r: &SafetensorsReport) -> std::io::Result<()> {
+    let m = |k: &str| r.metadata.get(k).map(String::as_str).unwrap_or("-");
+    writeln!(
+        out,
+        "{}: safetensors, {} tensors, {} bytes, format {}",
+        r.path.display(),
+        r.tensors.len(),
+        r.bytes,
+        m("format")
+    )?;
+    if !r.written_by_tfbn {
+        writeln!(out, "not written by tfbn (no tfbn.* metadata)")?;
+    } else {
+        writeln!(
+            out,
+            "written by tfbn {} from {} ({} naming): mode {}, preset {}, dtype {}, fold {}",
+            m("tfbn.version"),
+            m("tfbn.source"),
+            m("tfbn.naming_style"),
+            m("tfbn.mode"),
+            m("tfbn.preset"),
+            m("tfbn.dtype"),
+            if m("tfbn.fold") == "false" { "no" } else { "yes" }
+        )?;
+    }
+    if !r.layers.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "  {:<32} {:>8} {:<10} {:<10} {:<6} {:<6} {:<11} {:<8} {:<14}",
+            "module", "channels", "epsilon", "momentum", "torch", "axis", "api", "fused", "moving_var"
+        )?;
+        for l in &r.layers {
+            let target = match l.fields.get("target_running_var") {
+                Some(t) if t != l.get("moving_variance") => format!(" (target {t})"),
+                _ => String::new(),
+            };
+            writeln!(
+                out,
+                "  {:<32} {:>8} {:<10} {:<10} {:<6} {:<6} {:<11} {:<8} {}{}",
+                l.module,
+                l.get("channels"),
+                l.get("epsilon"),
+                l.get("momentum_tf"),
+                l.get("momentum_torch"),
+                l.get("axis"),
+                l.get("api"),
+                l.get("fused"),
+                l.get("moving_variance"),
+                target
+            )?;
+            writeln!(out, "      tf name          {}", l.get("tf_name"))?;
+            writeln!(
+                out,
+                "      sources          epsilon: {}; momentum: {}; moving_variance: {}",
+                l.get("epsilon_source"),
+                l.get("momentum_source"),
+                l.get("moving_variance_source")
+            )?;
+            for f in ["gamma", "beta", "renorm", "reshaped", "conflicts"] {
+                if let Some(v) = l.fields.get(f) {
+                    if v != "stored" {
+                        writeln!(out, "      {f:<16} {v}")?;
+                    }
+                }
+            }
+            writeln!(out, "      tensors          {}", l.tensors.join(", "))?;
+        }
+    } else {
+        writeln!(out)?;
+        for t in &r.tensors {
+            writeln!(out, "  {:<48} {:<5} {:?}", t.name, t.dtype, t.shape)?;
+        }
+    }
+    Ok(())
 }

@@ -1,4 +1,5 @@
-//! `tfbn inspect PATH [--json]`.
+//! `tfbn inspect PATH [--json]` (PATH may also be a `.safetensors` file,
+//! shown by `export::inspect_safetensors`).
 
 use std::io::Write;
 
@@ -10,7 +11,8 @@ use super::{InputPath, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Checkpoint prefix, `.index` file, checkpoint folder or SavedModel folder.
+    /// Checkpoint prefix, `.index` file, checkpoint folder, SavedModel folder,
+    /// or a `.safetensors` file (shows an export's layers and conventions).
     path: InputPath,
     /// Print the report as JSON (stable schema; see the README).
     #[arg(long)]
@@ -18,6 +20,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
+    if tfbn::export::describe::is_safetensors_file(&args.path) {
+        return super::export::inspect_safetensors(&args.path, args.json);
+    }
     let source = Source::open(&args.path)?;
     let report = inspect(&source)?;
     let mut out = std::io::stdout().lock();

@@ -3,6 +3,9 @@
 mod apply;
 mod export;
 mod inspect;
+mod lint;
+mod snapshot;
+mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,14 +30,19 @@ enum Command {
     Export(export::Args),
     /// Run one layer natively on a `.npy` input.
     Apply(apply::Args),
+    /// Write or check a numeric snapshot of the layers' outputs.
+    Snapshot(snapshot::Args),
+    /// Run every batch-norm layer through TensorFlow and natively, and compare.
+    Verify(verify::Args),
+    /// Check batch-norm layers for pitfalls (exit 1 on findings at --deny).
+    Lint(lint::Args),
 }
 
 /// Exit status for a command that ran.
 pub enum Outcome {
     /// Everything passed.
     Ok,
-    /// A check failed (parity, lint, verify).
-    #[allow(dead_code)]
+    /// A check failed (parity, lint, verify, snapshot).
     Failed,
 }
 
@@ -51,6 +59,9 @@ pub fn run() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Export(a) => export::run(a),
         Command::Apply(a) => apply::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Lint(a) => lint::run(a),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

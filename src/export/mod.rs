@@ -1,93 +1,158 @@
-//! Writing checkpoint tensors to safetensors files.
+//! Writing batch-norm layers (or every variable) to safetensors files.
 //!
-//! [`export_all_variables`] writes every numeric variable verbatim under its
-//! checkpoint key; strings (and dtypes safetensors cannot hold) are skipped
-//! and listed. Output is deterministic and atomic (see [`writer`]).
+//! Two modes, both planned first ([`plan_layers`], [`plan_all_variables`]:
+//! names, dtypes, shapes, where each tensor's bytes come from, metadata),
+//! then streamed to disk ([`write_plan`]) and optionally read back
+//! ([`verify_file`]):
+//!
+//! * **layers** (default): the batch-norm layers [`crate::layers`] finds,
+//!   named for a [`Preset`] (`tf`, `pytorch`, `candle`, `burn`), with each
+//!   layer's ε, momentum (both conventions), axis, TF API and the convention
+//!   of its stored moving variance in the metadata ([`meta`]), each with
+//!   where it came from. `--fold` writes `scale`/`shift` instead ([`fold`]).
+//! * **all variables**: every numeric variable verbatim under its checkpoint
+//!   key; strings (and dtypes safetensors cannot hold) are skipped and
+//!   listed.
+//!
+//! Values are never changed except by an explicit `--dtype` cast (rounded
+//! once, to nearest even) or `--fold`. In particular the moving variance is
+//! written as stored and its convention declared, not converted: the
+//! checkpoint does not hold the batch size a biased ↔ Bessel conversion
+//! needs, and every consumer's *inference* reads the running variance as is,
+//! so converting would change the outputs.
+//!
+//! Output is deterministic (the header is built from sorted maps) and
+//! atomic (a sibling temp file renamed into place; see [`writer`]). Peak
+//! memory stays near one tensor: data is borrowed from the checkpoint's
+//! memory map and its pages are released once written ([`release`]).
 
+pub mod cast;
+pub mod describe;
+pub mod fold;
+pub mod meta;
+pub mod plan;
+pub mod preset;
+pub mod release;
+pub mod verify;
 pub mod writer;
 
-use std::collections::BTreeMap;
 use std::path::Path;
+
+pub use cast::DtypeCast;
+pub use plan::{plan_all_variables, plan_layers, ExportPlan, HyperOverride, OverrideValue, Rename};
+pub use preset::Preset;
+pub use verify::{verify_file, VerifyReport};
 
 use crate::error::Result;
 use crate::source::Source;
 
-/// Options shared by export modes.
+/// Options of an export. `Default` is TF's names, stored dtypes, no
+/// folding, every layer, no overrides, and no replacing of existing files.
 #[derive(Debug, Clone, Default)]
 pub struct ExportOptions {
     /// Replace an existing output file.
     pub force: bool,
+    /// Element type of floating-point tensors. Default: as stored.
+    pub dtype: DtypeCast,
+    /// Naming and conventions of the target (layer mode only). Default `tf`.
+    pub preset: Preset,
+    /// Globs selecting layers by TF name, object path or module path
+    /// (layer mode only). Empty: every layer.
+    pub layers: Vec<String>,
+    /// Module path rewrites, first match wins (layer mode only).
+    pub rename: Vec<Rename>,
+    /// Write `scale`/`shift` per layer instead of the four variables
+    /// (layer mode only).
+    pub fold: bool,
+    /// User-given hyper-parameters, marked `flag` in the metadata (layer
+    /// mode only).
+    pub overrides: Vec<HyperOverride>,
+}
+
+impl ExportOptions {
+    /// True when an option that only layer exports understand is set.
+    pub fn has_layer_options(&self) -> bool {
+        self.preset != Preset::Tf
+            || !self.layers.is_empty()
+            || !self.rename.is_empty()
+            || self.fold
+            || !self.overrides.is_empty()
+    }
 }
 
 /// What an export wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExportSummary {
+    /// Batch-norm layers written (0 for `--all-variables`).
+    pub layers: usize,
     /// Tensors written.
     pub tensors: usize,
     /// Bytes of the output file.
     pub bytes: u64,
     /// Keys not written, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// Notes for the user (see [`ExportPlan::notes`]).
+    pub notes: Vec<String>,
+}
+
+/// Writes `plan` to `out` through a temp file renamed into place. `progress`
+/// receives the data bytes written so far and the total.
+pub fn write_plan(
+    source: &Source,
+    plan: &ExportPlan,
+    out: &Path,
+    force: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportSummary> {
+    let planned: Vec<writer::PlannedTensor<'_>> = plan
+        .tensors
+        .iter()
+        .map(|t| writer::PlannedTensor {
+            name: t.name.clone(),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            nbytes: t.nbytes,
+            bytes: Box::new(move || t.produce(source, &plan.layers)),
+        })
+        .collect();
+    let total: u64 = plan.tensors.iter().map(|t| t.nbytes).sum();
+    let bytes = writer::write_safetensors(out, &planned, &plan.metadata, force, &mut |w| progress(w, total))?;
+    Ok(ExportSummary {
+        layers: plan.layers.len(),
+        tensors: plan.tensors.len(),
+        bytes,
+        skipped: plan.skipped.clone(),
+        notes: plan.notes.clone(),
+    })
+}
+
+/// Writes the batch-norm layers of `source` to `out` (see the module docs).
+pub fn export_layers(
+    source: &Source,
+    out: &Path,
+    opts: &ExportOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportSummary> {
+    let plan = plan_layers(source, opts)?;
+    write_plan(source, &plan, out, opts.force, progress)
 }
 
 /// Writes every numeric variable of `source` to `out`, under its checkpoint
-/// key, bit for bit. `progress` receives the data bytes written so far and
-/// the total.
+/// key, bit for bit (or cast as `opts.dtype` says). `progress` receives the
+/// data bytes written so far and the total.
 pub fn export_all_variables(
     source: &Source,
     out: &Path,
     opts: &ExportOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary> {
-    let mut planned = Vec::new();
-    let mut skipped = Vec::new();
-    let bundle = source.bundle();
-    for v in source.variables() {
-        let Some(entry) = bundle.entry(&v.key) else {
-            continue;
-        };
-        let (Some(nbytes), Some(_)) = (entry.num_bytes, v.dtype.to_safetensors()) else {
-            skipped.push((
-                v.key.clone(),
-                format!("dtype {} cannot be stored in safetensors", v.dtype),
-            ));
-            continue;
-        };
-        let key = v.key.clone();
-        planned.push(writer::PlannedTensor {
-            name: v.key.clone(),
-            dtype: v.dtype,
-            shape: v.shape.clone(),
-            nbytes,
-            bytes: Box::new(move || bundle.read_raw(&key)),
-        });
+    if opts.has_layer_options() {
+        return Err(crate::Error::InvalidArgument(
+            "preset, layer selection, renaming, folding and hyper-parameter overrides apply to \
+             batch-norm layer exports, not to an export of all variables"
+                .into(),
+        ));
     }
-    let total: u64 = planned.iter().map(|t| t.nbytes).sum();
-    let mut meta = BTreeMap::new();
-    meta.insert("format".to_string(), "tf".to_string());
-    meta.insert("tfbn.version".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    meta.insert("tfbn.mode".to_string(), "all-variables".to_string());
-    meta.insert(
-        "tfbn.source".to_string(),
-        source.path().to_string_lossy().into_owned(),
-    );
-    meta.insert(
-        "tfbn.naming_style".to_string(),
-        source.style().label().to_string(),
-    );
-    if !skipped.is_empty() {
-        let keys: Vec<&str> = skipped.iter().map(|(k, _)| k.as_str()).collect();
-        meta.insert(
-            "tfbn.skipped".to_string(),
-            serde_json::to_string(&keys).unwrap_or_default(),
-        );
-    }
-    let bytes = writer::write_safetensors(out, &planned, &meta, opts.force, &mut |w| {
-        progress(w, total)
-    })?;
-    Ok(ExportSummary {
-        tensors: planned.len(),
-        bytes,
-        skipped,
-    })
+    let plan = plan_all_variables(source, opts)?;
+    write_plan(source, &plan, out, opts.force, progress)
 }

@@ -37,13 +37,16 @@ pub struct PlannedTensor<'a> {
 /// Builds the header JSON: `__metadata__` (string → string) and one entry per
 /// tensor, in the order given, with offsets tiling the data area.
 pub fn header_json(tensors: &[PlannedTensor<'_>], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let mut map = serde_json::Map::new();
+    // Built through BTreeMaps and inserted in sorted order, so the bytes do
+    // not depend on whether serde_json's `preserve_order` feature happens to
+    // be on in this build (a dependency can switch it on).
+    let mut entries: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     if !metadata.is_empty() {
         let meta: serde_json::Map<String, serde_json::Value> = metadata
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
-        map.insert("__metadata__".into(), serde_json::Value::Object(meta));
+        entries.insert("__metadata__".into(), serde_json::Value::Object(meta));
     }
     let mut offset: u64 = 0;
     for t in tensors {
@@ -54,22 +57,25 @@ pub fn header_json(tensors: &[PlannedTensor<'_>], metadata: &BTreeMap<String, St
         let end = offset.checked_add(t.nbytes).ok_or_else(|| {
             Error::InvalidArgument(format!("{}: total size overflows 64 bits", t.name))
         })?;
-        if map.contains_key(&t.name) {
-            return Err(Error::InvalidArgument(format!(
-                "two tensors would be written under the name {:?}",
-                t.name
-            )));
+        if t.name == "__metadata__" || entries.contains_key(&t.name) {
+            return Err(Error::ExportNamesNotUnique {
+                name: t.name.clone(),
+                what: if t.name == "__metadata__" {
+                    "the name is reserved for the header's metadata".into()
+                } else {
+                    "two tensors would be written under it".into()
+                },
+            });
         }
-        map.insert(
-            t.name.clone(),
-            serde_json::json!({
-                "dtype": format!("{st:?}"),
-                "shape": t.shape,
-                "data_offsets": [offset, end],
-            }),
-        );
+        let mut info = serde_json::Map::new();
+        // Keys in sorted order: data_offsets, dtype, shape.
+        info.insert("data_offsets".into(), serde_json::json!([offset, end]));
+        info.insert("dtype".into(), serde_json::Value::String(format!("{st:?}")));
+        info.insert("shape".into(), serde_json::json!(t.shape));
+        entries.insert(t.name.clone(), serde_json::Value::Object(info));
         offset = end;
     }
+    let map: serde_json::Map<String, serde_json::Value> = entries.into_iter().collect();
     let mut bytes = serde_json::to_vec(&serde_json::Value::Object(map))
         .map_err(|e| Error::InvalidArgument(format!("cannot encode safetensors header: {e}")))?;
     // Pad with spaces to a multiple of 8 so the data area is aligned.
@@ -108,6 +114,9 @@ pub fn write_safetensors(
                 .into());
             }
             w.write_all(&data)?;
+            if let Cow::Borrowed(b) = &data {
+                super::release::release(b);
+            }
             written += t.nbytes;
             progress(written);
         }

@@ -4,4 +4,8 @@ mod apply;
 mod cli;
 mod common;
 mod corpus;
+mod hyper;
+mod lint;
+mod export;
+mod numeric_snapshot;
 mod snapshots;

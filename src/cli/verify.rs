@@ -1,0 +1,318 @@
+//! `tfbn verify PATH`: every batch-norm layer through TensorFlow and the
+//! native layer, compared (see `tfbn::verify`).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use tfbn::bn::BnApi;
+use tfbn::parity::Tolerance;
+use tfbn::prepare::Overrides;
+use tfbn::source::Source;
+use tfbn::tf::Backend;
+use tfbn::verify::{self, Fault, InputCase, Mode, Spatial, Status, VerifyReport, VerifySettings};
+
+use super::{InputPath, Outcome};
+
+/// Which modes to run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    /// Moving statistics.
+    Inference,
+    /// Batch statistics and one moving-average update.
+    Training,
+    /// Both.
+    Both,
+}
+
+/// The TF backend.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendArg {
+    /// TF_ENABLE_ONEDNN_OPTS=0: Eigen kernels (bit-exact target).
+    Eigen,
+    /// TF_ENABLE_ONEDNN_OPTS=1: oneDNN kernels (compared within a ULP budget).
+    Onednn,
+}
+
+/// Fault for the self-test.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultArg {
+    /// Native epsilon × 10.
+    Epsilon,
+    /// Native momentum in PyTorch's convention (1 − m).
+    Momentum,
+    /// Native moving variance with the other Bessel convention.
+    Bessel,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Checkpoint prefix, `.index` file, checkpoint folder or SavedModel folder.
+    path: InputPath,
+    /// Only these layers (name or object path as `tfbn inspect` lists them;
+    /// repeatable). Default: every layer.
+    #[arg(long = "layer", value_name = "NAME")]
+    layers: Vec<String>,
+    /// Which modes to compare.
+    #[arg(long, value_enum, default_value = "both")]
+    mode: ModeArg,
+    /// TF API whose ops both sides run: fused, tf1-layers, tf-keras, keras3,
+    /// nn. Default: what the checkpoint's naming style implies.
+    #[arg(long)]
+    api: Option<String>,
+    /// TF's CPU kernels; sets TF_ENABLE_ONEDNN_OPTS before TF starts.
+    #[arg(long, value_enum, default_value = "eigen")]
+    tf_backend: BackendArg,
+    /// exact | ulp:N | abs:X. Default: exact for eigen, the oneDNN ULP
+    /// budget for onednn.
+    #[arg(long)]
+    tolerance: Option<String>,
+    /// Batch size of the inputs.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Spatial dimensions between batch and channels: `H,W` (4-D), `D,H,W`
+    /// (5-D), `L` (3-D) or `none` (2-D). Default: 2-D for layers that ran
+    /// non-fused in tf_keras / TF1 (dense), else 5,6.
+    #[arg(long)]
+    spatial: Option<String>,
+    /// Seed of the inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Input cases (comma-separated): normal, large_offset, near_constant,
+    /// tiny. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    cases: Vec<String>,
+    /// Print the report as JSON (schema in the README).
+    #[arg(long)]
+    json: bool,
+    /// Write inputs, TF outputs and native outputs as .npy files here
+    /// (DIR/<layer>/<mode>/<case>/).
+    #[arg(long, value_name = "DIR")]
+    dump: Option<PathBuf>,
+    /// Override epsilon (both sides).
+    #[arg(long)]
+    epsilon: Option<f64>,
+    /// Override momentum, TF convention (both sides).
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Folder of an installed `tensorflow` package (holding
+    /// libtensorflow_cc.so.2); tried before TFBN_TF_LIB, .venv and python3.
+    #[arg(long, value_name = "DIR")]
+    tf_lib: Option<PathBuf>,
+    /// Self-test: break the native side on purpose (epsilon, momentum or
+    /// bessel) and check that verify fails and names the cause.
+    #[arg(long, value_enum, hide = true)]
+    inject_fault: Option<FaultArg>,
+}
+
+fn settings(args: &Args) -> Result<VerifySettings> {
+    let api = match &args.api {
+        Some(s) => match BnApi::parse(s) {
+            Some(a) => Some(a),
+            None => bail!("--api {s:?}: expected fused, tf1-layers, tf-keras, keras3 or nn"),
+        },
+        None => None,
+    };
+    let tolerance = match &args.tolerance {
+        Some(t) => Some(t.parse::<Tolerance>()?),
+        None => None,
+    };
+    let spatial = match args.spatial.as_deref().map(str::trim) {
+        None => Spatial::Auto,
+        Some("none") | Some("") => Spatial::Dims(Vec::new()),
+        Some(s) => {
+            let dims = s
+                .split(',')
+                .map(|d| d.trim().parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>();
+            match dims {
+                Ok(d) if d.len() <= 3 && d.iter().all(|&v| v > 0) => Spatial::Dims(d),
+                _ => bail!("--spatial {s:?}: expected none, L, H,W or D,H,W (positive sizes)"),
+            }
+        }
+    };
+    let cases = if args.cases.is_empty() {
+        InputCase::ALL.to_vec()
+    } else {
+        args.cases
+            .iter()
+            .map(|c| {
+                InputCase::parse(c).ok_or_else(|| {
+                    anyhow::anyhow!("--cases {c:?}: expected normal, large_offset, near_constant or tiny")
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if let Some(m) = args.momentum {
+        if !m.is_finite() {
+            bail!("--momentum {m} is not finite");
+        }
+    }
+    if let Some(e) = args.epsilon {
+        if !e.is_finite() || e < 0.0 {
+            bail!("--epsilon {e}: must be finite and non-negative");
+        }
+    }
+    Ok(VerifySettings {
+        layers: args.layers.clone(),
+        modes: match args.mode {
+            ModeArg::Inference => vec![Mode::Inference],
+            ModeArg::Training => vec![Mode::Training],
+            ModeArg::Both => vec![Mode::Inference, Mode::Training],
+        },
+        overrides: Overrides {
+            epsilon: args.epsilon,
+            momentum: args.momentum,
+            axis: None,
+            api,
+        },
+        backend: match args.tf_backend {
+            BackendArg::Eigen => Backend::Eigen,
+            BackendArg::Onednn => Backend::OneDnn,
+        },
+        tolerance,
+        batch: args.batch,
+        spatial,
+        seed: args.seed,
+        cases,
+        dump: args.dump.clone(),
+        inject_fault: args.inject_fault.map(|f| match f {
+            FaultArg::Epsilon => Fault::Epsilon,
+            FaultArg::Momentum => Fault::Momentum,
+            FaultArg::Bessel => Fault::Bessel,
+        }),
+        tf_lib: args.tf_lib.clone(),
+    })
+}
+
+pub fn run(args: Args) -> Result<Outcome> {
+    let settings = settings(&args)?;
+    let source = Source::open(&args.path)?;
+    let report = verify::verify(&source, &settings)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_table(&mut out, &report)?;
+    }
+    Ok(if report.passed { Outcome::Ok } else { Outcome::Failed })
+}
+
+fn fmt_sci(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.is_finite() {
+        format!("{v:.2e}")
+    } else {
+        "inf".into()
+    }
+}
+
+fn fmt_ulp(u: u64) -> String {
+    if u == u64::MAX {
+        "NaN".into()
+    } else {
+        u.to_string()
+    }
+}
+
+fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}: {} naming; TensorFlow {} ({}), {}, {} threads; tolerance {}; seed {}, batch {}, cases {}",
+        r.path,
+        r.style.label(),
+        r.host.tf_version,
+        r.host.backend,
+        r.host.cpu_vendor,
+        r.host.threads,
+        r.tolerance,
+        r.seed,
+        r.batch,
+        r.cases.iter().map(|c| c.label()).collect::<Vec<_>>().join(",")
+    )?;
+    if let Some(f) = r.injected_fault {
+        writeln!(out, "self-test: fault {f:?} injected into the native side")?;
+    }
+    writeln!(out)?;
+    let name_w = r.layers.iter().map(|l| l.name.len()).max().unwrap_or(5).clamp(5, 40);
+    writeln!(
+        out,
+        "  {:<name_w$} {:<10} {:<9} {:<9} {:>9} {:>8} {:>9}  {:<28} {}",
+        "layer", "api", "path", "mode", "bitwise", "max ulp", "max abs", "worst", "result"
+    )?;
+    let mut notes: Vec<String> = Vec::new();
+    for l in &r.layers {
+        let path = match l.path {
+            Some(tfbn::tf::bn::TfPath::Fused) => "fused",
+            Some(tfbn::tf::bn::TfPath::NonFused) => "non-fused",
+            None => "-",
+        };
+        for m in &l.modes {
+            let worst = m
+                .worst_output()
+                .and_then(|o| {
+                    o.worst.as_ref().map(|w| match w.channel {
+                        Some(c) => format!("{} ch {c} ({})", o.name, w.case),
+                        None => format!("{} ({})", o.name, w.case),
+                    })
+                })
+                .unwrap_or_else(|| "-".into());
+            let result = match m.status {
+                Status::Pass => "pass",
+                Status::Fail => "FAIL",
+                Status::Unsupported => "UNSUPPORTED",
+                Status::Error => "ERROR",
+            };
+            let (bitwise, ulp, abs) = if m.outputs.is_empty() {
+                ("-".to_string(), "-".to_string(), "-".to_string())
+            } else {
+                (
+                    format!("{:.2}%", 100.0 * m.bitwise_fraction()),
+                    fmt_ulp(m.max_ulp()),
+                    fmt_sci(m.max_abs()),
+                )
+            };
+            writeln!(
+                out,
+                "  {:<name_w$} {:<10} {:<9} {:<9} {:>9} {:>8} {:>9}  {:<28} {}",
+                l.name,
+                l.api.label(),
+                path,
+                m.mode.label(),
+                bitwise,
+                ulp,
+                abs,
+                worst,
+                result
+            )?;
+            if let Some(e) = &m.error {
+                notes.push(format!("{} {}: {e}", l.name, m.mode.label()));
+            }
+            for c in &m.causes {
+                notes.push(format!("{} {}: cause {}: {}", l.name, m.mode.label(), c.kind, c.message));
+            }
+        }
+    }
+    writeln!(out)?;
+    for n in &notes {
+        writeln!(out, "  {n}")?;
+    }
+    if !notes.is_empty() {
+        writeln!(out)?;
+    }
+    writeln!(
+        out,
+        "{} layers, {} layer-modes: {} passed, {} failed — {}",
+        r.summary.layers,
+        r.summary.modes,
+        r.summary.passed,
+        r.summary.failed,
+        if r.passed { "PASS" } else { "FAIL" }
+    )?;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Batch-norm configs in tf_keras's `keras_metadata.pb` (or the older
+//! `SavedUserObject.metadata` JSON), read as inert data
+//! ([`crate::savedmodel::SavedModel::keras_layers`]; nothing is executed).
+
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::layers::BnRole;
+use crate::proto::saved_model::saved_object::Kind;
+use crate::savedmodel::{SavedModel, KERAS_METADATA_PB, SAVED_MODEL_PB};
+
+use super::graph::VarIndex;
+
+/// One BatchNormalization layer's config.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KerasBn {
+    /// Index of the layer it configures.
+    pub layer: usize,
+    /// `keras_metadata.pb`, or `saved_model.pb` for `user_object.metadata`.
+    pub file: String,
+    /// Node path (`root.layer_with_weights-1`).
+    pub path: String,
+    /// `config.epsilon`.
+    pub epsilon: Option<f64>,
+    /// `config.momentum`.
+    pub momentum: Option<f64>,
+    /// `config.axis` when it names one axis (tf_keras writes a list).
+    pub axis: Option<i64>,
+    /// `config.center`.
+    pub center: Option<bool>,
+    /// `config.scale`.
+    pub scale: Option<bool>,
+    /// `config.fused` when set to a bool (null = TF's choice).
+    pub fused: Option<bool>,
+}
+
+/// Class names of Keras batch-norm layers.
+fn is_batch_norm(class_name: &str) -> bool {
+    matches!(
+        class_name,
+        "BatchNormalization"
+            | "BatchNormalizationV1"
+            | "BatchNormalizationV2"
+            | "SyncBatchNormalization"
+    )
+}
+
+/// The BatchNormalization configs of a SavedModel, each tied to a layer
+/// through the object graph: the metadata's node owns `moving_mean` (or
+/// another BN variable) whose checkpoint key belongs to the layer.
+pub(crate) fn configs(sm: &SavedModel, vars: &VarIndex) -> Result<Vec<KerasBn>> {
+    let metas = sm.keras_layers()?;
+    let Some(graph) = sm.object_graph() else {
+        return Ok(Vec::new());
+    };
+    let file = if sm.keras_metadata().is_some() {
+        KERAS_METADATA_PB
+    } else {
+        SAVED_MODEL_PB
+    };
+    let mut out = Vec::new();
+    for m in metas {
+        if !m.class_name.as_deref().is_some_and(is_batch_norm) {
+            continue;
+        }
+        let Some(node) = m.node_id.and_then(|id| graph.nodes.get(id)) else {
+            continue;
+        };
+        let n = graph.nodes.len();
+        let layer = node.children.iter().find_map(|c| {
+            BnRole::from_leaf(&c.local_name)?;
+            let child = crate::objgraph::node_index(c.node_id, n)?;
+            if !matches!(graph.nodes[child].kind, Some(Kind::Variable(_))) {
+                return None;
+            }
+            let key = vars.key_of_node.get(&child)?;
+            vars.layer_of_key.get(key).map(|(l, _)| *l)
+        });
+        let Some(layer) = layer else { continue };
+        let c = &m.config;
+        let axis = match c.get("axis") {
+            Some(Value::Array(a)) if a.len() == 1 => a[0].as_i64(),
+            Some(v) => v.as_i64(),
+            None => None,
+        };
+        out.push(KerasBn {
+            layer,
+            file: file.to_string(),
+            path: m.node_path.clone(),
+            epsilon: c.get("epsilon").and_then(Value::as_f64),
+            momentum: c.get("momentum").and_then(Value::as_f64),
+            axis,
+            center: c.get("center").and_then(Value::as_bool),
+            scale: c.get("scale").and_then(Value::as_bool),
+            fused: c.get("fused").and_then(Value::as_bool),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,589 @@
+//! `tfbn lint`: the pitfalls that make a TF batch-norm layer compute
+//! something other than its files suggest (bn-semantics §5), each reported
+//! as a [`Finding`] with a stable [`Code`], a [`Severity`], the layer, and
+//! one sentence on why it matters and how to fix it.
+//!
+//! Values are read (crc-checked) only for the variables of batch-norm
+//! layers, plus a few scalars and optimizer slots to decide whether a
+//! checkpoint was trained.
+
+use serde::Serialize;
+
+use crate::bn::BnApi;
+use crate::error::Result;
+use crate::hyper::{self, LayerHyper, ServingMode, VarianceConvention};
+use crate::layers::{discover, BnLayer, BnRole};
+use crate::source::{Source, VariableRole};
+
+/// How bad a finding is. Ordered: `Info < Warning < Error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth knowing (conventions).
+    Info,
+    /// Probably fine on TF 2.21, likely wrong elsewhere, or a guess.
+    Warning,
+    /// The layer computes garbage or not what was meant.
+    Error,
+}
+
+impl Severity {
+    /// `info`, `warning` or `error`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+
+    /// Parses [`Severity::label`].
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "info" => Some(Severity::Info),
+            "warning" | "warn" => Some(Severity::Warning),
+            "error" => Some(Severity::Error),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The stable code of a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Code {
+    /// `moving_mean` all 0 and `moving_variance` all 1 in a trained
+    /// checkpoint.
+    #[serde(rename = "stats-never-updated")]
+    StatsNeverUpdated,
+    /// `moving_variance` negative, NaN or infinite.
+    #[serde(rename = "variance-invalid")]
+    VarianceInvalid,
+    /// `moving_mean` NaN or infinite.
+    #[serde(rename = "mean-invalid")]
+    MeanInvalid,
+    /// γ zero (or negligible next to √(var + ε)) for some channels.
+    #[serde(rename = "dead-channels")]
+    DeadChannels,
+    /// A BN node on a serving signature's path runs in training mode.
+    #[serde(rename = "training-mode-in-serving")]
+    TrainingModeInServing,
+    /// ε below 1.001e-5.
+    #[serde(rename = "epsilon-below-1.001e-5")]
+    EpsilonBelowCudnnMin,
+    /// A layer's variables disagree on their element counts.
+    #[serde(rename = "shape-mismatch")]
+    ShapeMismatch,
+    /// Neither epsilon nor momentum is stored: defaults assumed.
+    #[serde(rename = "unknown-hyperparameters")]
+    UnknownHyperparameters,
+    /// Two sources disagree on a hyper-parameter.
+    #[serde(rename = "hyperparameter-conflict")]
+    HyperparameterConflict,
+    /// Which variance convention `moving_variance` follows.
+    #[serde(rename = "variance-convention")]
+    VarianceConvention,
+}
+
+impl Code {
+    /// Every code, in report order.
+    pub const ALL: [Code; 10] = [
+        Code::ShapeMismatch,
+        Code::MeanInvalid,
+        Code::VarianceInvalid,
+        Code::StatsNeverUpdated,
+        Code::TrainingModeInServing,
+        Code::DeadChannels,
+        Code::EpsilonBelowCudnnMin,
+        Code::HyperparameterConflict,
+        Code::UnknownHyperparameters,
+        Code::VarianceConvention,
+    ];
+
+    /// The code as printed (`stats-never-updated`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::StatsNeverUpdated => "stats-never-updated",
+            Code::VarianceInvalid => "variance-invalid",
+            Code::MeanInvalid => "mean-invalid",
+            Code::DeadChannels => "dead-channels",
+            Code::TrainingModeInServing => "training-mode-in-serving",
+            Code::EpsilonBelowCudnnMin => "epsilon-below-1.001e-5",
+            Code::ShapeMismatch => "shape-mismatch",
+            Code::UnknownHyperparameters => "unknown-hyperparameters",
+            Code::HyperparameterConflict => "hyperparameter-conflict",
+            Code::VarianceConvention => "variance-convention",
+        }
+    }
+
+    /// The severity every finding of this code has.
+    pub fn severity(self) -> Severity {
+        match self {
+            Code::StatsNeverUpdated
+            | Code::VarianceInvalid
+            | Code::MeanInvalid
+            | Code::TrainingModeInServing
+            | Code::ShapeMismatch => Severity::Error,
+            Code::DeadChannels
+            | Code::EpsilonBelowCudnnMin
+            | Code::UnknownHyperparameters
+            | Code::HyperparameterConflict => Severity::Warning,
+            Code::VarianceConvention => Severity::Info,
+        }
+    }
+
+    /// Why it matters and how to fix it, in one sentence.
+    pub fn help(self) -> &'static str {
+        match self {
+            Code::StatsNeverUpdated => {
+                "TF1 updates the moving statistics only through the ops in UPDATE_OPS, so inference \
+                 with these values does not normalize at all: make the train op depend on \
+                 tf.compat.v1.get_collection(UPDATE_OPS) and retrain, or re-estimate the statistics \
+                 over training data."
+            }
+            Code::VarianceInvalid => {
+                "rsqrt of a negative or NaN variance is NaN, so these channels output NaN (an \
+                 infinite one outputs β): the checkpoint is corrupt or training diverged, so \
+                 restore an earlier checkpoint."
+            }
+            Code::MeanInvalid => {
+                "a NaN or infinite mean makes every output of the channel NaN: the checkpoint is \
+                 corrupt or training diverged, so restore an earlier checkpoint."
+            }
+            Code::DeadChannels => {
+                "these channels output β whatever the input, which is harmless for parity but \
+                 usually means pruned or collapsed units: drop them downstream or check training."
+            }
+            Code::TrainingModeInServing => {
+                "a serving graph in training mode normalizes each request with its own batch \
+                 statistics (and may update the moving averages), so results depend on the batch: \
+                 export the model called with training=False."
+            }
+            Code::EpsilonBelowCudnnMin => {
+                "TF 2.21's CPU kernels honour it, but older TF wrappers and cuDNN paths raise ε to \
+                 1.001e-5, so other runtimes compute different results: pass this ε explicitly to \
+                 every consumer, or use ε ≥ 1.001e-5 when retraining."
+            }
+            Code::ShapeMismatch => {
+                "a layer's variables must hold one value per channel, so this layer cannot run: the \
+                 checkpoint mixes variables of different layers or was edited, so check its keys."
+            }
+            Code::UnknownHyperparameters => {
+                "these files do not store ε or momentum (Keras 3 and plain TF2 checkpoints never \
+                 do), so TF's defaults are assumed: pass --epsilon and --momentum with the values \
+                 the layer was built with, or read a SavedModel that stores them."
+            }
+            Code::HyperparameterConflict => {
+                "two files or functions disagree and tfbn kept the more trusted one (Keras config, \
+                 then serving graph): check which value the model ran with and pass it explicitly."
+            }
+            Code::VarianceConvention => {
+                "PyTorch's and candle's running_var is Bessel-corrected and burn's is biased; \
+                 inference uses the stored value either way, but a consumer that keeps training \
+                 with the other convention mixes in values off by R/(R−1) (R = values per channel \
+                 in a batch)."
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// Stable code.
+    pub code: Code,
+    /// Severity (fixed per code).
+    pub severity: Severity,
+    /// The layer's name; for a graph node that belongs to no known layer,
+    /// the node (`saved_model.pb: function/node`); `None` for the whole
+    /// file.
+    pub layer: Option<String>,
+    /// What was found, with the numbers.
+    pub message: String,
+    /// Why it matters and how to fix it ([`Code::help`]).
+    pub help: &'static str,
+}
+
+impl Finding {
+    fn new(code: Code, layer: Option<&str>, message: String) -> Finding {
+        Finding {
+            code,
+            severity: code.severity(),
+            layer: layer.map(str::to_string),
+            message,
+            help: code.help(),
+        }
+    }
+}
+
+/// Every finding for one source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LintReport {
+    /// Findings, by layer (model order), then by [`Code::ALL`] order.
+    pub findings: Vec<Finding>,
+}
+
+impl LintReport {
+    /// True when some finding is at least `deny`.
+    pub fn fails(&self, deny: Severity) -> bool {
+        self.findings.iter().any(|f| f.severity >= deny)
+    }
+
+    /// The most severe finding's severity.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+}
+
+/// A channel is dead when `|γ| / √(var + ε)` is below this: its output
+/// moves by less than one part in a million of the input's spread.
+pub const DEAD_CHANNEL_SCALE: f64 = 1e-6;
+
+/// cuDNN's `CUDNN_BN_MIN_EPSILON`, which older TF wrappers enforced.
+pub const CUDNN_MIN_EPSILON: f64 = 1.001e-5;
+
+/// Lints every batch-norm layer of `source`.
+pub fn lint(source: &Source) -> Result<LintReport> {
+    let layers = discover(source);
+    let recovered = hyper::recover_all(source, &layers)?;
+    let api = hyper::default_api(source.style());
+    let mut training_evidence: Option<Option<String>> = None;
+    let mut findings = Vec::new();
+    for node in &recovered.unattached_serving_training {
+        findings.push(Finding::new(
+            Code::TrainingModeInServing,
+            Some(node),
+            "this batch-norm node on a serving signature's path runs in training mode (it reads \
+             no variable of a known layer)"
+                .to_string(),
+        ));
+    }
+    for (layer, h) in layers.iter().zip(&recovered.layers) {
+        let mut out = lint_layer(
+            source,
+            layer,
+            h,
+            api,
+            &recovered.files,
+            &mut training_evidence,
+        )?;
+        out.sort_by_key(|f| Code::ALL.iter().position(|c| *c == f.code));
+        findings.extend(out);
+    }
+    Ok(LintReport { findings })
+}
+
+/// Float values of a layer variable; `None` when absent or not floating.
+fn values(source: &Source, layer: &BnLayer, role: BnRole) -> Result<Option<Vec<f64>>> {
+    let Some(v) = layer.var(role) else {
+        return Ok(None);
+    };
+    if !v.dtype.is_bn_float() {
+        return Ok(None);
+    }
+    Ok(source.read(&v.key)?.to_f64_vec())
+}
+
+/// Up to `n` channel indices, as `0, 3, 5, …`.
+fn some_channels(idx: &[usize], n: usize) -> String {
+    let mut s: Vec<String> = idx.iter().take(n).map(|i| i.to_string()).collect();
+    if idx.len() > n {
+        s.push("…".into());
+    }
+    s.join(", ")
+}
+
+fn lint_layer(
+    source: &Source,
+    layer: &BnLayer,
+    h: &LayerHyper,
+    api: BnApi,
+    files: &[String],
+    training_evidence: &mut Option<Option<String>>,
+) -> Result<Vec<Finding>> {
+    let name = Some(layer.name.as_str());
+    let mut out = Vec::new();
+
+    if !layer.shapes_agree() {
+        let shapes: Vec<String> = layer
+            .variables
+            .iter()
+            .map(|(r, v)| format!("{} {:?}", r.tf_name(), v.shape))
+            .collect();
+        out.push(Finding::new(
+            Code::ShapeMismatch,
+            name,
+            format!(
+                "variables have different element counts: {}",
+                shapes.join(", ")
+            ),
+        ));
+    }
+
+    let mean = values(source, layer, BnRole::MovingMean)?;
+    let var = values(source, layer, BnRole::MovingVariance)?;
+    let gamma = values(source, layer, BnRole::Gamma)?;
+    let beta = values(source, layer, BnRole::Beta)?;
+
+    if let Some(mean) = &mean {
+        let bad: Vec<usize> = (0..mean.len()).filter(|&i| !mean[i].is_finite()).collect();
+        if !bad.is_empty() {
+            out.push(Finding::new(
+                Code::MeanInvalid,
+                name,
+                format!(
+                    "moving_mean is NaN or infinite in {} of {} channels ({})",
+                    bad.len(),
+                    mean.len(),
+                    some_channels(&bad, 8)
+                ),
+            ));
+        }
+    }
+    if let Some(var) = &var {
+        let count = |f: &dyn Fn(f64) -> bool| var.iter().filter(|&&v| f(v)).count();
+        let (neg, nan, inf) = (
+            count(&|v| v < 0.0),
+            count(&|v| v.is_nan()),
+            count(&|v| v.is_infinite()),
+        );
+        if neg + nan + inf > 0 {
+            let bad: Vec<usize> = (0..var.len())
+                .filter(|&i| !(var[i] >= 0.0 && var[i].is_finite()))
+                .collect();
+            out.push(Finding::new(
+                Code::VarianceInvalid,
+                name,
+                format!(
+                    "moving_variance is negative in {neg}, NaN in {nan} and infinite in {inf} of {} \
+                     channels ({})",
+                    var.len(),
+                    some_channels(&bad, 8)
+                ),
+            ));
+        }
+    }
+
+    if let (Some(mean), Some(var)) = (&mean, &var) {
+        let initial =
+            !mean.is_empty() && mean.iter().all(|&m| m == 0.0) && var.iter().all(|&v| v == 1.0);
+        if initial {
+            let own = match (&gamma, &beta) {
+                (Some(g), _) if g.iter().any(|&x| x != 1.0) => {
+                    Some("its gamma moved from its initial 1".to_string())
+                }
+                (_, Some(b)) if b.iter().any(|&x| x != 0.0) => {
+                    Some("its beta moved from its initial 0".to_string())
+                }
+                _ => None,
+            };
+            let evidence = match own {
+                Some(e) => Some(e),
+                None => training_evidence
+                    .get_or_insert_with(|| checkpoint_trained(source).unwrap_or(None))
+                    .clone(),
+            };
+            if let Some(evidence) = evidence {
+                out.push(Finding::new(
+                    Code::StatsNeverUpdated,
+                    name,
+                    format!(
+                        "moving_mean is all 0 and moving_variance all 1 (their initial values), \
+                         but the checkpoint was trained: {evidence}"
+                    ),
+                ));
+            }
+        }
+    }
+
+    if let Some(gamma) = &gamma {
+        let eps = h.epsilon.value;
+        let dead: Vec<usize> = (0..gamma.len())
+            .filter(|&i| {
+                let g = gamma[i];
+                if g == 0.0 {
+                    return true;
+                }
+                let v = var
+                    .as_ref()
+                    .and_then(|v| v.get(i).copied())
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .unwrap_or(1.0);
+                g.is_finite() && g.abs() / (v + eps).sqrt() < DEAD_CHANNEL_SCALE
+            })
+            .collect();
+        if !dead.is_empty() {
+            out.push(Finding::new(
+                Code::DeadChannels,
+                name,
+                format!(
+                    "{} of {} channels have gamma = 0 or |gamma|/√(var+ε) < {DEAD_CHANNEL_SCALE:e} \
+                     ({})",
+                    dead.len(),
+                    gamma.len(),
+                    some_channels(&dead, 8)
+                ),
+            ));
+        }
+    }
+
+    if h.serving_mode.value == Some(ServingMode::Training) {
+        out.push(Finding::new(
+            Code::TrainingModeInServing,
+            name,
+            format!(
+                "a serving signature runs this layer in training mode ({})",
+                h.serving_mode.source
+            ),
+        ));
+    }
+
+    if (h.epsilon.value as f32) < CUDNN_MIN_EPSILON as f32 {
+        out.push(Finding::new(
+            Code::EpsilonBelowCudnnMin,
+            name,
+            format!(
+                "epsilon {} ({}) is below 1.001e-5",
+                h.epsilon.value, h.epsilon.source
+            ),
+        ));
+    }
+
+    for c in &h.conflicts {
+        out.push(Finding::new(Code::HyperparameterConflict, name, c.clone()));
+    }
+
+    if h.only_defaults() {
+        let read = if files.is_empty() {
+            "the checkpoint stores neither".to_string()
+        } else {
+            format!("{} store neither for this layer", files.join(" and "))
+        };
+        out.push(Finding::new(
+            Code::UnknownHyperparameters,
+            name,
+            format!(
+                "{read}; TF's defaults (epsilon {}, momentum {}) are assumed",
+                h.epsilon.value, h.momentum.value
+            ),
+        ));
+    }
+
+    let fused = h.fused.value;
+    let (what, why) = match hyper::variance_convention(api, fused) {
+        VarianceConvention::Bessel => (
+            "Bessel-corrected",
+            match fused {
+                Some(true) => format!("the fused kernel ran ({})", h.fused.source),
+                _ => format!("{api} layers use the fused kernel for 4-D/5-D inputs (assumed; the files do not say)"),
+            },
+        ),
+        VarianceConvention::Biased => (
+            "biased",
+            match (api, fused) {
+                (BnApi::Keras3, _) => "Keras 3 always uses tf.nn.moments".to_string(),
+                _ => format!("the non-fused path ran ({})", h.fused.source),
+            },
+        ),
+    };
+    out.push(Finding::new(
+        Code::VarianceConvention,
+        name,
+        format!(
+            "moving_variance averages the {what} batch variance ({api}: {why}); PyTorch-style \
+             running_var is Bessel-corrected"
+        ),
+    ));
+    Ok(out)
+}
+
+/// Evidence that the checkpoint was trained, independent of any one layer:
+/// a positive `global_step` or optimizer iteration count, or a non-zero
+/// optimizer slot.
+fn checkpoint_trained(source: &Source) -> Result<Option<String>> {
+    const COUNTERS: &[&str] = &[
+        "global_step",
+        "iter",
+        "iterations",
+        "_iterations",
+        "iteration",
+    ];
+    for v in source.variables() {
+        let last = crate::source::strip_attribute_suffix(&v.key)
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        let counter = matches!(
+            v.role,
+            VariableRole::Bookkeeping | VariableRole::OptimizerState
+        ) && COUNTERS.contains(&last)
+            && v.shape.is_empty();
+        if !counter {
+            continue;
+        }
+        if let Some(x) = source
+            .read(&v.key)?
+            .to_f64_vec()
+            .and_then(|x| x.first().copied())
+        {
+            if x > 0.0 {
+                return Ok(Some(format!("{} = {x}", v.name)));
+            }
+        }
+    }
+    for v in source
+        .variables()
+        .iter()
+        .filter(|v| v.role == VariableRole::OptimizerSlot && v.dtype.is_bn_float())
+    {
+        if let Some(x) = source.read(&v.key)?.to_f64_vec() {
+            if x.iter().any(|&x| x != 0.0) {
+                return Ok(Some(format!("optimizer slot {} is non-zero", v.name)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_order_and_parse() {
+        assert!(Severity::Info < Severity::Warning && Severity::Warning < Severity::Error);
+        for s in [Severity::Info, Severity::Warning, Severity::Error] {
+            assert_eq!(Severity::parse(s.label()), Some(s));
+        }
+        assert_eq!(Severity::parse("fatal"), None);
+    }
+
+    #[test]
+    fn codes_serialize_as_printed() {
+        for c in Code::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+            assert!(c.help().ends_with('.'), "{c}");
+        }
+    }
+
+    #[test]
+    fn report_fails_at_or_above_deny() {
+        let r = LintReport {
+            findings: vec![Finding::new(Code::DeadChannels, Some("bn"), "x".into())],
+        };
+        assert!(r.fails(Severity::Warning) && r.fails(Severity::Info));
+        assert!(!r.fails(Severity::Error));
+        assert_eq!(r.worst(), Some(Severity::Warning));
+    }
+}

@@ -1,0 +1,395 @@
+//! The report of `tfbn verify` and its JSON form (`--json`, schema
+//! [`SCHEMA_VERSION`]; fields are only ever added).
+//!
+//! ```json
+//! {
+//!   "schema": 1,
+//!   "path": "testdata/tf1_trained/ckpt/model.ckpt",
+//!   "style": "tf1",
+//!   "host": {"backend": "eigen", "tf_version": "2.21.0", "cpu_vendor": "AuthenticAMD", "threads": 2},
+//!   "tolerance": "exact",
+//!   "seed": 0, "batch": 4,
+//!   "cases": ["normal", "large_offset", "near_constant", "tiny"],
+//!   "injected_fault": null,
+//!   "passed": true,
+//!   "summary": {"layers": 3, "layers_passed": 3, "modes": 6, "passed": 6, "failed": 0},
+//!   "layers": [{
+//!     "name": "batch_normalization", "api": "tf1-layers", "api_source": "naming style",
+//!     "path": "fused", "channels": 8, "input_shape": [4, 5, 6, 8],
+//!     "hyper": {"epsilon": 0.001, "epsilon_source": "...", "momentum": 0.99, "momentum_source": "...",
+//!               "axis": -1, "center": true, "scale": true, "fused": true, "renorm": false},
+//!     "notes": [], "passed": true,
+//!     "modes": [{
+//!       "mode": "training", "status": "pass | fail | unsupported | error", "error": null,
+//!       "outputs": [{"name": "y", "n": 3840, "bitwise_equal": 3840, "bitwise_fraction": 1.0,
+//!                    "max_ulp": 0, "max_abs": 0.0, "max_rel": 0.0,
+//!                    "worst": null | {"case": "tiny", "index": 17, "channel": 1, "tf": 0.5, "native": 0.50000006},
+//!                    "passed": true}, ...],
+//!       "cases": [{"case": "normal", "bitwise_fraction": 1.0, "passed": true}, ...],
+//!       "causes": [{"kind": "epsilon | momentum | bessel | layout | backend | arithmetic", "message": "..."}],
+//!       "timing_ms": {"tensorflow": 3.1, "native": 0.2}
+//!     }]
+//!   }],
+//!   "timing": {"load_tf_ms": 900.0, "total_ms": 1500.0}
+//! }
+//! ```
+//!
+//! `max_ulp` is `18446744073709551615` (`u64::MAX`) where a NaN meets a
+//! number; `max_abs`/`max_rel` that are infinite are written as `null`
+//! (JSON has no infinity).
+
+use serde::Serialize;
+
+use super::{InputCase, Mode};
+use crate::bn::BnApi;
+use crate::layers::BnLayer;
+use crate::parity::{Comparison, Tolerance};
+use crate::source::NamingStyle;
+use crate::tf::bn::TfPath;
+use crate::tf::HostInfo;
+
+/// Version of the JSON layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The verdict of one layer in one mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every output of every case within the tolerance.
+    Pass,
+    /// Some output outside the tolerance.
+    Fail,
+    /// One side cannot run this configuration (counts as a failure).
+    Unsupported,
+    /// A side failed while running (counts as a failure).
+    Error,
+}
+
+/// The worst element of an output over all cases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Worst {
+    /// The input case.
+    pub case: InputCase,
+    /// Flat index.
+    pub index: usize,
+    /// Channel.
+    pub channel: Option<usize>,
+    /// TF's value.
+    pub tf: Option<f64>,
+    /// The native value.
+    pub native: Option<f64>,
+}
+
+fn api_label<S: serde::Serializer>(v: &BnApi, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.label())
+}
+
+fn finite_or_none<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        s.serialize_f64(*v)
+    } else {
+        s.serialize_none()
+    }
+}
+
+/// One output (`y`, `batch_mean`, …) compared over all input cases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutputReport {
+    /// `y`, `batch_mean`, `batch_variance`, `moving_mean`,
+    /// `moving_variance`, `moving_stddev`, `renorm_mean`, `renorm_stddev`.
+    pub name: &'static str,
+    /// Elements compared (all cases).
+    pub n: usize,
+    /// Elements with identical bits.
+    pub bitwise_equal: usize,
+    /// `bitwise_equal / n`.
+    pub bitwise_fraction: f64,
+    /// Largest ULP distance.
+    pub max_ulp: u64,
+    /// Largest absolute error (`null` if infinite).
+    #[serde(serialize_with = "finite_or_none")]
+    pub max_abs: f64,
+    /// Largest relative error (`null` if infinite).
+    #[serde(serialize_with = "finite_or_none")]
+    pub max_rel: f64,
+    /// The worst element, `null` when all are equal.
+    pub worst: Option<Worst>,
+    /// Within the tolerance in every case.
+    pub passed: bool,
+}
+
+impl OutputReport {
+    pub(super) fn new(name: &'static str, c: &Comparison, case: InputCase, tol: Tolerance) -> OutputReport {
+        let mut o = OutputReport {
+            name,
+            n: 0,
+            bitwise_equal: 0,
+            bitwise_fraction: 1.0,
+            max_ulp: 0,
+            max_abs: 0.0,
+            max_rel: 0.0,
+            worst: None,
+            passed: true,
+        };
+        o.add(c, case, tol);
+        o
+    }
+
+    pub(super) fn add(&mut self, c: &Comparison, case: InputCase, tol: Tolerance) {
+        let worse = c.worst_index.is_some()
+            && (self.worst.is_none() || c.max_ulp > self.max_ulp || (c.max_ulp == self.max_ulp && c.max_abs > self.max_abs));
+        if worse {
+            self.worst = c.worst_index.map(|index| Worst {
+                case,
+                index,
+                channel: c.worst_channel,
+                tf: c.worst_expected,
+                native: c.worst_actual,
+            });
+        }
+        self.n += c.n;
+        self.bitwise_equal += c.bitwise_equal;
+        self.bitwise_fraction = if self.n == 0 {
+            1.0
+        } else {
+            self.bitwise_equal as f64 / self.n as f64
+        };
+        self.max_ulp = self.max_ulp.max(c.max_ulp);
+        self.max_abs = self.max_abs.max(c.max_abs);
+        self.max_rel = self.max_rel.max(c.max_rel);
+        self.passed &= tol.accepts(c);
+    }
+}
+
+/// One input case of one mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseSummary {
+    /// The case.
+    pub case: InputCase,
+    /// Bitwise-equal fraction over all outputs of the case.
+    pub bitwise_fraction: f64,
+    /// Every output within the tolerance.
+    pub passed: bool,
+}
+
+/// Milliseconds spent per side (all cases; TF includes building the graph
+/// and session).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct ModeTiming {
+    /// TensorFlow.
+    pub tensorflow: f64,
+    /// The native layer.
+    pub native: f64,
+}
+
+/// One layer in one mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeReport {
+    /// The mode.
+    pub mode: Mode,
+    /// The verdict.
+    pub status: Status,
+    /// Why a side could not run (`unsupported` / `error`).
+    pub error: Option<String>,
+    /// Each output over all cases.
+    pub outputs: Vec<OutputReport>,
+    /// Each case.
+    pub cases: Vec<CaseSummary>,
+    /// Likely causes of a failure (empty when it passed or nothing fits).
+    pub causes: Vec<super::diagnose::Cause>,
+    /// Time per side.
+    pub timing_ms: ModeTiming,
+}
+
+impl ModeReport {
+    pub(super) fn error(mode: Mode, status: Status, error: String) -> ModeReport {
+        ModeReport {
+            mode,
+            status,
+            error: Some(error),
+            outputs: Vec::new(),
+            cases: Vec::new(),
+            causes: Vec::new(),
+            timing_ms: ModeTiming::default(),
+        }
+    }
+
+    /// Bitwise-equal fraction over every output and case.
+    pub fn bitwise_fraction(&self) -> f64 {
+        let n: usize = self.outputs.iter().map(|o| o.n).sum();
+        let e: usize = self.outputs.iter().map(|o| o.bitwise_equal).sum();
+        if n == 0 {
+            1.0
+        } else {
+            e as f64 / n as f64
+        }
+    }
+
+    /// Largest ULP distance of any output.
+    pub fn max_ulp(&self) -> u64 {
+        self.outputs.iter().map(|o| o.max_ulp).max().unwrap_or(0)
+    }
+
+    /// Largest absolute error of any output.
+    pub fn max_abs(&self) -> f64 {
+        self.outputs.iter().map(|o| o.max_abs).fold(0.0, f64::max)
+    }
+
+    /// The output with the largest ULP distance, if any differs.
+    pub fn worst_output(&self) -> Option<&OutputReport> {
+        self.outputs
+            .iter()
+            .filter(|o| o.worst.is_some())
+            .max_by(|a, b| a.max_ulp.cmp(&b.max_ulp).then(a.max_abs.total_cmp(&b.max_abs)))
+    }
+}
+
+/// The hyper-parameters both sides ran with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HyperJson {
+    /// ε.
+    pub epsilon: f64,
+    /// Where ε came from.
+    pub epsilon_source: String,
+    /// Momentum (TF convention).
+    pub momentum: f64,
+    /// Where the momentum came from.
+    pub momentum_source: String,
+    /// Channel axis as configured.
+    pub axis: i64,
+    /// β used.
+    pub center: bool,
+    /// γ used.
+    pub scale: bool,
+    /// The layer's `fused` argument, if known.
+    pub fused: Option<bool>,
+    /// Batch renormalization.
+    pub renorm: bool,
+}
+
+/// One layer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerReport {
+    /// Layer name.
+    pub name: String,
+    /// The API both sides reproduce (`fused`, `tf1-layers`, `tf-keras`,
+    /// `keras3`, `nn`).
+    #[serde(serialize_with = "api_label")]
+    pub api: BnApi,
+    /// Where the API choice came from (`flag`, `naming style`).
+    pub api_source: String,
+    /// The kernel TF runs (`null` if TF cannot run the layout).
+    pub path: Option<TfPath>,
+    /// Channels.
+    pub channels: u64,
+    /// The input shape.
+    pub input_shape: Vec<usize>,
+    /// Hyper-parameters.
+    pub hyper: HyperJson,
+    /// Notes (overrides, assumptions).
+    pub notes: Vec<String>,
+    /// Every mode passed.
+    pub passed: bool,
+    /// Each mode.
+    pub modes: Vec<ModeReport>,
+}
+
+impl LayerReport {
+    pub(super) fn unsupported(layer: &BnLayer, why: String) -> LayerReport {
+        LayerReport {
+            name: layer.name.clone(),
+            api: BnApi::default(),
+            api_source: String::new(),
+            path: None,
+            channels: layer.channels,
+            input_shape: Vec::new(),
+            hyper: HyperJson {
+                epsilon: f64::NAN,
+                epsilon_source: String::new(),
+                momentum: f64::NAN,
+                momentum_source: String::new(),
+                axis: -1,
+                center: false,
+                scale: false,
+                fused: None,
+                renorm: false,
+            },
+            notes: vec![why.clone()],
+            passed: false,
+            modes: vec![ModeReport::error(Mode::Inference, Status::Unsupported, why)],
+        }
+    }
+}
+
+/// Counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Layers verified.
+    pub layers: usize,
+    /// Layers whose every mode passed.
+    pub layers_passed: usize,
+    /// Layer × mode runs.
+    pub modes: usize,
+    /// Runs that passed.
+    pub passed: usize,
+    /// Runs that failed (fail, unsupported or error).
+    pub failed: usize,
+}
+
+impl Summary {
+    pub(super) fn of(layers: &[LayerReport]) -> Summary {
+        let modes: usize = layers.iter().map(|l| l.modes.len()).sum();
+        let passed = layers
+            .iter()
+            .flat_map(|l| &l.modes)
+            .filter(|m| m.status == Status::Pass)
+            .count();
+        Summary {
+            layers: layers.len(),
+            layers_passed: layers.iter().filter(|l| l.passed).count(),
+            modes,
+            passed,
+            failed: modes - passed,
+        }
+    }
+}
+
+/// Loading and total time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Timing {
+    /// Finding and loading TensorFlow.
+    pub load_tf_ms: f64,
+    /// Everything.
+    pub total_ms: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// Path as given.
+    pub path: String,
+    /// Naming style of the checkpoint.
+    pub style: NamingStyle,
+    /// Backend, TF version, CPU vendor, threads.
+    pub host: HostInfo,
+    /// The verdict's tolerance.
+    pub tolerance: Tolerance,
+    /// Seed of the inputs.
+    pub seed: u64,
+    /// Batch size.
+    pub batch: usize,
+    /// Input cases.
+    pub cases: Vec<InputCase>,
+    /// The self-test fault, if any.
+    pub injected_fault: Option<super::Fault>,
+    /// Every layer passed.
+    pub passed: bool,
+    /// Counts.
+    pub summary: Summary,
+    /// Each layer.
+    pub layers: Vec<LayerReport>,
+    /// Time.
+    pub timing: Timing,
+}

@@ -1,0 +1,704 @@
+//! `tfbn export` of batch-norm layers: every preset round-trips every
+//! fixture bit for bit, the metadata declares each layer's conventions,
+//! output is deterministic and atomic, `--fold` stays within its documented
+//! bound of the native layer, and an independent Python reader agrees.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use safetensors::SafeTensors;
+use serde_json::Value;
+use tfbn::bn::{self, BnApi, BnConfig, BnInput, BnParams};
+use tfbn::export::{self, plan_layers, verify_file, write_plan, ExportOptions, Preset};
+use tfbn::source::Source;
+
+use crate::common::{fixture, fixtures, root, Fixture};
+
+const PRESETS: [&str; 4] = ["tf", "pytorch", "candle", "burn"];
+
+fn tfbn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tfbn"))
+        .args(args)
+        .output()
+        .expect("run tfbn")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Fixtures that hold batch-norm layers.
+fn layer_fixtures() -> Vec<Fixture> {
+    fixtures().into_iter().filter(|f| !f.layers().is_empty()).collect()
+}
+
+/// Exports `fx` with `preset` (plus `extra` flags) to `out`, with --verify.
+fn export(fx: &Fixture, preset: &str, out: &Path, extra: &[&str]) {
+    let open = fx.open_path();
+    let mut args = vec!["export", s(&open), "-o", s(out), "--preset", preset, "--verify", "-q"];
+    args.extend_from_slice(extra);
+    let o = tfbn(&args);
+    assert_eq!(o.status.code(), Some(0), "{} {preset}: {}", fx.name, stderr(&o));
+}
+
+fn metadata(bytes: &[u8]) -> BTreeMap<String, String> {
+    let (_, m) = SafeTensors::read_metadata(bytes).expect("valid safetensors");
+    m.metadata().clone().unwrap_or_default().into_iter().collect()
+}
+
+/// The manifest's variable entry for `key`.
+fn manifest_var<'a>(fx: &'a Fixture, key: &str) -> &'a Value {
+    fx.variables()
+        .iter()
+        .find(|v| v["key"] == key)
+        .unwrap_or_else(|| panic!("{}: {key} not in the manifest", fx.name))
+}
+
+/// The module a manifest layer was exported as: the one whose moving-mean
+/// tensor declares the layer's moving_mean key.
+fn module_of(meta: &BTreeMap<String, String>, preset: Preset, layer: &Value) -> String {
+    let key = layer["variables"]["moving_mean"]["key"].as_str().unwrap();
+    let leaf = preset
+        .leaf(export::preset::Slot::Var(tfbn::layers::BnRole::MovingMean))
+        .unwrap();
+    let modules: Vec<String> = serde_json::from_str(&meta["tfbn.layers"]).unwrap();
+    modules
+        .into_iter()
+        .find(|m| meta.get(&format!("tfbn.key.{m}{}{leaf}", preset.separator())).map(String::as_str) == Some(key))
+        .unwrap_or_else(|| panic!("no module declares {key}"))
+}
+
+/// The module whose metadata declares the manifest layer's moving_mean key
+/// (works with `--fold`, which writes no variable tensors).
+fn module_by_key(meta: &BTreeMap<String, String>, layer: &Value) -> String {
+    let key = layer["variables"]["moving_mean"]["key"].as_str().unwrap();
+    let modules: Vec<String> = serde_json::from_str(&meta["tfbn.layers"]).unwrap();
+    modules
+        .into_iter()
+        .find(|m| meta.get(&format!("tfbn.layer.{m}.moving_mean_key")).map(String::as_str) == Some(key))
+        .unwrap_or_else(|| panic!("no layer declares {key}"))
+}
+
+/// `--epsilon LAYER=VALUE` flags that give every manifest layer its real ε
+/// (where recovery from the files cannot, e.g. plain checkpoints).
+fn epsilon_flags(fx: &Fixture) -> Vec<String> {
+    fx.layers()
+        .iter()
+        .flat_map(|l| {
+            [
+                "--epsilon".to_string(),
+                format!("{}={}", l["name"].as_str().unwrap(), l["hyper"]["epsilon"].as_f64().unwrap()),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn every_fixture_and_preset_round_trips_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for fx in layer_fixtures() {
+        for name in PRESETS {
+            let preset = Preset::parse(name).unwrap();
+            let out = dir.path().join(format!("{}-{name}.safetensors", fx.name));
+            export(&fx, name, &out, &[]);
+            let bytes = std::fs::read(&out).unwrap();
+            let st = SafeTensors::deserialize(&bytes).unwrap();
+            let meta = metadata(&bytes);
+            assert_eq!(meta["format"], preset.format(), "{}", fx.name);
+            assert_eq!(meta["tfbn.preset"], name);
+            let modules: Vec<String> = serde_json::from_str(&meta["tfbn.layers"]).unwrap();
+            assert_eq!(modules.len(), fx.layers().len(), "{} {name}: layer count", fx.name);
+            let mut expected_names = std::collections::BTreeSet::new();
+            for layer in fx.layers() {
+                let module = module_of(&meta, preset, layer);
+                let channels = layer["channels"].as_u64().unwrap() as usize;
+                let pre = format!("tfbn.layer.{module}.");
+                // Conventions are declared, each with a source.
+                for f in ["epsilon", "momentum_tf", "momentum_torch", "axis", "api", "moving_variance"] {
+                    assert!(meta.contains_key(&format!("{pre}{f}")), "{} {name}: {pre}{f}", fx.name);
+                    if f != "momentum_torch" {
+                        assert!(meta.contains_key(&format!("{pre}{f}_source")), "{pre}{f}_source");
+                    }
+                }
+                let m_tf: f64 = meta[&format!("{pre}momentum_tf")].parse().unwrap();
+                let m_torch: f64 = meta[&format!("{pre}momentum_torch")].parse().unwrap();
+                assert!(((1.0 - m_tf) - m_torch).abs() < 1e-12, "{pre}: {m_tf} vs {m_torch}");
+                assert_eq!(
+                    meta.get(&format!("{pre}target_running_var")).map(String::as_str),
+                    match preset {
+                        Preset::Tf => None,
+                        Preset::Burn => Some("biased"),
+                        _ => Some("bessel"),
+                    }
+                );
+                for role in tfbn::layers::BnRole::ALL {
+                    let Some(tname) = preset.tensor_name(&module, export::preset::Slot::Var(role)) else {
+                        continue;
+                    };
+                    let var = &layer["variables"][role.tf_name()];
+                    if var.is_null() {
+                        let filled = st.tensor(&tname);
+                        if preset.needs_affine() && matches!(role, tfbn::layers::BnRole::Gamma | tfbn::layers::BnRole::Beta) {
+                            let t = filled.unwrap_or_else(|_| panic!("{}: {tname} should be synthesized", fx.name));
+                            let v = if role == tfbn::layers::BnRole::Gamma { 1.0f32 } else { 0.0 };
+                            let want: Vec<u8> = (0..channels).flat_map(|_| v.to_le_bytes()).collect();
+                            assert_eq!(t.data(), want.as_slice(), "{tname}");
+                            assert!(meta[&format!("{pre}{}", role.tf_name())].starts_with(if v == 1.0 { "ones" } else { "zeros" }));
+                            expected_names.insert(tname);
+                        } else {
+                            assert!(filled.is_err(), "{}: {tname} should be absent", fx.name);
+                        }
+                        continue;
+                    }
+                    let key = var["key"].as_str().unwrap();
+                    let t = st
+                        .tensor(&tname)
+                        .unwrap_or_else(|e| panic!("{} {name}: {tname}: {e}", fx.name));
+                    let mv = manifest_var(&fx, key);
+                    assert_eq!(t.data(), fx.expected_bytes(mv).as_slice(), "{} {name}: {tname}", fx.name);
+                    let shape: Vec<usize> = if preset == Preset::Tf {
+                        mv["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()
+                    } else {
+                        vec![channels]
+                    };
+                    assert_eq!(t.shape(), shape.as_slice(), "{tname}");
+                    assert_eq!(meta[&format!("tfbn.key.{tname}")], key);
+                    expected_names.insert(tname);
+                    checked += 1;
+                }
+                if preset == Preset::Pytorch {
+                    let tname = format!("{module}.num_batches_tracked");
+                    let t = st.tensor(&tname).unwrap();
+                    assert_eq!(t.dtype(), safetensors::Dtype::I64);
+                    assert!(t.shape().is_empty());
+                    assert_eq!(t.data(), &[0u8; 8]);
+                    expected_names.insert(tname);
+                }
+            }
+            let names: std::collections::BTreeSet<String> = st.names().into_iter().map(String::from).collect();
+            assert_eq!(names, expected_names, "{} {name}: tensor set", fx.name);
+        }
+    }
+    assert!(checked > 150, "only {checked} tensors checked");
+}
+
+#[test]
+fn fixtures_without_layers_are_an_error_pointing_to_all_variables() {
+    let fx = fixture("dtypes");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&out)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--all-variables"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
+
+#[test]
+fn two_exports_of_the_same_input_are_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    for fx in layer_fixtures() {
+        for preset in PRESETS {
+            let a = dir.path().join(format!("{}-{preset}-a.safetensors", fx.name));
+            let b = dir.path().join(format!("{}-{preset}-b.safetensors", fx.name));
+            export(&fx, preset, &a, &[]);
+            export(&fx, preset, &b, &[]);
+            assert_eq!(
+                std::fs::read(&a).unwrap(),
+                std::fs::read(&b).unwrap(),
+                "{} {preset}: two exports differ",
+                fx.name
+            );
+        }
+    }
+    // The same through the library, with the options in another order.
+    let fx = fixture("tfkeras_ckpt");
+    let source = Source::open(fx.open_path()).unwrap();
+    let plan1 = plan_layers(&source, &ExportOptions::default()).unwrap();
+    let plan2 = plan_layers(&source, &ExportOptions::default()).unwrap();
+    assert_eq!(plan1, plan2);
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A copy of tf1_trained's checkpoint with one data byte flipped, so the
+/// export fails on a crc check after the output was opened.
+fn corrupted_checkpoint(dir: &Path) -> PathBuf {
+    let fx = fixture("tf1_trained");
+    let prefix = fx.open_path();
+    let name = prefix.file_name().unwrap().to_string_lossy().into_owned();
+    for e in std::fs::read_dir(prefix.parent().unwrap()).unwrap() {
+        let p = e.unwrap().path();
+        let fname = p.file_name().unwrap().to_string_lossy().into_owned();
+        if fname.starts_with(&format!("{name}.")) {
+            std::fs::copy(&p, dir.join(&fname)).unwrap();
+        }
+    }
+    let data = dir.join(format!("{name}.data-00000-of-00001"));
+    let mut bytes = std::fs::read(&data).unwrap();
+    // Flip a byte of every tensor: any read fails its crc.
+    for i in (0..bytes.len()).step_by(16) {
+        bytes[i] ^= 0x40;
+    }
+    std::fs::write(&data, bytes).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn a_failing_export_leaves_no_file_and_keeps_an_existing_one() {
+    let fx = fixture("tf1_trained");
+    let ckpt_dir = tempfile::tempdir().unwrap();
+    let bad = corrupted_checkpoint(ckpt_dir.path());
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("out.safetensors");
+
+    // Bad input, no existing file: nothing is left behind.
+    for preset in PRESETS {
+        let o = tfbn(&["export", s(&bad), "-o", s(&out), "--preset", preset]);
+        assert_eq!(o.status.code(), Some(2), "{preset}: {}", stderr(&o));
+        assert!(stderr(&o).contains("crc32c mismatch"), "{}", stderr(&o));
+        assert!(files_in(out_dir.path()).is_empty(), "{:?}", files_in(out_dir.path()));
+    }
+    // Bad input over an existing file, even with --force: the file stays.
+    std::fs::write(&out, b"precious").unwrap();
+    let o = tfbn(&["export", s(&bad), "-o", s(&out), "--preset", "candle", "--force"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    assert_eq!(files_in(out_dir.path()), vec!["out.safetensors"]);
+    // A good input without --force: refused, kept.
+    let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&out), "--preset", "candle"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    // With --force: replaced.
+    let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&out), "--preset", "candle", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_ne!(std::fs::read(&out).unwrap(), b"precious");
+    assert_eq!(files_in(out_dir.path()), vec!["out.safetensors"]);
+
+    // Unwritable folders: a missing one, and a "folder" that is a file.
+    let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&out_dir.path().join("missing/out.safetensors"))]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&out.join("out.safetensors"))]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(files_in(out_dir.path()), vec!["out.safetensors"]);
+
+    // A read-only folder (permissions do not stop root, so only checked
+    // when they apply).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = out_dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let probe = ro.join(".probe");
+        if std::fs::write(&probe, b"x").is_err() {
+            let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&ro.join("out.safetensors"))]);
+            assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+            assert!(files_in(&ro).is_empty());
+        } else {
+            let _ = std::fs::remove_file(&probe);
+            eprintln!("read-only folder case skipped: running with permissions that ignore mode bits");
+        }
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let fx = fixture("tf1_trained");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.safetensors");
+    let open = fx.open_path();
+    for args in [
+        vec!["--all-variables", "--preset", "candle"],
+        vec!["--all-variables", "--fold"],
+        vec!["--preset", "onnx"],
+        vec!["--dtype", "f8"],
+        vec!["--layers", "no_such_layer*"],
+        vec!["--rename", "no_such_layer=x"],
+        vec!["--epsilon", "no_such_layer=1e-5"],
+        vec!["--epsilon", "-1"],
+        vec!["--momentum", "1.5"],
+        vec!["--variance", "sideways"],
+        vec!["--rename", "batch_normalization=a", "--rename", "batch_normalization_1=a"],
+    ] {
+        let mut a = vec!["export", s(&open), "-o", s(&out)];
+        a.extend_from_slice(&args);
+        let o = tfbn(&a);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{args:?} left a file");
+    }
+}
+
+#[test]
+fn layers_rename_and_flags_shape_the_file() {
+    let fx = fixture("tf1_trained");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.safetensors");
+    export(
+        &fx,
+        "candle",
+        &out,
+        &[
+            "--layers",
+            "batch_normalization_?",
+            "--rename",
+            "batch_normalization_1=stem.bn",
+            "--epsilon",
+            "1e-5",
+            "--epsilon",
+            "batch_normalization_2=2e-5",
+            "--momentum",
+            "batch_normalization_2=0.9",
+            "--variance",
+            "*_2=biased",
+        ],
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let meta = metadata(&bytes);
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(meta["tfbn.layers"], r#"["stem.bn","batch_normalization_2"]"#);
+    assert!(st.tensor("stem.bn.weight").is_ok());
+    assert!(st.tensor("batch_normalization.weight").is_err());
+    assert_eq!(meta["tfbn.layer.stem.bn.tf_name"], "batch_normalization_1");
+    assert_eq!(meta["tfbn.layer.stem.bn.epsilon"], "0.00001");
+    assert_eq!(meta["tfbn.layer.stem.bn.epsilon_source"], "flag");
+    assert_eq!(meta["tfbn.layer.batch_normalization_2.epsilon"], "0.00002");
+    assert_eq!(meta["tfbn.layer.batch_normalization_2.momentum_tf"], "0.9");
+    assert_eq!(meta["tfbn.layer.batch_normalization_2.momentum_torch"], "0.1");
+    assert_eq!(meta["tfbn.layer.batch_normalization_2.momentum_source"], "flag");
+    assert_eq!(meta["tfbn.layer.batch_normalization_2.moving_variance"], "biased");
+    assert_eq!(meta["tfbn.layer.batch_normalization_2.moving_variance_source"], "flag");
+    // Stripping a prefix with an empty TO.
+    let out2 = dir.path().join("o2.safetensors");
+    export(&fixture("tfkeras_ckpt"), "pytorch", &out2, &["--layers", "bn_dense", "--rename", "bn_dense=head.norm"]);
+    let meta2 = metadata(&std::fs::read(&out2).unwrap());
+    assert_eq!(meta2["tfbn.layers"], r#"["head.norm"]"#);
+}
+
+#[test]
+fn dtype_casts_round_once_to_nearest_even() {
+    use half::{bf16, f16};
+    let fx = fixture("tfkeras_ckpt");
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, width) in [("f16", 2usize), ("bf16", 2), ("f32", 4)] {
+        let out = dir.path().join(format!("{dtype}.safetensors"));
+        export(&fx, "candle", &out, &["--dtype", dtype]);
+        let bytes = std::fs::read(&out).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let meta = metadata(&bytes);
+        for layer in fx.layers() {
+            let module = module_of(&meta, Preset::Candle, layer);
+            let key = layer["variables"]["moving_variance"]["key"].as_str().unwrap();
+            let src = fx.expected_bytes(manifest_var(&fx, key));
+            let want: Vec<u8> = src
+                .chunks_exact(4)
+                .flat_map(|c| {
+                    let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    match dtype {
+                        "f16" => f16::from_f32(v).to_le_bytes().to_vec(),
+                        "bf16" => bf16::from_f32(v).to_le_bytes().to_vec(),
+                        _ => v.to_le_bytes().to_vec(),
+                    }
+                })
+                .collect();
+            let t = st.tensor(&format!("{module}.running_var")).unwrap();
+            assert_eq!(t.data().len(), src.len() / 4 * width);
+            assert_eq!(t.data(), want.as_slice(), "{module} {dtype}");
+        }
+    }
+    // --all-variables casts float tensors of every stored width and keeps
+    // the rest.
+    let fx = fixture("dtypes");
+    let out = dir.path().join("all-f16.safetensors");
+    let o = tfbn(&["export", s(&fx.open_path()), "--all-variables", "--dtype", "f16", "--verify", "-q", "-o", s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut casts = 0;
+    for var in fx.variables() {
+        let key = var["key"].as_str().unwrap();
+        let Ok(t) = st.tensor(key) else { continue };
+        let src = fx.expected_bytes(var);
+        let want: Vec<u8> = match var["dtype"].as_str().unwrap() {
+            "float32" => src
+                .chunks_exact(4)
+                .flat_map(|c| f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
+                .collect(),
+            "float64" => src
+                .chunks_exact(8)
+                .flat_map(|c| f16::from_f64(f64::from_le_bytes(c.try_into().unwrap())).to_le_bytes())
+                .collect(),
+            "bfloat16" => src
+                .chunks_exact(2)
+                .flat_map(|c| f16::from_f32(bf16::from_le_bytes([c[0], c[1]]).to_f32()).to_le_bytes())
+                .collect(),
+            _ => src.clone(),
+        };
+        if want != src {
+            casts += 1;
+        }
+        // NaN payloads aside, the bits must be the single rounding's.
+        assert_eq!(t.data(), want.as_slice(), "{key}");
+    }
+    assert!(casts >= 3, "only {casts} tensors were cast");
+}
+
+fn read_f32(source: &Source, key: &str) -> Vec<f32> {
+    source.read(key).unwrap().to_f32_vec().unwrap()
+}
+
+fn api_of(label: &str) -> BnApi {
+    BnApi::parse(label).unwrap_or_else(|| panic!("api {label}"))
+}
+
+/// Runs the native layer on a fixture layer's golden input.
+fn native_inference(fx: &Fixture, source: &Source, layer: &Value) -> (Vec<f32>, Vec<usize>, usize) {
+    let h = &layer["hyper"];
+    let axis = h["axis"][0].as_i64().unwrap() as isize;
+    let cfg = BnConfig {
+        epsilon: h["epsilon"].as_f64().unwrap(),
+        momentum: h["momentum"].as_f64().unwrap(),
+        axis,
+        center: h["center"].as_bool().unwrap(),
+        scale: h["scale"].as_bool().unwrap(),
+        fused: h["fused"].as_bool(),
+        api: api_of(layer["api"].as_str().unwrap()),
+        ..BnConfig::default()
+    };
+    let var = |role: &str| {
+        let v = &layer["variables"][role];
+        (!v.is_null()).then(|| read_f32(source, v["key"].as_str().unwrap()))
+    };
+    let params = BnParams {
+        gamma: var("gamma"),
+        beta: var("beta"),
+        moving_mean: var("moving_mean").unwrap(),
+        moving_variance: var("moving_variance").unwrap(),
+        renorm: None,
+    };
+    let x = tfbn::npy::read_npy(fx.dir.join(layer["golden"].as_str().unwrap()).join("input.npy")).unwrap();
+    let tfbn::npy::NpyArray::F32(x) = x else { panic!("input.npy is float32") };
+    let shape = x.shape().to_vec();
+    let y = bn::inference(&cfg, &params, &BnInput::F32(x)).unwrap();
+    let BnInput::F32(y) = y.y else { panic!("f32 output") };
+    (y.iter().copied().collect(), shape, axis as usize)
+}
+
+#[test]
+fn fold_stays_within_its_documented_bound_of_the_native_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut worst = 0.0f64;
+    let (mut exact_f2_small, mut elements) = (0usize, 0usize);
+    for fx in layer_fixtures() {
+        let out = dir.path().join(format!("{}-fold.safetensors", fx.name));
+        let flags = epsilon_flags(&fx);
+        let mut extra: Vec<&str> = vec!["--fold"];
+        extra.extend(flags.iter().map(String::as_str));
+        export(&fx, "candle", &out, &extra);
+        let bytes = std::fs::read(&out).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let meta = metadata(&bytes);
+        assert!(meta["tfbn.fold"].contains("2^-19"), "{}", meta["tfbn.fold"]);
+        let source = Source::open(fx.open_path()).unwrap();
+        for layer in fx.layers() {
+            let module = module_by_key(&meta, layer);
+            let f32s = |name: &str| -> Vec<f32> {
+                st.tensor(name)
+                    .unwrap()
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            };
+            let scale = f32s(&format!("{module}.scale"));
+            let shift = f32s(&format!("{module}.shift"));
+            assert_eq!(st.names().iter().filter(|n| n.starts_with(&format!("{module}."))).count(), 2);
+            let (y, shape, axis) = native_inference(&fx, &source, layer);
+            let x = tfbn::npy::read_npy(fx.dir.join(layer["golden"].as_str().unwrap()).join("input.npy")).unwrap();
+            let tfbn::npy::NpyArray::F32(x) = x else { unreachable!() };
+            let c = shape[axis];
+            let stride: usize = shape[axis + 1..].iter().product();
+            let mean = read_f32(&source, layer["variables"]["moving_mean"]["key"].as_str().unwrap());
+            let beta = match &layer["variables"]["beta"] {
+                Value::Null => vec![0.0; c],
+                v => read_f32(&source, v["key"].as_str().unwrap()),
+            };
+            let f2 = layer["api"] == "keras3" || layer["hyper"]["fused"] == false;
+            let mut exact = 0;
+            for (i, (&xi, &yi)) in x.iter().zip(&y).enumerate() {
+                let ch = (i / stride) % c;
+                let folded = xi * scale[ch] + shift[ch];
+                let bound = export::fold::fold_bound(xi, scale[ch], mean[ch], beta[ch]);
+                let diff = (folded as f64 - yi as f64).abs();
+                assert!(
+                    diff <= bound,
+                    "{} {module}[{i}]: folded {folded} vs native {yi}: |Δ| {diff:e} > bound {bound:e}",
+                    fx.name
+                );
+                if bound > 0.0 {
+                    worst = worst.max(diff / bound);
+                }
+                exact += (folded.to_bits() == yi.to_bits()) as usize;
+            }
+            // F2 with every channel on TF's scalar rsqrt path: bit-exact.
+            if f2 && c < 8 {
+                assert_eq!(exact, y.len(), "{} {module}: F2 fold should be bit-exact", fx.name);
+                exact_f2_small += 1;
+            }
+            elements += y.len();
+        }
+    }
+    eprintln!(
+        "fold vs native layer: {elements} elements, worst |Δ| = {worst:.3} of the 2^-19 bound; \
+         {exact_f2_small} F2 layers with C < 8 bit-exact"
+    );
+    assert!(exact_f2_small >= 5, "only {exact_f2_small} F2 layers with C < 8");
+}
+
+#[test]
+fn verify_catches_a_tampered_file() {
+    let fx = fixture("tfkeras_ckpt");
+    let source = Source::open(fx.open_path()).unwrap();
+    let opts = ExportOptions {
+        preset: Preset::Pytorch,
+        ..ExportOptions::default()
+    };
+    let plan = plan_layers(&source, &opts).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.safetensors");
+    write_plan(&source, &plan, &out, false, &mut |_, _| {}).unwrap();
+    let report = verify_file(&source, &plan, &out).unwrap();
+    assert!(report.ok(), "{:?}", report.mismatches);
+    assert_eq!(report.tensors, plan.tensors.len());
+    // Flip one bit in the last tensor's data.
+    let mut bytes = std::fs::read(&out).unwrap();
+    let n = bytes.len();
+    bytes[n - 9] ^= 1;
+    std::fs::write(&out, &bytes).unwrap();
+    let report = verify_file(&source, &plan, &out).unwrap();
+    assert_eq!(report.mismatches.len(), 1, "{:?}", report.mismatches);
+    assert!(report.mismatches[0].contains("bytes differ"), "{:?}", report.mismatches);
+    // A truncated file is not safetensors at all.
+    std::fs::write(&out, &bytes[..n - 1]).unwrap();
+    assert!(matches!(
+        verify_file(&source, &plan, &out),
+        Err(tfbn::Error::SafetensorsRead { .. })
+    ));
+}
+
+#[test]
+fn inspect_shows_an_exports_layers_and_conventions() {
+    let fx = fixture("tf1_trained");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.safetensors");
+    export(&fx, "pytorch", &out, &["--epsilon", "batch_normalization_2=2e-5"]);
+    let o = tfbn(&["inspect", s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("written by tfbn"), "{text}");
+    assert!(text.contains("preset pytorch"), "{text}");
+    for l in fx.layers() {
+        assert!(text.contains(l["name"].as_str().unwrap()), "{text}");
+    }
+    assert!(text.contains("0.00002"), "{text}");
+    assert!(text.contains("momentum"), "{text}");
+    let o = tfbn(&["inspect", "--json", s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["written_by_tfbn"], true);
+    assert_eq!(v["layers"].as_array().unwrap().len(), fx.layers().len());
+    let l2 = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["module"] == "batch_normalization_2")
+        .unwrap();
+    assert_eq!(l2["fields"]["epsilon_source"], "flag");
+    assert_eq!(l2["tensors"].as_array().unwrap().len(), 5);
+    // A safetensors file tfbn did not write: tensors only.
+    let foreign = dir.path().join("foreign.safetensors");
+    let data = vec![0u8; 8];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &data).unwrap();
+    safetensors::serialize_to_file([("w", view)], None, &foreign).unwrap();
+    let o = tfbn(&["inspect", s(&foreign)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("not written by tfbn"), "{text}");
+    // A broken one: exit 2, one line.
+    std::fs::write(&foreign, b"\x10\0\0\0\0\0\0\0{\"a\":").unwrap();
+    let o = tfbn(&["inspect", s(&foreign)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}
+
+/// The venv's Python, or why there is none. `TFBN_REQUIRE_TF=1` turns a
+/// missing interpreter into a failure.
+fn python() -> Option<PathBuf> {
+    let py = root().join(".venv/bin/python");
+    let ok = py.exists()
+        && Command::new(&py)
+            .args(["-c", "import numpy, safetensors"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(py);
+    }
+    let why = if py.exists() {
+        format!("{} cannot import numpy and safetensors", py.display())
+    } else {
+        format!("{} does not exist (run scripts/setup-tensorflow.sh)", py.display())
+    };
+    if std::env::var("TFBN_REQUIRE_TF").as_deref() == Ok("1") {
+        panic!("TFBN_REQUIRE_TF=1 but {why}");
+    }
+    eprintln!("skipped the Python consumer check: {why}");
+    None
+}
+
+#[test]
+fn python_reads_every_preset_with_tensorflows_values() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec![root().join("scripts/check_safetensors.py").to_string_lossy().into_owned()];
+    for fx in layer_fixtures() {
+        for preset in PRESETS {
+            let out = dir.path().join(format!("{}-{preset}.safetensors", fx.name));
+            export(&fx, preset, &out, &[]);
+            args.extend([
+                "--check".into(),
+                fx.dir.join("expected/manifest.json").to_string_lossy().into_owned(),
+                out.to_string_lossy().into_owned(),
+                preset.into(),
+                "keep".into(),
+            ]);
+        }
+        let out = dir.path().join(format!("{}-f16.safetensors", fx.name));
+        export(&fx, "burn", &out, &["--dtype", "f16"]);
+        args.extend([
+            "--check".into(),
+            fx.dir.join("expected/manifest.json").to_string_lossy().into_owned(),
+            out.to_string_lossy().into_owned(),
+            "burn".into(),
+            "f16".into(),
+        ]);
+    }
+    let o = Command::new(py).args(&args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("0 problems"), "{text}");
+    eprintln!("{}", text.trim());
+}
