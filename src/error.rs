@@ -434,8 +434,8 @@ pub enum Error {
         crate::tf::describe_tried(tried)
     )]
     TensorFlowUnavailable {
-        /// Each place tried (a folder, or the name of a setting that gave
-        /// none) and why it did not work.
+        /// Each place tried: its folder (empty for a setting that gave
+        /// none) and a message naming the place and why it did not work.
         tried: Vec<(PathBuf, String)>,
     },
     /// TensorFlow was loaded but an operation failed.

@@ -24,6 +24,7 @@
 //! the layer was built with whenever that float had few digits. A momentum
 //! seen only as a decay `f32(1 − m)` is the shortest `m` that reproduces it.
 
+mod consts;
 mod graph;
 mod keras;
 
@@ -405,7 +406,7 @@ fn merge(layer: &BnLayer, index: usize, g: &GraphFindings, keras: &[KerasBn]) ->
         .collect();
     eps.extend(sites.iter().map(|s| {
         (
-            graph::python_float(s.epsilon),
+            consts::python_float(s.epsilon),
             HyperSource::graph(&s.site, s.epsilon_detail.clone()),
         )
     }));

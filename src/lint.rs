@@ -174,9 +174,9 @@ impl Code {
                  checkpoint mixes variables of different layers or was edited, so check its keys."
             }
             Code::UnknownHyperparameters => {
-                "these files do not store ε or momentum (Keras 3 and plain TF2 checkpoints never \
-                 do), so TF's defaults are assumed: pass --epsilon and --momentum with the values \
-                 the layer was built with, or read a SavedModel that stores them."
+                "checkpoints store only variables (and Keras 3 SavedModels only ε), so TF's \
+                 defaults are assumed: pass --epsilon and --momentum with the values the layer was \
+                 built with, or read a SavedModel or TF1 .meta that stores them."
             }
             Code::HyperparameterConflict => {
                 "two files or functions disagree and tfbn kept the more trusted one (Keras config, \
@@ -486,7 +486,8 @@ fn lint_layer(
             "Bessel-corrected",
             match fused {
                 Some(true) => format!("the fused kernel ran ({})", h.fused.source),
-                _ => format!("{api} layers use the fused kernel for 4-D/5-D inputs (assumed; the files do not say)"),
+                _ => "assumed fused, as TF chooses for 4-D/5-D inputs; the files do not say"
+                    .to_string(),
             },
         ),
         VarianceConvention::Biased => (

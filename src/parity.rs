@@ -50,12 +50,36 @@ pub trait ParityFloat: Copy {
     /// `Some(true)` for a quiet NaN, `Some(false)` for a signalling NaN,
     /// `None` for a number.
     fn nan_class(self) -> Option<bool>;
+    /// Mantissa bits (without the implicit bit) and the smallest normal
+    /// exponent of the type.
+    const FORMAT: (i32, i32);
+}
+
+/// The spacing of `T`'s values at magnitude `m` (finite, ≥ 0): the ULP of
+/// `m`, or of the subnormals below the smallest normal.
+fn ulp_at<T: ParityFloat>(m: f64) -> f64 {
+    let (mbits, emin) = T::FORMAT;
+    let e = if m > 0.0 && m.is_finite() {
+        (m.log2().floor() as i32).max(emin)
+    } else {
+        emin
+    };
+    // log2 can be off by one near powers of two; correct it.
+    let e = if m >= 2f64.powi(e + 1) {
+        e + 1
+    } else if m > 0.0 && m < 2f64.powi(e) && e > emin {
+        e - 1
+    } else {
+        e
+    };
+    2f64.powi(e - mbits)
 }
 
 macro_rules! parity_float {
-    ($t:ty, $name:expr, $bits:ty, $width:expr, $to_bits:expr, $to_f64:expr) => {
+    ($t:ty, $name:expr, $bits:ty, $width:expr, $format:expr, $to_bits:expr, $to_f64:expr) => {
         impl ParityFloat for $t {
             const NAME: &'static str = $name;
+            const FORMAT: (i32, i32) = $format;
             fn bits(self) -> u64 {
                 #[allow(clippy::redundant_closure_call)]
                 let b: $bits = ($to_bits)(self);
@@ -97,10 +121,42 @@ macro_rules! parity_float {
     };
 }
 
-parity_float!(f32, "float32", u32, 32, |v: f32| v.to_bits(), |v: f32| v as f64);
-parity_float!(f64, "float64", u64, 64, |v: f64| v.to_bits(), |v: f64| v);
-parity_float!(f16, "float16", u16, 16, |v: f16| v.to_bits(), |v: f16| v.to_f64());
-parity_float!(bf16, "bfloat16", u16, 16, |v: bf16| v.to_bits(), |v: bf16| v.to_f64());
+parity_float!(
+    f32,
+    "float32",
+    u32,
+    32,
+    (23, -126),
+    |v: f32| v.to_bits(),
+    |v: f32| v as f64
+);
+parity_float!(
+    f64,
+    "float64",
+    u64,
+    64,
+    (52, -1022),
+    |v: f64| v.to_bits(),
+    |v: f64| v
+);
+parity_float!(
+    f16,
+    "float16",
+    u16,
+    16,
+    (10, -14),
+    |v: f16| v.to_bits(),
+    |v: f16| v.to_f64()
+);
+parity_float!(
+    bf16,
+    "bfloat16",
+    u16,
+    16,
+    (7, -126),
+    |v: bf16| v.to_bits(),
+    |v: bf16| v.to_f64()
+);
 
 /// Distance in ULPs between two values (see the module docs); `u64::MAX`
 /// when exactly one is NaN or the NaN classes differ, 0 for NaNs of the same
@@ -132,7 +188,11 @@ fn abs_rel<T: ParityFloat>(expected: T, actual: T) -> (f64, f64) {
     }
     let abs = (a - e).abs();
     let abs = if abs.is_nan() { f64::INFINITY } else { abs };
-    let rel = if e == 0.0 { f64::INFINITY } else { abs / e.abs() };
+    let rel = if e == 0.0 {
+        f64::INFINITY
+    } else {
+        abs / e.abs()
+    };
     (abs, rel)
 }
 
@@ -193,6 +253,11 @@ pub struct Comparison {
     pub equal: usize,
     /// Largest ULP distance (`u64::MAX` for a NaN mismatch).
     pub max_ulp: u64,
+    /// Largest error in ULPs of the largest finite magnitude of the
+    /// expected array (`|a − e| / ulp(max |e|)`, rounded up; `u64::MAX` for a
+    /// NaN or infinity mismatch): the error measured against the array's
+    /// scale, which stays meaningful where values cross zero.
+    pub max_ulp_of_max: u64,
     /// Largest absolute error (infinite for a NaN or infinity mismatch).
     pub max_abs: f64,
     /// Largest relative error.
@@ -237,6 +302,7 @@ impl Comparison {
         self.bitwise_equal += other.bitwise_equal;
         self.equal += other.equal;
         self.max_ulp = self.max_ulp.max(other.max_ulp);
+        self.max_ulp_of_max = self.max_ulp_of_max.max(other.max_ulp_of_max);
         self.max_abs = self.max_abs.max(other.max_abs);
         self.max_rel = self.max_rel.max(other.max_rel);
         if self.channels.len() == other.channels.len() {
@@ -279,6 +345,7 @@ pub fn compare<T: ParityFloat>(
         bitwise_equal: 0,
         equal: 0,
         max_ulp: 0,
+        max_ulp_of_max: 0,
         max_abs: 0.0,
         max_rel: 0.0,
         worst_index: None,
@@ -287,6 +354,12 @@ pub fn compare<T: ParityFloat>(
         worst_channel: None,
         channels: Vec::new(),
     };
+    let scale = expected
+        .iter()
+        .map(|e| e.to_f64().abs())
+        .filter(|m| m.is_finite())
+        .fold(0.0f64, f64::max);
+    let unit = ulp_at::<T>(scale);
     let mut worst_abs = 0.0f64;
     for (i, (&e, &a)) in expected.iter().zip(actual).enumerate() {
         let ch = &mut channels[layout.channel_of(i)];
@@ -304,15 +377,25 @@ pub fn compare<T: ParityFloat>(
         }
         let ulp = ulp_distance(e, a);
         let (abs, rel) = abs_rel(e, a);
+        let scaled = if !abs.is_finite() {
+            u64::MAX
+        } else {
+            let q = (abs / unit).ceil();
+            if q >= u64::MAX as f64 {
+                u64::MAX
+            } else {
+                q as u64
+            }
+        };
+        c.max_ulp_of_max = c.max_ulp_of_max.max(scaled);
         c.max_abs = c.max_abs.max(abs);
         c.max_rel = c.max_rel.max(rel);
         ch.max_ulp = ch.max_ulp.max(ulp);
         ch.max_abs = ch.max_abs.max(abs);
         // The worst element: the largest ULP distance, ties broken by the
         // absolute error, among the elements that are not equal.
-        let worse = c.worst_index.is_none()
-            || ulp > c.max_ulp
-            || (ulp == c.max_ulp && abs > worst_abs);
+        let worse =
+            c.worst_index.is_none() || ulp > c.max_ulp || (ulp == c.max_ulp && abs > worst_abs);
         if worse && !equal {
             c.max_ulp = ulp;
             worst_abs = abs;
@@ -341,13 +424,17 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
 }
 
 /// How close is close enough: a named preset, parsed from and printed as
-/// `exact`, `ulp:N` or `abs:X`.
+/// `exact`, `ulp:N`, `ulp-of-max:N` or `abs:X`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Tolerance {
     /// Every element bitwise equal (NaNs: same class; see the module docs).
     Exact,
-    /// Every element within `n` ULPs.
+    /// Every element within `n` ULPs (of itself: strict near zero).
     Ulp(u64),
+    /// Every element within `n` ULPs of the largest magnitude of the
+    /// expected array ([`Comparison::max_ulp_of_max`]): an error budget
+    /// relative to the array's scale.
+    UlpOfMax(u64),
     /// Every element within an absolute error of `x`.
     Abs(f64),
 }
@@ -358,6 +445,7 @@ impl Tolerance {
         match *self {
             Tolerance::Exact => c.equal == c.n,
             Tolerance::Ulp(n) => c.max_ulp <= n,
+            Tolerance::UlpOfMax(n) => c.max_ulp_of_max <= n,
             Tolerance::Abs(x) => c.max_abs <= x,
         }
     }
@@ -368,6 +456,7 @@ impl fmt::Display for Tolerance {
         match self {
             Tolerance::Exact => f.write_str("exact"),
             Tolerance::Ulp(n) => write!(f, "ulp:{n}"),
+            Tolerance::UlpOfMax(n) => write!(f, "ulp-of-max:{n}"),
             Tolerance::Abs(x) => write!(f, "abs:{x:e}"),
         }
     }
@@ -379,7 +468,7 @@ impl FromStr for Tolerance {
     fn from_str(s: &str) -> Result<Tolerance> {
         let bad = || {
             Error::InvalidArgument(format!(
-                "tolerance {s:?}: expected `exact`, `ulp:N` (N a whole number of ULPs) or `abs:X` (X ≥ 0)"
+                "tolerance {s:?}: expected `exact`, `ulp:N`, `ulp-of-max:N` (N a whole number of ULPs) or `abs:X` (X ≥ 0)"
             ))
         };
         let t = s.trim().to_ascii_lowercase();
@@ -388,7 +477,16 @@ impl FromStr for Tolerance {
         }
         let (kind, value) = t.split_once(':').ok_or_else(bad)?;
         match kind {
-            "ulp" => value.trim().parse::<u64>().map(Tolerance::Ulp).map_err(|_| bad()),
+            "ulp" => value
+                .trim()
+                .parse::<u64>()
+                .map(Tolerance::Ulp)
+                .map_err(|_| bad()),
+            "ulp-of-max" | "ulp_of_max" => value
+                .trim()
+                .parse::<u64>()
+                .map(Tolerance::UlpOfMax)
+                .map_err(|_| bad()),
             "abs" => {
                 let x: f64 = value.trim().parse().map_err(|_| bad())?;
                 if x.is_nan() || x < 0.0 {
@@ -417,14 +515,20 @@ mod tests {
         let tiny = f32::from_bits(1);
         assert_eq!(ulp_distance(tiny, -tiny), 2);
         assert_eq!(ulp_distance(f32::MAX, f32::INFINITY), 1);
-        assert_eq!(ulp_distance(1.0f32, f32::from_bits(1.0f32.to_bits() + 3)), 3);
+        assert_eq!(
+            ulp_distance(1.0f32, f32::from_bits(1.0f32.to_bits() + 3)),
+            3
+        );
         assert_eq!(ulp_distance(f32::NAN, -f32::NAN), 0);
         assert_eq!(ulp_distance(f32::NAN, 1.0), u64::MAX);
         let snan = f32::from_bits(0x7F80_0001);
         assert_eq!(ulp_distance(f32::NAN, snan), u64::MAX);
         assert_eq!(ulp_distance(1.0f64, -1.0f64), 2 * 1.0f64.to_bits());
         assert_eq!(ulp_distance(f16::from_f32(1.0), f16::from_bits(0x3C01)), 1);
-        assert_eq!(ulp_distance(bf16::from_f32(-1.0), bf16::from_bits(0xBF81)), 1);
+        assert_eq!(
+            ulp_distance(bf16::from_f32(-1.0), bf16::from_bits(0xBF81)),
+            1
+        );
         assert_eq!(bf16::NAN.nan_class(), Some(true));
         assert_eq!(f16::NAN.nan_class(), Some(true));
         assert_eq!(f16::from_bits(0x7C01).nan_class(), Some(false));
@@ -453,7 +557,32 @@ mod tests {
         assert!((c.max_abs - (a[4] - 5.0) as f64).abs() < 1e-12);
         assert!(compare(&e, &a[..3], ChannelLayout::last(3)).is_err());
         let nchw = ChannelLayout::of(&[1, 3, 2], 1);
-        assert_eq!((nchw.channel_of(0), nchw.channel_of(2), nchw.channel_of(5)), (0, 1, 2));
+        assert_eq!(
+            (nchw.channel_of(0), nchw.channel_of(2), nchw.channel_of(5)),
+            (0, 1, 2)
+        );
+    }
+
+    #[test]
+    fn ulp_of_max_measures_against_the_arrays_scale() {
+        // Near zero a tiny absolute error is many ULPs of the element but
+        // a fraction of an ULP of the array's largest value.
+        let e = [4.0f32, 1e-6];
+        let a = [4.0f32, 1.2e-6];
+        let c = compare(&e, &a, ChannelLayout::last(2)).unwrap();
+        assert!(c.max_ulp > 1000);
+        assert_eq!(c.max_ulp_of_max, 1);
+        assert!(Tolerance::UlpOfMax(1).accepts(&c));
+        let a = [f32::from_bits(4.0f32.to_bits() + 3), 1e-6];
+        let c = compare(&e, &a, ChannelLayout::last(2)).unwrap();
+        assert_eq!((c.max_ulp, c.max_ulp_of_max), (3, 3));
+        assert_eq!(ulp_at::<f32>(1.0), f32::EPSILON as f64);
+        assert_eq!(ulp_at::<f32>(0.0), 2f64.powi(-149));
+        assert_eq!(ulp_at::<f64>(2.0), 2.0 * f64::EPSILON);
+        assert_eq!(ulp_at::<f16>(1.0), 2f64.powi(-10));
+        assert_eq!(ulp_at::<bf16>(1.0), 2f64.powi(-7));
+        let nan = compare(&[1.0f32], &[f32::NAN], ChannelLayout::last(1)).unwrap();
+        assert_eq!(nan.max_ulp_of_max, u64::MAX);
     }
 
     #[test]
@@ -472,7 +601,7 @@ mod tests {
 
     #[test]
     fn tolerances_parse_and_print() {
-        for s in ["exact", "ulp:0", "ulp:12", "abs:1e-6"] {
+        for s in ["exact", "ulp:0", "ulp:12", "ulp-of-max:64", "abs:1e-6"] {
             let t: Tolerance = s.parse().unwrap();
             assert_eq!(t.to_string().parse::<Tolerance>().unwrap(), t);
         }

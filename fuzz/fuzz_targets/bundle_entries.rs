@@ -36,19 +36,31 @@ fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
 
 fuzz_target!(|input: &[u8]| {
     let mut rest = input;
-    let Some(&[count]) = take(&mut rest, 1) else { return };
+    let Some(&[count]) = take(&mut rest, 1) else {
+        return;
+    };
     let mut table = TableBuilder::new(4096, 16);
     for _ in 0..count {
-        let Some(&[klen]) = take(&mut rest, 1) else { return };
-        let Some(key) = take(&mut rest, klen as usize) else { return };
-        let Some(vlen) = take(&mut rest, 2) else { return };
-        let Some(value) = take(&mut rest, u16::from_le_bytes([vlen[0], vlen[1]]) as usize) else { return };
+        let Some(&[klen]) = take(&mut rest, 1) else {
+            return;
+        };
+        let Some(key) = take(&mut rest, klen as usize) else {
+            return;
+        };
+        let Some(vlen) = take(&mut rest, 2) else {
+            return;
+        };
+        let Some(value) = take(&mut rest, u16::from_le_bytes([vlen[0], vlen[1]]) as usize) else {
+            return;
+        };
         table.add(key, value);
     }
     let dir = scratch();
     std::fs::write(dir.join("f.index"), table.finish()).expect("write index");
     std::fs::write(dir.join("f.data-00000-of-00001"), rest).expect("write data");
-    let Ok(bundle) = Bundle::open(dir.join("f")) else { return };
+    let Ok(bundle) = Bundle::open(dir.join("f")) else {
+        return;
+    };
     for entry in bundle.entries() {
         let _ = bundle.read(&entry.key);
         let _ = bundle.read_raw(&entry.key);

@@ -25,14 +25,18 @@ fn scratch() -> &'static PathBuf {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let Some((len, rest)) = input.split_first_chunk::<4>() else { return };
+    let Some((len, rest)) = input.split_first_chunk::<4>() else {
+        return;
+    };
     let n = (u32::from_le_bytes(*len) as usize).min(rest.len());
     let (index, data) = rest.split_at(n);
     let dir = scratch();
     let prefix = dir.join("f");
     std::fs::write(dir.join("f.index"), index).expect("write index");
     std::fs::write(dir.join("f.data-00000-of-00001"), data).expect("write data");
-    let Ok(bundle) = Bundle::open(&prefix) else { return };
+    let Ok(bundle) = Bundle::open(&prefix) else {
+        return;
+    };
     for entry in bundle.entries() {
         let _ = bundle.read(&entry.key);
         let _ = bundle.read_raw(&entry.key);

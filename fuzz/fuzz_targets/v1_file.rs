@@ -22,7 +22,9 @@ fn scratch() -> &'static PathBuf {
 fuzz_target!(|input: &[u8]| {
     let path = scratch().join("legacy.ckpt");
     std::fs::write(&path, input).expect("write file");
-    let Ok(bundle) = Bundle::open(&path) else { return };
+    let Ok(bundle) = Bundle::open(&path) else {
+        return;
+    };
     for entry in bundle.entries() {
         let _ = bundle.read(&entry.key);
         let _ = bundle.read_raw(&entry.key);

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use tfbn::export::describe::{describe, SafetensorsReport};
 use tfbn::export::{
-    plan_all_variables, plan_layers, verify_file, write_plan, DtypeCast, ExportOptions, HyperOverride,
-    OverrideValue, Preset, Rename,
+    plan_all_variables, plan_layers, verify_file, write_plan, DtypeCast, ExportOptions,
+    HyperOverride, OverrideValue, Preset, Rename,
 };
 use tfbn::hyper::VarianceConvention;
 use tfbn::source::Source;
@@ -101,7 +101,10 @@ fn split_override(s: &str) -> (Option<String>, &str) {
 }
 
 fn parse_float(v: &str, what: &str, ok: impl Fn(f64) -> bool) -> Result<f64, String> {
-    let x: f64 = v.trim().parse().map_err(|_| format!("{what} {v:?} is not a number"))?;
+    let x: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("{what} {v:?} is not a number"))?;
     if !x.is_finite() || !ok(x) {
         return Err(format!("{what} {v:?} is out of range"));
     }
@@ -162,12 +165,20 @@ impl Progress {
         if !self.enabled || self.start.elapsed() < Duration::from_secs(1) {
             return;
         }
-        if self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) && done < total {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+            && done < total
+        {
             return;
         }
         self.last = Some(Instant::now());
         self.drawn = true;
-        let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+        let frac = if total == 0 {
+            1.0
+        } else {
+            done as f64 / total as f64
+        };
         const WIDTH: usize = 30;
         let filled = ((frac * WIDTH as f64) as usize).min(WIDTH);
         let bar: String = "=".repeat(filled) + &" ".repeat(WIDTH - filled);
@@ -218,7 +229,9 @@ pub fn run(args: Args) -> Result<Outcome> {
     opts.overrides.extend(args.momentum);
     opts.overrides.extend(args.variance);
     if args.all_variables && opts.preset != Preset::Tf {
-        bail!("--preset applies to batch-norm layer exports; --all-variables writes checkpoint keys");
+        bail!(
+            "--preset applies to batch-norm layer exports; --all-variables writes checkpoint keys"
+        );
     }
     // Fail before reading anything when the output is in the way.
     if !opts.force && args.output.exists() {
@@ -323,7 +336,11 @@ fn print_report(out: &mut impl Write, r: &SafetensorsReport) -> std::io::Result<
             m("tfbn.mode"),
             m("tfbn.preset"),
             m("tfbn.dtype"),
-            if m("tfbn.fold") == "false" { "no" } else { "yes" }
+            if m("tfbn.fold") == "false" {
+                "no"
+            } else {
+                "yes"
+            }
         )?;
     }
     if !r.layers.is_empty() {
@@ -331,7 +348,15 @@ fn print_report(out: &mut impl Write, r: &SafetensorsReport) -> std::io::Result<
         writeln!(
             out,
             "  {:<32} {:>8} {:<10} {:<10} {:<6} {:<6} {:<11} {:<8} {:<14}",
-            "module", "channels", "epsilon", "momentum", "torch", "axis", "api", "fused", "moving_var"
+            "module",
+            "channels",
+            "epsilon",
+            "momentum",
+            "torch",
+            "axis",
+            "api",
+            "fused",
+            "moving_var"
         )?;
         for l in &r.layers {
             let target = match l.fields.get("target_running_var") {

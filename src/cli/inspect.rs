@@ -17,6 +17,26 @@ pub struct Args {
     /// Print the report as JSON (stable schema; see the README).
     #[arg(long)]
     json: bool,
+    /// Who reads the variables: native (tfbn's reader), tf (TensorFlow's
+    /// RestoreV2; layer ranges from TF's values), or both (every variable
+    /// read both ways and compared bitwise; exit 1 on a difference).
+    #[arg(long, value_enum, default_value = "native")]
+    reader: Reader,
+    /// Folder of an installed `tensorflow` package (holding
+    /// libtensorflow_cc.so.2), for --reader tf|both.
+    #[arg(long, value_name = "DIR")]
+    tf_lib: Option<std::path::PathBuf>,
+}
+
+/// Which reader `inspect` uses.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// tfbn's own reader (no TensorFlow).
+    Native,
+    /// TensorFlow's RestoreV2.
+    Tf,
+    /// Both, compared bitwise.
+    Both,
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
@@ -24,15 +44,129 @@ pub fn run(args: Args) -> Result<Outcome> {
         return super::export::inspect_safetensors(&args.path, args.json);
     }
     let source = Source::open(&args.path)?;
-    let report = inspect(&source)?;
+    let mut report = inspect(&source)?;
+    let tf_read = match args.reader {
+        Reader::Native => None,
+        Reader::Tf | Reader::Both => Some(read_with_tf(&source, &mut report, &args)?),
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        let mut v = serde_json::to_value(&report)?;
+        if let (Some(r), Some(obj)) = (&tf_read, v.as_object_mut()) {
+            obj.insert("reader".into(), serde_json::to_value(r)?);
+        }
+        serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {
         print_table(&mut out, &report)?;
+        if let Some(r) = &tf_read {
+            print_reader(&mut out, r)?;
+        }
     }
-    Ok(Outcome::Ok)
+    Ok(match &tf_read {
+        Some(r) if !r.mismatches.is_empty() => Outcome::Failed,
+        _ => Outcome::Ok,
+    })
+}
+
+/// What `--reader tf|both` adds to the report (`"reader"` in the JSON).
+#[derive(serde::Serialize)]
+struct ReaderReport {
+    /// `tf` or `both`.
+    mode: &'static str,
+    /// The TensorFlow that read the values.
+    tf_version: String,
+    /// Where it was found.
+    tf_origin: String,
+    /// Variables TF read.
+    read: usize,
+    /// Variables of types TF cannot return (not read).
+    skipped: Vec<String>,
+    /// `both`: variables whose values differ between the readers.
+    mismatches: Vec<tfbn::tf::read::ReaderMismatch>,
+}
+
+/// Reads every variable through TF; `tf`: the layer ranges come from TF's
+/// values; `both`: also compares every variable with the native reader.
+fn read_with_tf(source: &Source, report: &mut InspectReport, args: &Args) -> Result<ReaderReport> {
+    let rt = tfbn::tf::load(&tfbn::tf::LoadOptions {
+        tf_lib: args.tf_lib.clone(),
+        backend: None,
+    })?;
+    let (read, skipped, mismatches) = if args.reader == Reader::Both {
+        let c = tfbn::tf::read::compare_readers(rt, source)?;
+        (c.compared, c.skipped, c.mismatches)
+    } else {
+        let values = tfbn::tf::read::read_source(rt, source)?;
+        let by_key: std::collections::HashMap<&str, &tfbn::Tensor> =
+            values.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        for l in &mut report.layers {
+            let range = |v: &Option<VarJson>| v.as_ref().and_then(|v| by_key.get(v.key.as_str())).map(|t| range_of(t));
+            if let Some(r) = range(&l.variables.moving_mean) {
+                l.moving_mean_range = r;
+            }
+            if let Some(r) = range(&l.variables.moving_variance) {
+                l.moving_variance_range = r;
+            }
+        }
+        let skipped = source
+            .variables()
+            .iter()
+            .filter(|v| !by_key.contains_key(v.key.as_str()))
+            .map(|v| v.key.clone())
+            .collect();
+        (values.len(), skipped, Vec::new())
+    };
+    Ok(ReaderReport {
+        mode: if args.reader == Reader::Both { "both" } else { "tf" },
+        tf_version: rt.host.tf_version.clone(),
+        tf_origin: rt.origin.clone(),
+        read,
+        skipped,
+        mismatches,
+    })
+}
+
+/// `[min, max]` of a float tensor's non-NaN values (as `inspect` shows them).
+fn range_of(t: &tfbn::Tensor) -> Option<[Option<f64>; 2]> {
+    if !t.dtype.is_bn_float() {
+        return None;
+    }
+    let values = t.to_f64_vec()?;
+    let mut lo: Option<f64> = None;
+    let mut hi: Option<f64> = None;
+    for x in values.into_iter().filter(|x| !x.is_nan()) {
+        lo = Some(lo.map_or(x, |l| l.min(x)));
+        hi = Some(hi.map_or(x, |h| h.max(x)));
+    }
+    Some([lo, hi])
+}
+
+fn print_reader(out: &mut impl Write, r: &ReaderReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "reader {}: TensorFlow {} ({}) read {} variables{}",
+        r.mode,
+        r.tf_version,
+        r.tf_origin,
+        r.read,
+        if r.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", skipped {} it cannot return ({})", r.skipped.len(), r.skipped.join(", "))
+        }
+    )?;
+    if r.mode == "both" {
+        if r.mismatches.is_empty() {
+            writeln!(out, "native and TensorFlow readers agree bit for bit on all {} variables", r.read)?;
+        } else {
+            writeln!(out, "{} variables differ between the native and TensorFlow readers:", r.mismatches.len())?;
+            for m in &r.mismatches {
+                writeln!(out, "  {}: {}", m.key, m.what)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn fmt_range(r: &Option<[Option<f64>; 2]>) -> String {

@@ -68,7 +68,12 @@ impl DtypeCast {
 
 /// Converts little-endian elements of type `from` to `to` (both floating
 /// point, or equal). Borrows when the types are equal.
-pub fn cast_bytes<'a>(name: &str, from: DType, to: DType, bytes: Cow<'a, [u8]>) -> Result<Cow<'a, [u8]>> {
+pub fn cast_bytes<'a>(
+    name: &str,
+    from: DType,
+    to: DType,
+    bytes: Cow<'a, [u8]>,
+) -> Result<Cow<'a, [u8]>> {
     if from == to {
         return Ok(bytes);
     }
@@ -81,7 +86,10 @@ pub fn cast_bytes<'a>(name: &str, from: DType, to: DType, bytes: Cow<'a, [u8]>) 
     if bytes.len() % width != 0 {
         return Err(Error::TensorMismatch {
             key: name.to_string(),
-            what: format!("{} bytes is not a whole number of {from} elements", bytes.len()),
+            what: format!(
+                "{} bytes is not a whole number of {from} elements",
+                bytes.len()
+            ),
         });
     }
     let n = bytes.len() / width;
@@ -168,7 +176,9 @@ pub fn encode_constant(dtype: DType, value: f64, count: u64) -> Result<Vec<u8>> 
     })?;
     let mut one = Vec::with_capacity(width);
     match dtype {
-        DType::F64 | DType::F32 | DType::F16 | DType::BF16 => Value::F64(value).encode(dtype, &mut one),
+        DType::F64 | DType::F32 | DType::F16 | DType::BF16 => {
+            Value::F64(value).encode(dtype, &mut one)
+        }
         DType::I64 => one.extend_from_slice(&(value as i64).to_le_bytes()),
         DType::I32 => one.extend_from_slice(&(value as i32).to_le_bytes()),
         _ => {
@@ -198,16 +208,36 @@ mod tests {
 
     #[test]
     fn casts_round_to_nearest_even_once() {
-        let vals = [1.0f32, 1.0 + f32::EPSILON, 65504.0, 1e-8, -0.0, f32::INFINITY, 0.1];
+        let vals = [
+            1.0f32,
+            1.0 + f32::EPSILON,
+            65504.0,
+            1e-8,
+            -0.0,
+            f32::INFINITY,
+            0.1,
+        ];
         let out = cast_bytes("t", DType::F32, DType::F16, Cow::Owned(f32s(&vals))).unwrap();
-        let want: Vec<u8> = vals.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect();
+        let want: Vec<u8> = vals
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect();
         assert_eq!(out.as_ref(), want.as_slice());
         let out = cast_bytes("t", DType::F32, DType::BF16, Cow::Owned(f32s(&vals))).unwrap();
-        let want: Vec<u8> = vals.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect();
+        let want: Vec<u8> = vals
+            .iter()
+            .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+            .collect();
         assert_eq!(out.as_ref(), want.as_slice());
         // f64 → f16 rounds once (no double rounding through f32).
         let x = 1.0f64 + 2f64.powi(-11) + 2f64.powi(-40);
-        let out = cast_bytes("t", DType::F64, DType::F16, Cow::Owned(x.to_le_bytes().to_vec())).unwrap();
+        let out = cast_bytes(
+            "t",
+            DType::F64,
+            DType::F16,
+            Cow::Owned(x.to_le_bytes().to_vec()),
+        )
+        .unwrap();
         assert_eq!(out.as_ref(), f16::from_f64(x).to_le_bytes());
         assert_eq!(f16::from_f64(x), f16::from_bits(0x3C01));
     }
@@ -224,7 +254,10 @@ mod tests {
 
     #[test]
     fn constants() {
-        assert_eq!(encode_constant(DType::F32, 1.0, 2).unwrap(), f32s(&[1.0, 1.0]));
+        assert_eq!(
+            encode_constant(DType::F32, 1.0, 2).unwrap(),
+            f32s(&[1.0, 1.0])
+        );
         assert_eq!(encode_constant(DType::I64, 0.0, 1).unwrap(), vec![0u8; 8]);
     }
 }

@@ -74,13 +74,18 @@ pub fn is_safetensors_file(path: &Path) -> bool {
     if !path.is_file() {
         return false;
     }
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+    {
         return true;
     }
     let mut head = [0u8; 9];
     match std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)) {
         Ok(()) => {
-            let n = u64::from_le_bytes([head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]]);
+            let n = u64::from_le_bytes([
+                head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
+            ]);
             head[8] == b'{' && n > 1 && n < 100_000_000
         }
         Err(_) => false,
@@ -99,7 +104,12 @@ pub fn describe(path: &Path) -> Result<SafetensorsReport> {
         what: e.to_string(),
     };
     let (_, header) = SafeTensors::read_metadata(&map).map_err(bad)?;
-    let metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let metadata: BTreeMap<String, String> = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let mut tensors = Vec::new();
     for name in header.offset_keys() {
         if let Some(info) = header.info(&name) {
@@ -128,11 +138,10 @@ pub fn describe(path: &Path) -> Result<SafetensorsReport> {
             let tensors = tensors
                 .iter()
                 .filter(|t| {
-                    t.name
-                        .strip_prefix(module.as_str())
-                        .is_some_and(|rest| {
-                            (rest.starts_with('.') || rest.starts_with('/')) && !rest[1..].contains(['.', '/'])
-                        })
+                    t.name.strip_prefix(module.as_str()).is_some_and(|rest| {
+                        (rest.starts_with('.') || rest.starts_with('/'))
+                            && !rest[1..].contains(['.', '/'])
+                    })
                 })
                 .map(|t| t.name.clone())
                 .collect();

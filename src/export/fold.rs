@@ -66,7 +66,13 @@ pub fn fold_f32(
     moving_variance: &[f32],
     epsilon: f32,
 ) -> Result<Folded<f32>> {
-    check_lengths(layer, gamma.map(<[f32]>::len), beta.map(<[f32]>::len), moving_mean.len(), moving_variance.len())?;
+    check_lengths(
+        layer,
+        gamma.map(<[f32]>::len),
+        beta.map(<[f32]>::len),
+        moving_mean.len(),
+        moving_variance.len(),
+    )?;
     let mut scale = Vec::with_capacity(moving_mean.len());
     let mut shift = Vec::with_capacity(moving_mean.len());
     for c in 0..moving_mean.len() {
@@ -95,7 +101,13 @@ pub fn fold_f64(
     moving_variance: &[f64],
     epsilon: f64,
 ) -> Result<Folded<f64>> {
-    check_lengths(layer, gamma.map(<[f64]>::len), beta.map(<[f64]>::len), moving_mean.len(), moving_variance.len())?;
+    check_lengths(
+        layer,
+        gamma.map(<[f64]>::len),
+        beta.map(<[f64]>::len),
+        moving_mean.len(),
+        moving_variance.len(),
+    )?;
     let mut scale = Vec::with_capacity(moving_mean.len());
     let mut shift = Vec::with_capacity(moving_mean.len());
     for c in 0..moving_mean.len() {
@@ -114,7 +126,13 @@ pub fn fold_f64(
     Ok(Folded { scale, shift })
 }
 
-fn check_lengths(layer: &str, g: Option<usize>, b: Option<usize>, m: usize, v: usize) -> Result<()> {
+fn check_lengths(
+    layer: &str,
+    g: Option<usize>,
+    b: Option<usize>,
+    m: usize,
+    v: usize,
+) -> Result<()> {
     let ok = v == m && g.is_none_or(|g| g == m) && b.is_none_or(|b| b == m);
     if ok {
         Ok(())

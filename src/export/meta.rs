@@ -95,7 +95,8 @@ fn variance_label(v: VarianceConvention) -> &'static str {
 }
 
 /// The folding formula as written to `tfbn.fold`.
-pub const FOLD_FORMULA: &str = "y = x * scale + shift; scale = gamma * (1 / sqrt(moving_variance + epsilon)), \
+pub const FOLD_FORMULA: &str =
+    "y = x * scale + shift; scale = gamma * (1 / sqrt(moving_variance + epsilon)), \
 shift = beta - moving_mean * scale, each op rounded in float32 (float64 for float64 layers); \
 |y - y_tf| <= 2^-19 * (|x * scale| + |moving_mean * scale| + |beta|)";
 
@@ -123,7 +124,10 @@ pub(crate) fn layers_metadata(
          (see tfbn.layer.<module>.moving_variance and target_running_var)",
     );
     let modules: Vec<&str> = plans.iter().map(|p| p.module.as_str()).collect();
-    m.set("tfbn.layers", serde_json::to_string(&modules).unwrap_or_default());
+    m.set(
+        "tfbn.layers",
+        serde_json::to_string(&modules).unwrap_or_default(),
+    );
     for t in tensors {
         if let TensorOrigin::Checkpoint { key, .. } = &t.origin {
             m.set(format!("tfbn.key.{}", t.name), key);
@@ -135,7 +139,14 @@ pub(crate) fn layers_metadata(
     m.into_map()
 }
 
-fn layer_fields(m: &mut Meta, preset: Preset, fold: bool, source: &Source, p: &LayerPlan, l: &BnLayer) {
+fn layer_fields(
+    m: &mut Meta,
+    preset: Preset,
+    fold: bool,
+    source: &Source,
+    p: &LayerPlan,
+    l: &BnLayer,
+) {
     let pre = layer_prefix(&p.module);
     let mut set = |k: &str, v: &str| m.set(format!("{pre}{k}"), v);
     set("tf_name", &p.tf_name);
@@ -193,13 +204,21 @@ fn layer_fields(m: &mut Meta, preset: Preset, fold: bool, source: &Source, p: &L
             } else if preset.needs_affine() {
                 format!(
                     "{fill}: the layer has no {field} ({} off) and {preset} needs {}",
-                    if role == BnRole::Gamma { "scale" } else { "center" },
+                    if role == BnRole::Gamma {
+                        "scale"
+                    } else {
+                        "center"
+                    },
                     preset.leaf(super::preset::Slot::Var(role)).unwrap_or(param)
                 )
             } else {
                 format!(
                     "absent: the layer has no {field} ({} off)",
-                    if role == BnRole::Gamma { "scale" } else { "center" }
+                    if role == BnRole::Gamma {
+                        "scale"
+                    } else {
+                        "center"
+                    }
                 )
             };
             set(field, &value);
@@ -244,7 +263,10 @@ fn layer_fields(m: &mut Meta, preset: Preset, fold: bool, source: &Source, p: &L
         set("serving_mode", &mode);
     }
     if !h.conflicts.is_empty() {
-        set("conflicts", &serde_json::to_string(&h.conflicts).unwrap_or_default());
+        set(
+            "conflicts",
+            &serde_json::to_string(&h.conflicts).unwrap_or_default(),
+        );
     }
 }
 

@@ -116,7 +116,9 @@ pub fn write_plan(
         })
         .collect();
     let total: u64 = plan.tensors.iter().map(|t| t.nbytes).sum();
-    let bytes = writer::write_safetensors(out, &planned, &plan.metadata, force, &mut |w| progress(w, total))?;
+    let bytes = writer::write_safetensors(out, &planned, &plan.metadata, force, &mut |w| {
+        progress(w, total)
+    })?;
     Ok(ExportSummary {
         layers: plan.layers.len(),
         tensors: plan.tensors.len(),

@@ -15,7 +15,9 @@ use super::preset::{Preset, Slot};
 use super::ExportOptions;
 use crate::bn::BnApi;
 use crate::error::{Error, Result};
-use crate::hyper::{default_api, recover, variance_convention, HyperSource, LayerHyper, Sourced, VarianceConvention};
+use crate::hyper::{
+    default_api, recover, variance_convention, HyperSource, LayerHyper, Sourced, VarianceConvention,
+};
 use crate::layers::{discover, BnLayer, BnRole};
 use crate::source::Source;
 use crate::DType;
@@ -182,7 +184,14 @@ fn fold_layer(source: &Source, l: &LayerPlan) -> Result<(Vec<u8>, Vec<u8>, DType
         let v64 = |t: &crate::Tensor| t.to_f64_vec().ok_or_else(|| not_float(t));
         let g = gamma.as_ref().map(v64).transpose()?;
         let b = beta.as_ref().map(v64).transpose()?;
-        let f = fold::fold_f64(&l.tf_name, g.as_deref(), b.as_deref(), &v64(&mean)?, &v64(&var)?, l.hyper_epsilon())?;
+        let f = fold::fold_f64(
+            &l.tf_name,
+            g.as_deref(),
+            b.as_deref(),
+            &v64(&mean)?,
+            &v64(&var)?,
+            l.hyper_epsilon(),
+        )?;
         let enc = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         Ok((enc(&f.scale), enc(&f.shift), DType::F64))
     } else {
@@ -191,7 +200,14 @@ fn fold_layer(source: &Source, l: &LayerPlan) -> Result<(Vec<u8>, Vec<u8>, DType
         let b = beta.as_ref().map(v32).transpose()?;
         // TF rounds the Python float ε to the tensor type (f32) once.
         let eps = l.hyper_epsilon() as f32;
-        let f = fold::fold_f32(&l.tf_name, g.as_deref(), b.as_deref(), &v32(&mean)?, &v32(&var)?, eps)?;
+        let f = fold::fold_f32(
+            &l.tf_name,
+            g.as_deref(),
+            b.as_deref(),
+            &v32(&mean)?,
+            &v32(&var)?,
+            eps,
+        )?;
         let enc = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         Ok((enc(&f.scale), enc(&f.shift), DType::F32))
     }
@@ -240,7 +256,10 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// path under `preset` (before renaming).
 fn layer_matches(pattern: &str, layer: &BnLayer, preset: Preset) -> bool {
     glob_match(pattern, &layer.name)
-        || layer.object_path.as_deref().is_some_and(|p| glob_match(pattern, p))
+        || layer
+            .object_path
+            .as_deref()
+            .is_some_and(|p| glob_match(pattern, p))
         || glob_match(pattern, &preset.module_path(&layer.name))
 }
 
@@ -303,7 +322,11 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
             }
         }
         (0..all.len())
-            .filter(|&i| opts.layers.iter().any(|p| layer_matches(p, &all[i], preset)))
+            .filter(|&i| {
+                opts.layers
+                    .iter()
+                    .any(|p| layer_matches(p, &all[i], preset))
+            })
             .collect()
     };
     let layers: Vec<BnLayer> = selected.iter().map(|&i| all[i].clone()).collect();
@@ -315,7 +338,10 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
     for o in &opts.overrides {
         let mut hit = false;
         for (i, l) in layers.iter().enumerate() {
-            if o.pattern.as_deref().is_some_and(|p| !layer_matches(p, l, preset)) {
+            if o.pattern
+                .as_deref()
+                .is_some_and(|p| !layer_matches(p, l, preset))
+            {
                 continue;
             }
             hit = true;
@@ -347,7 +373,12 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
     let mut used = vec![false; opts.rename.len()];
     let mut modules = Vec::with_capacity(layers.len());
     for l in &layers {
-        modules.push(rename(&preset.module_path(&l.name), &opts.rename, preset, &mut used)?);
+        modules.push(rename(
+            &preset.module_path(&l.name),
+            &opts.rename,
+            preset,
+            &mut used,
+        )?);
     }
     if let Some(i) = used.iter().position(|u| !u) {
         return Err(Error::PatternMatchesNoLayer {
@@ -361,7 +392,10 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
         if let Some(prev) = seen.insert(m.as_str(), l.name.as_str()) {
             return Err(Error::ExportNamesNotUnique {
                 name: m.clone(),
-                what: format!("layers {prev:?} and {:?} both map to it (use --rename)", l.name),
+                what: format!(
+                    "layers {prev:?} and {:?} both map to it (use --rename)",
+                    l.name
+                ),
             });
         }
     }
@@ -389,7 +423,11 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
             module: module.clone(),
             channels: l.channels,
             dtype: l.dtype,
-            keys: l.variables.iter().map(|(r, v)| (*r, v.key.clone())).collect(),
+            keys: l
+                .variables
+                .iter()
+                .map(|(r, v)| (*r, v.key.clone()))
+                .collect(),
             hyper: h,
             api: api.clone(),
             moving_variance,
@@ -438,7 +476,9 @@ fn bytes_of(dtype: DType, shape: &[u64], name: &str) -> Result<u64> {
     shape
         .iter()
         .try_fold(width, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| Error::InvalidArgument(format!("{name}: size of shape {shape:?} overflows 64 bits")))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("{name}: size of shape {shape:?} overflows 64 bits"))
+        })
 }
 
 fn plan_slot(
@@ -462,7 +502,11 @@ fn plan_slot(
                         what: format!("dtype {} cannot be stored in safetensors", v.dtype),
                     });
                 }
-                let shape = if preset.flattens_shapes() { vec![c] } else { v.shape.clone() };
+                let shape = if preset.flattens_shapes() {
+                    vec![c]
+                } else {
+                    v.shape.clone()
+                };
                 let origin = TensorOrigin::Checkpoint {
                     key: v.key.clone(),
                     stored: v.dtype,
@@ -475,12 +519,24 @@ fn plan_slot(
                     BnRole::Beta if preset.needs_affine() => 0.0,
                     _ => return Ok(None),
                 };
-                (cast.target(l.dtype), vec![c], TensorOrigin::Constant { value })
+                (
+                    cast.target(l.dtype),
+                    vec![c],
+                    TensorOrigin::Constant { value },
+                )
             }
         },
-        Slot::NumBatchesTracked => (DType::I64, Vec::new(), TensorOrigin::Constant { value: 0.0 }),
+        Slot::NumBatchesTracked => (
+            DType::I64,
+            Vec::new(),
+            TensorOrigin::Constant { value: 0.0 },
+        ),
         Slot::FoldScale | Slot::FoldShift => {
-            let computed = if l.dtype == DType::F64 { DType::F64 } else { DType::F32 };
+            let computed = if l.dtype == DType::F64 {
+                DType::F64
+            } else {
+                DType::F32
+            };
             let origin = TensorOrigin::Folded {
                 layer: index,
                 scale: slot == Slot::FoldScale,
@@ -537,7 +593,10 @@ pub fn plan_all_variables(source: &Source, opts: &ExportOptions) -> Result<Expor
     m.set("tfbn.dtype", opts.dtype.label());
     if !skipped.is_empty() {
         let keys: Vec<&str> = skipped.iter().map(|(k, _)| k.as_str()).collect();
-        m.set("tfbn.skipped", serde_json::to_string(&keys).unwrap_or_default());
+        m.set(
+            "tfbn.skipped",
+            serde_json::to_string(&keys).unwrap_or_default(),
+        );
     }
     Ok(ExportPlan {
         tensors,
@@ -580,8 +639,14 @@ mod tests {
         let mut used = vec![false; 2];
         let p = Preset::Candle;
         assert_eq!(rename("model.bn", &rules, p, &mut used).unwrap(), "bn");
-        assert_eq!(rename("modelx.bn", &rules, p, &mut used).unwrap(), "modelx.bn");
-        assert_eq!(rename("conv1.BatchNorm", &rules, p, &mut used).unwrap(), "stem.bn");
+        assert_eq!(
+            rename("modelx.bn", &rules, p, &mut used).unwrap(),
+            "modelx.bn"
+        );
+        assert_eq!(
+            rename("conv1.BatchNorm", &rules, p, &mut used).unwrap(),
+            "stem.bn"
+        );
         assert_eq!(used, vec![true, true]);
         assert!(rename("model", &rules, p, &mut used).is_err());
     }

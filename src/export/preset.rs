@@ -187,11 +187,15 @@ mod tests {
         let m = Preset::Candle.module_path("conv1/BatchNorm");
         assert_eq!(m, "conv1.BatchNorm");
         assert_eq!(
-            Preset::Candle.tensor_name(&m, Slot::Var(BnRole::Gamma)).as_deref(),
+            Preset::Candle
+                .tensor_name(&m, Slot::Var(BnRole::Gamma))
+                .as_deref(),
             Some("conv1.BatchNorm.weight")
         );
         assert_eq!(
-            Preset::Burn.tensor_name("bn", Slot::Var(BnRole::Beta)).as_deref(),
+            Preset::Burn
+                .tensor_name("bn", Slot::Var(BnRole::Beta))
+                .as_deref(),
             Some("bn.beta")
         );
         assert_eq!(
@@ -200,8 +204,13 @@ mod tests {
                 .as_deref(),
             Some("conv1/BatchNorm/moving_variance")
         );
-        assert_eq!(Preset::Candle.tensor_name("bn", Slot::NumBatchesTracked), None);
-        assert!(Preset::Pytorch.slots(false).contains(&Slot::NumBatchesTracked));
+        assert_eq!(
+            Preset::Candle.tensor_name("bn", Slot::NumBatchesTracked),
+            None
+        );
+        assert!(Preset::Pytorch
+            .slots(false)
+            .contains(&Slot::NumBatchesTracked));
         for p in Preset::ALL {
             assert_eq!(Preset::parse(p.label()), Some(p));
         }

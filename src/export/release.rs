@@ -23,7 +23,10 @@ pub fn release(bytes: &[u8]) {
     }
 }
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 mod imp {
     use std::ffi::{c_int, c_long, c_void};
 
@@ -89,7 +92,8 @@ mod imp {
             let Some((lo, hi)) = range.split_once('-') else {
                 continue;
             };
-            let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)) else {
+            let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            else {
                 continue;
             };
             if lo <= start && end <= hi {
@@ -105,7 +109,10 @@ mod imp {
     }
 }
 
-#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
 mod imp {
     pub fn release(_bytes: &[u8]) {}
 }

@@ -71,17 +71,22 @@ pub fn verify_file(source: &Source, plan: &ExportPlan, path: &Path) -> Result<Ve
             }
         }
     }
-    let planned: std::collections::BTreeSet<&str> = plan.tensors.iter().map(|t| t.name.as_str()).collect();
+    let planned: std::collections::BTreeSet<&str> =
+        plan.tensors.iter().map(|t| t.name.as_str()).collect();
     for name in st.names() {
         if !planned.contains(name) {
-            report.mismatches.push(format!("{name}: in the file but not planned"));
+            report
+                .mismatches
+                .push(format!("{name}: in the file but not planned"));
         }
     }
     for t in &plan.tensors {
         let view = match st.tensor(&t.name) {
             Ok(v) => v,
             Err(_) => {
-                report.mismatches.push(format!("{}: missing from the file", t.name));
+                report
+                    .mismatches
+                    .push(format!("{}: missing from the file", t.name));
                 continue;
             }
         };
@@ -97,9 +102,10 @@ pub fn verify_file(source: &Source, plan: &ExportPlan, path: &Path) -> Result<Ve
         }
         let shape: Vec<u64> = view.shape().iter().map(|&d| d as u64).collect();
         if shape != t.shape {
-            report
-                .mismatches
-                .push(format!("{}: shape {shape:?}, expected {:?}", t.name, t.shape));
+            report.mismatches.push(format!(
+                "{}: shape {shape:?}, expected {:?}",
+                t.name, t.shape
+            ));
             continue;
         }
         let want = t.produce(source, &plan.layers)?;
@@ -113,7 +119,11 @@ pub fn verify_file(source: &Source, plan: &ExportPlan, path: &Path) -> Result<Ve
             report.mismatches.push(format!(
                 "{}: bytes differ from the checkpoint's{} (first at byte {at} of {})",
                 t.name,
-                if t.dtype == source_dtype(t) { "" } else { " after the cast" },
+                if t.dtype == source_dtype(t) {
+                    ""
+                } else {
+                    " after the cast"
+                },
                 want.len()
             ));
         }

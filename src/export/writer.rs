@@ -36,7 +36,10 @@ pub struct PlannedTensor<'a> {
 
 /// Builds the header JSON: `__metadata__` (string → string) and one entry per
 /// tensor, in the order given, with offsets tiling the data area.
-pub fn header_json(tensors: &[PlannedTensor<'_>], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+pub fn header_json(
+    tensors: &[PlannedTensor<'_>],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     // Built through BTreeMaps and inserted in sorted order, so the bytes do
     // not depend on whether serde_json's `preserve_order` feature happens to
     // be on in this build (a dependency can switch it on).
@@ -50,10 +53,12 @@ pub fn header_json(tensors: &[PlannedTensor<'_>], metadata: &BTreeMap<String, St
     }
     let mut offset: u64 = 0;
     for t in tensors {
-        let st = t.dtype.to_safetensors().ok_or_else(|| Error::InvalidArgument(format!(
-            "{}: dtype {} has no safetensors equivalent",
-            t.name, t.dtype
-        )))?;
+        let st = t.dtype.to_safetensors().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{}: dtype {} has no safetensors equivalent",
+                t.name, t.dtype
+            ))
+        })?;
         let end = offset.checked_add(t.nbytes).ok_or_else(|| {
             Error::InvalidArgument(format!("{}: total size overflows 64 bits", t.name))
         })?;

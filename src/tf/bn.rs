@@ -148,14 +148,21 @@ impl TfBatchNorm {
     /// Builds the graph for `cfg` on `float32` inputs of `shape`, in
     /// training mode (`training`) or inference mode. `params` says which
     /// optional variables exist (their values are fed by [`run`](Self::run)).
-    pub fn new(rt: &TfRuntime, cfg: &BnConfig, shape: &[usize], training: bool, params: &BnParams) -> Result<TfBatchNorm> {
+    pub fn new(
+        rt: &TfRuntime,
+        cfg: &BnConfig,
+        shape: &[usize],
+        training: bool,
+        params: &BnParams,
+    ) -> Result<TfBatchNorm> {
         graph::check_dims(shape)?;
         let rank = shape.len();
         let axis = cfg.resolved_axis(rank)?;
         cfg.check_validity(rank, shape[axis])?;
         if cfg.virtual_batch_size.is_some() {
             return Err(Error::InvalidArgument(
-                "the TensorFlow side of verify does not build virtual batches (virtual_batch_size)".into(),
+                "the TensorFlow side of verify does not build virtual batches (virtual_batch_size)"
+                    .into(),
             ));
         }
         let c = shape[axis];
@@ -183,7 +190,9 @@ impl TfBatchNorm {
         if renorm_on && params.renorm.is_none() {
             return Err(Error::TensorMismatch {
                 key: "renorm".into(),
-                what: "renorm is on but the layer has no moving_stddev / renorm_mean / renorm_stddev".into(),
+                what:
+                    "renorm is on but the layer has no moving_stddev / renorm_mean / renorm_stddev"
+                        .into(),
             });
         }
         let (outputs, index) = match path {
@@ -234,8 +243,14 @@ impl TfBatchNorm {
         };
         let xt = graph::tensor(&self.shape, x)?;
         let mut owned: Vec<(&Operation, Tensor<f32>)> = vec![
-            (&self.params.moving_mean, vec_t("moving_mean", &params.moving_mean)?),
-            (&self.params.moving_variance, vec_t("moving_variance", &params.moving_variance)?),
+            (
+                &self.params.moving_mean,
+                vec_t("moving_mean", &params.moving_mean)?,
+            ),
+            (
+                &self.params.moving_variance,
+                vec_t("moving_variance", &params.moving_variance)?,
+            ),
         ];
         if let Some(op) = &self.params.gamma {
             owned.push((op, need("gamma", params.gamma.as_ref())?));
@@ -526,7 +541,11 @@ fn build_nonfused(
             let e3 = g.scalar_f32(eps)?;
             let diff = g.sub(sq_ms, e3)?;
             let new_mv = g.relu(diff)?;
-            (Some(sc), Some(of), Some((new_mm, new_mv, new_ms, new_rm, new_rsd)))
+            (
+                Some(sc),
+                Some(of),
+                Some((new_mm, new_mv, new_ms, new_rm, new_rsd)),
+            )
         }
     };
     let sc = match scale_v {
@@ -546,7 +565,13 @@ fn build_nonfused(
         (BnApi::Nn, _) => {}
         (_, None) => {
             let mm = update(g, cfg.api, p.moving_mean.clone().into(), mean, cfg.momentum)?;
-            let mv = update(g, cfg.api, p.moving_variance.clone().into(), var, cfg.momentum)?;
+            let mv = update(
+                g,
+                cfg.api,
+                p.moving_variance.clone().into(),
+                var,
+                cfg.momentum,
+            )?;
             outputs.push(mm);
             outputs.push(mv);
             index.moving = Some((3, 4));
@@ -571,15 +596,36 @@ mod tests {
             fused,
             ..Default::default()
         };
-        assert_eq!(tf_path(&c(BnApi::TfKeras, None), 4, 3).unwrap(), TfPath::Fused);
-        assert_eq!(tf_path(&c(BnApi::TfKeras, None), 4, 1).unwrap(), TfPath::Fused);
-        assert_eq!(tf_path(&c(BnApi::TfKeras, None), 4, 2).unwrap(), TfPath::NonFused);
-        assert_eq!(tf_path(&c(BnApi::TfKeras, None), 2, 1).unwrap(), TfPath::NonFused);
-        assert_eq!(tf_path(&c(BnApi::Tf1Layers, Some(false)), 4, 3).unwrap(), TfPath::NonFused);
+        assert_eq!(
+            tf_path(&c(BnApi::TfKeras, None), 4, 3).unwrap(),
+            TfPath::Fused
+        );
+        assert_eq!(
+            tf_path(&c(BnApi::TfKeras, None), 4, 1).unwrap(),
+            TfPath::Fused
+        );
+        assert_eq!(
+            tf_path(&c(BnApi::TfKeras, None), 4, 2).unwrap(),
+            TfPath::NonFused
+        );
+        assert_eq!(
+            tf_path(&c(BnApi::TfKeras, None), 2, 1).unwrap(),
+            TfPath::NonFused
+        );
+        assert_eq!(
+            tf_path(&c(BnApi::Tf1Layers, Some(false)), 4, 3).unwrap(),
+            TfPath::NonFused
+        );
         assert!(tf_path(&c(BnApi::Tf1Layers, Some(true)), 2, 1).is_err());
-        assert_eq!(tf_path(&c(BnApi::Keras3, None), 4, 3).unwrap(), TfPath::NonFused);
+        assert_eq!(
+            tf_path(&c(BnApi::Keras3, None), 4, 3).unwrap(),
+            TfPath::NonFused
+        );
         assert!(tf_path(&c(BnApi::Fused, None), 2, 1).is_err());
-        assert_eq!(tf_path(&c(BnApi::Fused, None), 5, 1).unwrap(), TfPath::Fused);
+        assert_eq!(
+            tf_path(&c(BnApi::Fused, None), 5, 1).unwrap(),
+            TfPath::Fused
+        );
         assert_eq!(data_format(5, 4), "NDHWC");
         assert_eq!(data_format(4, 1), "NCHW");
     }

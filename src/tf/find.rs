@@ -49,22 +49,35 @@ impl Candidate {
     }
 }
 
-/// The places tfbn looks, in order: `tf_lib` (the `--tf-lib` flag), the
+/// The places tfbn looks, in order: `tf_lib` (the `--tf-lib` flag; when
+/// given, the only place), the
 /// `TFBN_TF_LIB` variable, the project venv `.venv` under the current
 /// folder and then under the crate's build-time `CARGO_MANIFEST_DIR` (what
 /// `scripts/setup-tensorflow.sh` makes), the `tensorflow` package of the
 /// `python3` on `PATH` (found with `importlib.util.find_spec`, without
 /// importing TF), and last a `TENSORFLOW_DIR` that already holds
 /// `libtensorflow.so` (the crate's own convention).
+///
+/// With `TFBN_TF_EXPLICIT_ONLY=1` only `--tf-lib` and `TFBN_TF_LIB` are
+/// tried (to pin one TensorFlow, and to test the error path).
 pub fn candidates(tf_lib: Option<&Path>) -> Vec<Candidate> {
     let mut out = Vec::new();
-    match tf_lib {
-        Some(p) => out.push(Candidate::found("--tf-lib", p.to_path_buf())),
-        None => out.push(Candidate::none("--tf-lib", "not given")),
+    // An explicit folder is the only place tried: the user asked for it.
+    if let Some(p) = tf_lib {
+        out.push(Candidate::found("--tf-lib", p.to_path_buf()));
+        return out;
     }
+    out.push(Candidate::none("--tf-lib", "not given"));
     match std::env::var_os("TFBN_TF_LIB") {
         Some(v) if !v.is_empty() => out.push(Candidate::found("TFBN_TF_LIB", PathBuf::from(v))),
         _ => out.push(Candidate::none("TFBN_TF_LIB", "not set")),
+    }
+    if std::env::var_os("TFBN_TF_EXPLICIT_ONLY").is_some_and(|v| v == "1") {
+        out.push(Candidate::none(
+            "other places",
+            "not searched (TFBN_TF_EXPLICIT_ONLY=1)",
+        ));
+        return out;
     }
     let mut roots: Vec<(String, PathBuf)> = Vec::new();
     if let Ok(cwd) = std::env::current_dir() {
@@ -102,7 +115,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// `VENV/lib/python3.*/site-packages/tensorflow` (or `lib64`).
 fn venv_tensorflow(venv: &Path) -> Result<PathBuf, String> {
     if !venv.is_dir() {
-        return Err(format!("{} does not exist", venv.display()));
+        return Err(format!("no {}", venv.display()));
     }
     for lib in ["lib", "lib64"] {
         let Ok(rd) = std::fs::read_dir(venv.join(lib)) else {
@@ -125,7 +138,10 @@ fn venv_tensorflow(venv: &Path) -> Result<PathBuf, String> {
             }
         }
     }
-    Err(format!("{} has no site-packages/tensorflow", venv.display()))
+    Err(format!(
+        "{} has no site-packages/tensorflow",
+        venv.display()
+    ))
 }
 
 /// Asks `python` where its `tensorflow` package is, without importing it.
@@ -169,7 +185,7 @@ pub enum Layout {
 /// Checks what `dir` holds; `Err` says why it is of no use.
 pub fn inspect_dir(dir: &Path) -> Result<Layout, String> {
     if !dir.is_dir() {
-        return Err(format!("{} is not a folder", dir.display()));
+        return Err("not a folder".into());
     }
     let cc = dir.join(CC_LIB);
     let framework = dir.join(FRAMEWORK_LIB);
@@ -185,8 +201,7 @@ pub fn inspect_dir(dir: &Path) -> Result<Layout, String> {
         .map(|(n, _)| *n)
         .collect();
     Err(format!(
-        "{} has no {} (expected an installed `tensorflow` package folder)",
-        dir.display(),
+        "no {} (expected an installed `tensorflow` package folder)",
         missing.join(" and no ")
     ))
 }
@@ -227,7 +242,9 @@ fn links_ok(dir: &Path, cc: &Path, framework: &Path) -> bool {
 /// is then renamed into place; a process that loses the race uses the
 /// winner's folder once it checks that the links are right.
 pub fn links_dir(cc: &Path, framework: &Path) -> Result<PathBuf, String> {
-    let cc = cc.canonicalize().map_err(|e| format!("{}: {e}", cc.display()))?;
+    let cc = cc
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", cc.display()))?;
     let framework = framework
         .canonicalize()
         .map_err(|e| format!("{}: {e}", framework.display()))?;
@@ -242,7 +259,10 @@ pub fn links_dir(cc: &Path, framework: &Path) -> Result<PathBuf, String> {
             Err(e) => errors.push(format!("{}: {e}", root.display())),
         }
     }
-    Err(format!("cannot create a folder of links ({})", errors.join("; ")))
+    Err(format!(
+        "cannot create a folder of links ({})",
+        errors.join("; ")
+    ))
 }
 
 fn make_links_in(root: &Path, name: &str, cc: &Path, framework: &Path) -> std::io::Result<PathBuf> {
@@ -314,7 +334,13 @@ mod tests {
         }
         let leftovers = std::fs::read_dir(&root)
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".tmp-")
+            })
             .count();
         assert_eq!(leftovers, 0);
     }

@@ -121,7 +121,9 @@ impl G {
 
     /// A placeholder of `dtype` and fixed `dims`.
     pub(crate) fn placeholder(&mut self, dtype: DataType, dims: &[usize]) -> Result<Operation> {
-        let shape = Shape::from(Some(dims.iter().map(|&d| Some(d as i64)).collect::<Vec<_>>()));
+        let shape = Shape::from(Some(
+            dims.iter().map(|&d| Some(d as i64)).collect::<Vec<_>>(),
+        ));
         ops::Placeholder::new()
             .dtype(dtype)
             .shape(shape)
@@ -130,7 +132,11 @@ impl G {
     }
 
     /// A constant tensor.
-    pub(crate) fn constant<T: TensorType + Clone>(&mut self, dims: &[usize], values: &[T]) -> Result<Output> {
+    pub(crate) fn constant<T: TensorType + Clone>(
+        &mut self,
+        dims: &[usize],
+        values: &[T],
+    ) -> Result<Output> {
         let t = tensor(dims, values)?;
         ops::constant(t, &mut self.scope)
             .map(Output::from)
@@ -168,7 +174,12 @@ impl G {
     }
 
     /// `tf.reduce_mean(x, axes, keepdims)`: the `Mean` op.
-    pub(crate) fn mean(&mut self, x: impl Into<Output>, axes: &[usize], keep_dims: bool) -> Result<Output> {
+    pub(crate) fn mean(
+        &mut self,
+        x: impl Into<Output>,
+        axes: &[usize],
+        keep_dims: bool,
+    ) -> Result<Output> {
         let axes: Vec<i32> = axes.iter().map(|&a| a as i32).collect();
         let axes = self.i32s(&axes)?;
         ops::Mean::new()
@@ -216,7 +227,9 @@ pub(crate) fn run_f32(
 /// Rejects shapes TF cannot take (dimensions beyond `i64`).
 pub(crate) fn check_dims(dims: &[usize]) -> Result<()> {
     if dims.iter().any(|&d| i64::try_from(d).is_err()) {
-        return Err(Error::InvalidArgument(format!("shape {dims:?} is too large for TensorFlow")));
+        return Err(Error::InvalidArgument(format!(
+            "shape {dims:?} is too large for TensorFlow"
+        )));
     }
     Ok(())
 }

@@ -133,7 +133,11 @@ pub fn default_threads() -> usize {
 /// recognized value: oneDNN only on x86 CPUs with AVX512_VNNI, AVX512_BF16,
 /// AVX_VNNI or AMX (bn-semantics §0).
 fn backend_from_env() -> Backend {
-    match std::env::var("TF_ENABLE_ONEDNN_OPTS").ok().as_deref().map(str::trim) {
+    match std::env::var("TF_ENABLE_ONEDNN_OPTS")
+        .ok()
+        .as_deref()
+        .map(str::trim)
+    {
         Some("0") | Some("false") | Some("False") | Some("FALSE") => Backend::Eigen,
         Some("1") | Some("true") | Some("True") | Some("TRUE") => Backend::OneDnn,
         _ => cpu_default_backend(),
@@ -198,13 +202,16 @@ fn load_uncached(opts: &LoadOptions) -> std::result::Result<TfRuntime, LoadFailu
     let mut tried: Vec<(PathBuf, String)> = Vec::new();
     for cand in find::candidates(opts.tf_lib.as_deref()) {
         let Some(dir) = cand.dir else {
-            tried.push((
-                PathBuf::from(&cand.origin),
-                cand.why_none.unwrap_or_else(|| "nothing found".into()),
-            ));
+            let why = cand.why_none.unwrap_or_else(|| "nothing found".into());
+            tried.push((PathBuf::new(), format!("{}: {why}", cand.origin)));
             continue;
         };
-        let label = |why: String| (dir.clone(), format!("{}: {why}", cand.origin));
+        let label = |why: String| {
+            (
+                dir.clone(),
+                format!("{} {}: {why}", cand.origin, dir.display()),
+            )
+        };
         let (tensorflow_dir, library) = match find::inspect_dir(&dir) {
             Ok(find::Layout::Wheel { cc, framework }) => match find::links_dir(&cc, &framework) {
                 Ok(links) => (links, cc),
@@ -235,17 +242,21 @@ fn load_uncached(opts: &LoadOptions) -> std::result::Result<TfRuntime, LoadFailu
                     },
                 });
             }
-            Err(why) => tried.push(label(format!("loading {} failed: {why}", library.display()))),
+            Err(why) => tried.push(label(format!(
+                "loading {} failed: {why}",
+                library.display()
+            ))),
         }
     }
     Err(LoadFailure { tried })
 }
 
-/// Formats the places tried for [`Error::TensorFlowUnavailable`].
+/// Formats the places tried for [`Error::TensorFlowUnavailable`] (each
+/// entry's message names its place).
 pub fn describe_tried(tried: &[(PathBuf, String)]) -> String {
     let mut s = String::new();
-    for (place, why) in tried {
-        s.push_str(&format!("\n  - {}: {why}", place.display()));
+    for (_, why) in tried {
+        s.push_str(&format!("\n  - {why}"));
     }
     s
 }

@@ -168,7 +168,12 @@ pub fn read_keys(rt: &TfRuntime, prefix: &str, keys: &[KeySpec]) -> Result<Vec<T
         if width > 1 && k.dtype != DType::Bool {
             match shape.pop() {
                 Some(w) if w == width as u64 => {}
-                _ => return Err(tf_error(what(), format!("Bitcast returned shape {:?}", t.dims()))),
+                _ => {
+                    return Err(tf_error(
+                        what(),
+                        format!("Bitcast returned shape {:?}", t.dims()),
+                    ))
+                }
             }
         }
         out.push(TfbnTensor {
@@ -280,10 +285,17 @@ pub fn compare_readers(rt: &TfRuntime, source: &Source) -> Result<ReaderComparis
 /// How `native` differs from `tf`, or `None` when bitwise equal.
 pub fn difference(native: &TfbnTensor, tf: &TfbnTensor) -> Option<String> {
     if native.dtype != tf.dtype {
-        return Some(format!("dtype: native {}, TF {}", native.dtype.name(), tf.dtype.name()));
+        return Some(format!(
+            "dtype: native {}, TF {}",
+            native.dtype.name(),
+            tf.dtype.name()
+        ));
     }
     if native.shape != tf.shape {
-        return Some(format!("shape: native {:?}, TF {:?}", native.shape, tf.shape));
+        return Some(format!(
+            "shape: native {:?}, TF {:?}",
+            native.shape, tf.shape
+        ));
     }
     match (&native.data, &tf.data) {
         (TensorData::Bytes(a), TensorData::Bytes(b)) => first_difference(a, b).map(|i| {

@@ -101,13 +101,21 @@ fn batch_moments(ev: &Evidence) -> (Vec<f64>, Vec<f64>, usize) {
         sum[ch.of(i)] += v as f64;
         n[ch.of(i)] += 1;
     }
-    let mean: Vec<f64> = sum.iter().zip(&n).map(|(s, &k)| s / k.max(1) as f64).collect();
+    let mean: Vec<f64> = sum
+        .iter()
+        .zip(&n)
+        .map(|(s, &k)| s / k.max(1) as f64)
+        .collect();
     let mut sq = vec![0.0f64; ch.c];
     for (i, &v) in ev.x.iter().enumerate() {
         let d = v as f64 - mean[ch.of(i)];
         sq[ch.of(i)] += d * d;
     }
-    let var = sq.iter().zip(&n).map(|(s, &k)| s / k.max(1) as f64).collect();
+    let var = sq
+        .iter()
+        .zip(&n)
+        .map(|(s, &k)| s / k.max(1) as f64)
+        .collect();
     (mean, var, n.first().copied().unwrap_or(0))
 }
 
@@ -185,8 +193,13 @@ fn variance_factor(old: &[f32], new: &[f32], var: &[f64], w: f64) -> Option<f64>
 fn affine_residual(ev: &Evidence, y: &[f32]) -> Option<f64> {
     let ch = Channels::new(ev.shape, ev.axis);
     let c = ch.c;
-    let (mut sx, mut sy, mut sxx, mut sxy, mut syy) =
-        (vec![0.0f64; c], vec![0.0f64; c], vec![0.0f64; c], vec![0.0f64; c], vec![0.0f64; c]);
+    let (mut sx, mut sy, mut sxx, mut sxy, mut syy) = (
+        vec![0.0f64; c],
+        vec![0.0f64; c],
+        vec![0.0f64; c],
+        vec![0.0f64; c],
+        vec![0.0f64; c],
+    );
     let mut n = vec![0.0f64; c];
     for (i, (&xv, &yv)) in ev.x.iter().zip(y).enumerate() {
         let k = ch.of(i);
@@ -229,7 +242,10 @@ pub fn diagnose(ev: &Evidence) -> Vec<Cause> {
 
     // Layout: TF's y is an affine function of x per channel; a native side
     // that normalises along another axis is not.
-    if let (Some(rt), Some(rn)) = (affine_residual(ev, ev.tf.y), affine_residual(ev, ev.native.y)) {
+    if let (Some(rt), Some(rn)) = (
+        affine_residual(ev, ev.tf.y),
+        affine_residual(ev, ev.native.y),
+    ) {
         if rt < 1e-4 && rn > 1e-2 {
             causes.push(Cause {
                 kind: "layout",
@@ -251,7 +267,11 @@ pub fn diagnose(ev: &Evidence) -> Vec<Cause> {
         } else {
             (
                 ev.params.moving_mean.iter().map(|&v| v as f64).collect(),
-                ev.params.moving_variance.iter().map(|&v| v as f64).collect(),
+                ev.params
+                    .moving_variance
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect(),
             )
         };
         if let (Some(et), Some(en)) = (
@@ -275,8 +295,14 @@ pub fn diagnose(ev: &Evidence) -> Vec<Cause> {
     // Momentum and Bessel, from the moving statistics of a training step.
     if ev.training && ev.config.api != BnApi::Nn {
         let old_mean = &ev.params.moving_mean;
-        let wt = ev.tf.moving_mean.and_then(|m| new_value_weight(old_mean, m, &bmean));
-        let wn = ev.native.moving_mean.and_then(|m| new_value_weight(old_mean, m, &bmean));
+        let wt = ev
+            .tf
+            .moving_mean
+            .and_then(|m| new_value_weight(old_mean, m, &bmean));
+        let wn = ev
+            .native
+            .moving_mean
+            .and_then(|m| new_value_weight(old_mean, m, &bmean));
         if let (Some(wt), Some(wn)) = (wt, wn) {
             if (wt - wn).abs() > 1e-3 {
                 let flipped = (wn - (1.0 - wt)).abs() < 1e-3;
@@ -387,7 +413,14 @@ mod tests {
     }
 
     /// A textbook training step in f64.
-    fn step(x: &[f32], c: usize, eps: f64, w_new: f64, bessel: bool, p: &BnParams) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    fn step(
+        x: &[f32],
+        c: usize,
+        eps: f64,
+        w_new: f64,
+        bessel: bool,
+        p: &BnParams,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let rows = x.len() / c;
         let mut y = vec![0.0f32; x.len()];
         let mut mm = Vec::new();
@@ -399,7 +432,11 @@ mod tests {
             for r in 0..rows {
                 y[r * c + k] = ((vals[r] - m) / (v + eps).sqrt()) as f32;
             }
-            let vv = if bessel { v * rows as f64 / (rows - 1) as f64 } else { v };
+            let vv = if bessel {
+                v * rows as f64 / (rows - 1) as f64
+            } else {
+                v
+            };
             mm.push((p.moving_mean[k] as f64 * (1.0 - w_new) + m * w_new) as f32);
             mv.push((p.moving_variance[k] as f64 * (1.0 - w_new) + vv * w_new) as f32);
         }
@@ -410,7 +447,13 @@ mod tests {
     fn recognises_epsilon_momentum_and_bessel() {
         let c = 4;
         let shape = [16, c];
-        let x = super::super::inputs::generate(super::super::inputs::InputCase::Normal, &shape, 1, 3, 0);
+        let x = super::super::inputs::generate(
+            super::super::inputs::InputCase::Normal,
+            &shape,
+            1,
+            3,
+            0,
+        );
         let p = BnParams {
             gamma: None,
             beta: None,
@@ -433,17 +476,50 @@ mod tests {
         let tf = side(leak(y.clone()), leak(mm.clone()), leak(mv.clone()));
 
         let (y2, _, _) = step(&x, c, 1e-1, 0.01, false, &p);
-        let got = diagnose(&ev(&cfg, &p, &x, &shape, tf, side(leak(y2), leak(mm.clone()), leak(mv.clone()))));
-        assert_eq!(got.iter().map(|c| c.kind).collect::<Vec<_>>(), ["epsilon"], "{got:?}");
+        let got = diagnose(&ev(
+            &cfg,
+            &p,
+            &x,
+            &shape,
+            tf,
+            side(leak(y2), leak(mm.clone()), leak(mv.clone())),
+        ));
+        assert_eq!(
+            got.iter().map(|c| c.kind).collect::<Vec<_>>(),
+            ["epsilon"],
+            "{got:?}"
+        );
 
         let (_, mm3, mv3) = step(&x, c, 1e-3, 0.99, false, &p);
-        let got = diagnose(&ev(&cfg, &p, &x, &shape, tf, side(leak(y.clone()), leak(mm3), leak(mv3))));
-        assert_eq!(got.iter().map(|c| c.kind).collect::<Vec<_>>(), ["momentum"], "{got:?}");
+        let got = diagnose(&ev(
+            &cfg,
+            &p,
+            &x,
+            &shape,
+            tf,
+            side(leak(y.clone()), leak(mm3), leak(mv3)),
+        ));
+        assert_eq!(
+            got.iter().map(|c| c.kind).collect::<Vec<_>>(),
+            ["momentum"],
+            "{got:?}"
+        );
         assert!(got[0].message.contains("flipped"));
 
         let (_, mm4, mv4) = step(&x, c, 1e-3, 0.01, true, &p);
-        let got = diagnose(&ev(&cfg, &p, &x, &shape, tf, side(leak(y.clone()), leak(mm4), leak(mv4))));
-        assert_eq!(got.iter().map(|c| c.kind).collect::<Vec<_>>(), ["bessel"], "{got:?}");
+        let got = diagnose(&ev(
+            &cfg,
+            &p,
+            &x,
+            &shape,
+            tf,
+            side(leak(y.clone()), leak(mm4), leak(mv4)),
+        ));
+        assert_eq!(
+            got.iter().map(|c| c.kind).collect::<Vec<_>>(),
+            ["bessel"],
+            "{got:?}"
+        );
 
         // Identical outputs: nothing to name.
         assert!(diagnose(&ev(&cfg, &p, &x, &shape, tf, tf)).is_empty());
@@ -451,7 +527,14 @@ mod tests {
         // Normalised along the wrong axis.
         let mut yt = y.clone();
         yt.reverse();
-        let got = diagnose(&ev(&cfg, &p, &x, &shape, tf, side(leak(yt), leak(mm), leak(mv))));
+        let got = diagnose(&ev(
+            &cfg,
+            &p,
+            &x,
+            &shape,
+            tf,
+            side(leak(yt), leak(mm), leak(mv)),
+        ));
         assert_eq!(got[0].kind, "layout", "{got:?}");
     }
 }

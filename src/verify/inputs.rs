@@ -174,7 +174,10 @@ mod tests {
         let shape = [4, 6, 2, 2];
         let x = generate(InputCase::NearConstant, &shape, 1, 0, 0);
         // Channel 0 (even) is constant along NCHW's channel axis 1.
-        let ch0: Vec<f32> = (0..x.len()).filter(|i| (i / 4) % 6 == 0).map(|i| x[i]).collect();
+        let ch0: Vec<f32> = (0..x.len())
+            .filter(|i| (i / 4) % 6 == 0)
+            .map(|i| x[i])
+            .collect();
         assert!(ch0.iter().all(|&v| v == 0.5));
         let tiny = generate(InputCase::Tiny, &[8, 3], 1, 0, 0);
         assert!(tiny.iter().skip(1).step_by(3).any(|v| v.is_subnormal()));
@@ -183,6 +186,9 @@ mod tests {
         for c in InputCase::ALL {
             assert_eq!(InputCase::parse(c.label()), Some(c));
         }
-        assert_eq!(InputCase::parse("large-offset"), Some(InputCase::LargeOffset));
+        assert_eq!(
+            InputCase::parse("large-offset"),
+            Some(InputCase::LargeOffset)
+        );
     }
 }

@@ -119,7 +119,7 @@ pub struct VerifySettings {
     pub spatial: Spatial,
     /// Seed of the inputs. Default 0.
     pub seed: u64,
-    /// Input cases. Default all ([`InputCase::ALL`]).
+    /// Input cases; empty (the default): [`default_cases`] of the backend.
     pub cases: Vec<InputCase>,
     /// Write inputs and both sides' outputs as `.npy` here.
     pub dump: Option<PathBuf>,
@@ -140,7 +140,7 @@ impl Default for VerifySettings {
             batch: 4,
             spatial: Spatial::Auto,
             seed: 0,
-            cases: InputCase::ALL.to_vec(),
+            cases: Vec::new(),
             dump: None,
             inject_fault: None,
             tf_lib: None,
@@ -148,21 +148,37 @@ impl Default for VerifySettings {
     }
 }
 
-/// The oneDNN ULP budget: the largest ULP distance [`default_tolerance`]
-/// accepts against oneDNN. Measured on every fixture with the default
-/// inputs (AMD EPYC, AVX2, 2 threads): see the README's `tfbn verify`
-/// section. oneDNN normalises with `(x − mean)·(γ/√(var+ε))` instead of
-/// Eigen's `rsqrt`, so `y` moves by a few ULPs of its magnitude, and more
-/// where `y` is near 0.
-pub const ONEDNN_ULP_BUDGET: u64 = 1 << 14;
+/// The oneDNN budget in ULPs of each output's largest magnitude
+/// ([`Tolerance::UlpOfMax`]). oneDNN normalises with `γ/√(var+ε)` instead of
+/// Eigen's `rsqrt`, and sums the batch statistics per thread, so outputs
+/// move by a few ULPs of their scale. Measured on every fixture (AMD EPYC,
+/// AVX2, 2 threads, TF 2.21, default shapes): at most 2 in inference and 6
+/// in training on the `normal` inputs, 8 on the `tiny` ones; the budget
+/// leaves a factor 8. An element-wise ULP budget cannot work: where `y`
+/// crosses zero its own ULP is tiny (thousands of ULPs apart on `normal`
+/// inputs).
+pub const ONEDNN_ULP_OF_MAX_BUDGET: u64 = 64;
 
 /// The default verdict: [`Tolerance::Exact`] for Eigen (the native layer
-/// reproduces it bit for bit), [`Tolerance::Ulp`]`(`[`ONEDNN_ULP_BUDGET`]`)`
+/// reproduces it bit for bit), [`Tolerance::UlpOfMax`]`(`[`ONEDNN_ULP_OF_MAX_BUDGET`]`)`
 /// for oneDNN.
 pub fn default_tolerance(backend: Backend) -> Tolerance {
     match backend {
         Backend::Eigen => Tolerance::Exact,
-        Backend::OneDnn => Tolerance::Ulp(ONEDNN_ULP_BUDGET),
+        Backend::OneDnn => Tolerance::UlpOfMax(ONEDNN_ULP_OF_MAX_BUDGET),
+    }
+}
+
+/// The default input cases: all of them for Eigen; [`InputCase::Normal`]
+/// and [`InputCase::Tiny`] for oneDNN, whose training results on the
+/// ill-conditioned cases differ from Eigen's as much as the conditioning
+/// allows (measured: `y` 4·10⁴ ULPs of its scale apart at a 10⁴ offset,
+/// 5·10⁵ on near-constant channels), which no budget separates from a real
+/// fault. Ask for them with `--cases` to see the numbers.
+pub fn default_cases(backend: Backend) -> Vec<InputCase> {
+    match backend {
+        Backend::Eigen => InputCase::ALL.to_vec(),
+        Backend::OneDnn => vec![InputCase::Normal, InputCase::Tiny],
     }
 }
 
@@ -181,13 +197,26 @@ pub fn verify(source: &Source, settings: &VerifySettings) -> Result<VerifyReport
 }
 
 /// [`verify`] with a loaded runtime.
-pub fn verify_with(rt: &TfRuntime, source: &Source, settings: &VerifySettings) -> Result<VerifyReport> {
+pub fn verify_with(
+    rt: &TfRuntime,
+    source: &Source,
+    settings: &VerifySettings,
+) -> Result<VerifyReport> {
     if settings.batch == 0 {
         return Err(Error::InvalidArgument("--batch must be at least 1".into()));
     }
-    if settings.modes.is_empty() || settings.cases.is_empty() {
-        return Err(Error::InvalidArgument("nothing to verify: no modes or no input cases".into()));
+    if settings.modes.is_empty() {
+        return Err(Error::InvalidArgument("nothing to verify: no modes".into()));
     }
+    let case_list = if settings.cases.is_empty() {
+        default_cases(rt.host.backend)
+    } else {
+        settings.cases.clone()
+    };
+    let settings = &VerifySettings {
+        cases: case_list,
+        ..settings.clone()
+    };
     let all = layers::discover(source);
     let selected: Vec<&BnLayer> = if settings.layers.is_empty() {
         all.iter().collect()
@@ -198,13 +227,19 @@ pub fn verify_with(rt: &TfRuntime, source: &Source, settings: &VerifySettings) -
             .map(|name| {
                 layers::find(&all, name).ok_or_else(|| Error::LayerNotFound {
                     name: name.clone(),
-                    known: all.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "),
+                    known: all
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })
             })
             .collect::<Result<_>>()?
     };
     let hypers = crate::hyper::recover(source, &all)?;
-    let tolerance = settings.tolerance.unwrap_or_else(|| default_tolerance(rt.host.backend));
+    let tolerance = settings
+        .tolerance
+        .unwrap_or_else(|| default_tolerance(rt.host.backend));
     let mut layer_reports = Vec::new();
     for layer in selected {
         let idx = all.iter().position(|l| l == layer).unwrap_or(0);
@@ -254,20 +289,32 @@ fn input_shape(p: &PreparedLayer, settings: &VerifySettings) -> Result<(Vec<usiz
         }
     };
     let rank = spatial.len() + 2;
-    let axis = p.config.resolved_axis(rank)?;
+    let axis = channel_axis(p.config.axis).rem_euclid(rank as isize) as usize;
     let mut shape = vec![settings.batch];
     shape.extend_from_slice(&spatial);
     shape.insert(axis, c);
     Ok((shape, axis))
 }
 
-fn layer_hyper_json(p: &PreparedLayer) -> HyperJson {
+/// The layer's channel axis for an input of any rank: 1 stays channels-first;
+/// every other axis is taken as channels-last (−1). A recovered axis is
+/// normalized for the layer's own rank (3 for NHWC), which would name
+/// another dimension of a 2-D or 5-D verify input.
+fn channel_axis(axis: isize) -> isize {
+    if axis == 1 {
+        1
+    } else {
+        -1
+    }
+}
+
+fn layer_hyper_json(p: &PreparedLayer, cfg: &BnConfig) -> HyperJson {
     HyperJson {
         epsilon: p.config.epsilon,
         epsilon_source: p.hyper.epsilon.source.to_string(),
         momentum: p.config.momentum,
         momentum_source: p.hyper.momentum.source.to_string(),
-        axis: p.config.axis as i64,
+        axis: cfg.axis as i64,
         center: p.config.center,
         scale: p.config.scale,
         fused: p.config.fused,
@@ -287,6 +334,7 @@ fn verify_layer(
         Err(e) => return Ok(LayerReport::unsupported(&p.layer, e.to_string())),
     };
     let mut cfg = p.config.clone();
+    cfg.axis = channel_axis(cfg.axis);
     cfg.intra_op_threads = Some(rt.host.threads);
     let path = tf_path(&cfg, shape.len(), axis).ok();
     if p.params.moving_mean.is_empty() {
@@ -301,11 +349,17 @@ fn verify_layer(
         let graph = match graph {
             Ok(g) => g,
             Err(e) => {
-                modes.push(ModeReport::error(mode, Status::Unsupported, format!("TensorFlow side: {e}")));
+                modes.push(ModeReport::error(
+                    mode,
+                    Status::Unsupported,
+                    format!("TensorFlow side: {e}"),
+                ));
                 continue;
             }
         };
-        modes.push(run_mode(rt, p, &cfg, &graph, &shape, axis, mode, settings, tolerance, build_ms)?);
+        modes.push(run_mode(
+            rt, p, &cfg, &graph, &shape, axis, mode, settings, tolerance, build_ms,
+        )?);
     }
     let passed = modes.iter().all(|m| m.status == Status::Pass);
     Ok(LayerReport {
@@ -315,7 +369,7 @@ fn verify_layer(
         path,
         channels: p.layer.channels,
         input_shape: shape,
-        hyper: layer_hyper_json(p),
+        hyper: layer_hyper_json(p, &cfg),
         notes,
         passed,
         modes,
@@ -334,7 +388,13 @@ fn faulty_config(cfg: &BnConfig, fault: Option<Fault>) -> BnConfig {
 }
 
 /// Native outputs in the same form as TF's.
-fn native_outputs(cfg: &BnConfig, params: &BnParams, x: &[f32], shape: &[usize], training: bool) -> Result<TfBnOutputs> {
+fn native_outputs(
+    cfg: &BnConfig,
+    params: &BnParams,
+    x: &[f32],
+    shape: &[usize],
+    training: bool,
+) -> Result<TfBnOutputs> {
     let arr = ArrayD::from_shape_vec(IxDyn(shape), x.to_vec())
         .map_err(|e| Error::InvalidArgument(format!("input shape {shape:?}: {e}")))?;
     let input = BnInput::F32(arr);
@@ -372,7 +432,13 @@ fn native_outputs(cfg: &BnConfig, params: &BnParams, x: &[f32], shape: &[usize],
 
 /// The Bessel fault: re-averages the native moving variance with the other
 /// variance convention, `new' = new + w·v_biased·(k' − k)`.
-fn inject_bessel(out: &mut TfBnOutputs, cfg: &BnConfig, path_fused: bool, rows: usize, x_var_biased: &[f64]) {
+fn inject_bessel(
+    out: &mut TfBnOutputs,
+    cfg: &BnConfig,
+    path_fused: bool,
+    rows: usize,
+    x_var_biased: &[f64],
+) {
     let Some(mv) = out.moving_variance.as_mut() else {
         return;
     };
@@ -382,7 +448,11 @@ fn inject_bessel(out: &mut TfBnOutputs, cfg: &BnConfig, path_fused: bool, rows: 
     };
     let bessel = rows as f64 / (rows.max(2) - 1) as f64;
     // Fused keeps the corrected variance: make it biased; else the reverse.
-    let dk = if path_fused { 1.0 - bessel } else { bessel - 1.0 };
+    let dk = if path_fused {
+        1.0 - bessel
+    } else {
+        bessel - 1.0
+    };
     for (v, &b) in mv.iter_mut().zip(x_var_biased) {
         *v = (*v as f64 + w * b * dk) as f32;
     }
@@ -398,13 +468,20 @@ fn biased_var(x: &[f32], shape: &[usize], axis: usize) -> Vec<f64> {
         sum[ch(i)] += v as f64;
         n[ch(i)] += 1;
     }
-    let mean: Vec<f64> = sum.iter().zip(&n).map(|(s, &k)| s / k.max(1) as f64).collect();
+    let mean: Vec<f64> = sum
+        .iter()
+        .zip(&n)
+        .map(|(s, &k)| s / k.max(1) as f64)
+        .collect();
     let mut sq = vec![0.0f64; c];
     for (i, &v) in x.iter().enumerate() {
         let d = v as f64 - mean[ch(i)];
         sq[ch(i)] += d * d;
     }
-    sq.iter().zip(&n).map(|(s, &k)| s / k.max(1) as f64).collect()
+    sq.iter()
+        .zip(&n)
+        .map(|(s, &k)| s / k.max(1) as f64)
+        .collect()
 }
 
 /// The outputs compared, in report order: name, TF, native, layout.
@@ -413,23 +490,53 @@ fn output_pairs<'a>(
     nat: &'a TfBnOutputs,
     y_layout: ChannelLayout,
     c: usize,
-) -> Vec<(&'static str, Option<&'a [f32]>, Option<&'a [f32]>, ChannelLayout)> {
+) -> Vec<(
+    &'static str,
+    Option<&'a [f32]>,
+    Option<&'a [f32]>,
+    ChannelLayout,
+)> {
     let v = ChannelLayout::last(c);
     let s = |o: &'a Option<Vec<f32>>| o.as_deref();
     let mut out = vec![
         ("y", Some(tf.y.as_slice()), Some(nat.y.as_slice()), y_layout),
         ("batch_mean", s(&tf.batch_mean), s(&nat.batch_mean), v),
-        ("batch_variance", s(&tf.batch_variance), s(&nat.batch_variance), v),
+        (
+            "batch_variance",
+            s(&tf.batch_variance),
+            s(&nat.batch_variance),
+            v,
+        ),
         ("moving_mean", s(&tf.moving_mean), s(&nat.moving_mean), v),
-        ("moving_variance", s(&tf.moving_variance), s(&nat.moving_variance), v),
+        (
+            "moving_variance",
+            s(&tf.moving_variance),
+            s(&nat.moving_variance),
+            v,
+        ),
     ];
     if let (Some(a), Some(b)) = (&tf.renorm, &nat.renorm) {
-        out.push(("moving_stddev", Some(&a.moving_stddev), Some(&b.moving_stddev), v));
+        out.push((
+            "moving_stddev",
+            Some(&a.moving_stddev),
+            Some(&b.moving_stddev),
+            v,
+        ));
         out.push(("renorm_mean", Some(&a.renorm_mean), Some(&b.renorm_mean), v));
-        out.push(("renorm_stddev", Some(&a.renorm_stddev), Some(&b.renorm_stddev), v));
+        out.push((
+            "renorm_stddev",
+            Some(&a.renorm_stddev),
+            Some(&b.renorm_stddev),
+            v,
+        ));
     } else if tf.renorm.is_some() || nat.renorm.is_some() {
         let (a, b) = (tf.renorm.as_ref(), nat.renorm.as_ref());
-        out.push(("moving_stddev", a.map(|r| r.moving_stddev.as_slice()), b.map(|r| r.moving_stddev.as_slice()), v));
+        out.push((
+            "moving_stddev",
+            a.map(|r| r.moving_stddev.as_slice()),
+            b.map(|r| r.moving_stddev.as_slice()),
+            v,
+        ));
     }
     // Only what TF exposes is compared; TF always gives y.
     out.retain(|(_, t, _, _)| t.is_some());
@@ -465,7 +572,13 @@ fn run_mode(
         let t = Instant::now();
         let tf = match graph.run(&x, &p.params) {
             Ok(o) => o,
-            Err(e) => return Ok(ModeReport::error(mode, Status::Error, format!("TensorFlow side: {e}"))),
+            Err(e) => {
+                return Ok(ModeReport::error(
+                    mode,
+                    Status::Error,
+                    format!("TensorFlow side: {e}"),
+                ))
+            }
         };
         tf_ms += t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
@@ -474,7 +587,11 @@ fn run_mode(
         let mut nat = match nat {
             Ok(o) => o,
             Err(e) => {
-                return Ok(ModeReport::error(mode, Status::Unsupported, format!("native side: {e}")));
+                return Ok(ModeReport::error(
+                    mode,
+                    Status::Unsupported,
+                    format!("native side: {e}"),
+                ));
             }
         };
         if training && settings.inject_fault == Some(Fault::Bessel) {
@@ -513,7 +630,11 @@ fn run_mode(
         }
         cases.push(CaseSummary {
             case,
-            bitwise_fraction: if case_n == 0 { 1.0 } else { case_equal as f64 / case_n as f64 },
+            bitwise_fraction: if case_n == 0 {
+                1.0
+            } else {
+                case_equal as f64 / case_n as f64
+            },
             passed: case_ok,
         });
     }
@@ -574,7 +695,10 @@ fn dump_case(
     tf: &TfBnOutputs,
     nat: &TfBnOutputs,
 ) -> Result<()> {
-    let d = dir.join(layer_dir(layer)).join(mode.label()).join(case.label());
+    let d = dir
+        .join(layer_dir(layer))
+        .join(mode.label())
+        .join(case.label());
     std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
     let write = |name: &str, dims: &[usize], v: &[f32]| -> Result<()> {
         let a = ArrayD::from_shape_vec(IxDyn(dims), v.to_vec())
@@ -596,9 +720,21 @@ fn dump_case(
             }
         }
         if let Some(r) = &o.renorm {
-            write(&format!("{side}_moving_stddev"), &[r.moving_stddev.len()], &r.moving_stddev)?;
-            write(&format!("{side}_renorm_mean"), &[r.renorm_mean.len()], &r.renorm_mean)?;
-            write(&format!("{side}_renorm_stddev"), &[r.renorm_stddev.len()], &r.renorm_stddev)?;
+            write(
+                &format!("{side}_moving_stddev"),
+                &[r.moving_stddev.len()],
+                &r.moving_stddev,
+            )?;
+            write(
+                &format!("{side}_renorm_mean"),
+                &[r.renorm_mean.len()],
+                &r.renorm_mean,
+            )?;
+            write(
+                &format!("{side}_renorm_stddev"),
+                &[r.renorm_stddev.len()],
+                &r.renorm_stddev,
+            )?;
         }
     }
     Ok(())

@@ -22,7 +22,7 @@
 //!     "modes": [{
 //!       "mode": "training", "status": "pass | fail | unsupported | error", "error": null,
 //!       "outputs": [{"name": "y", "n": 3840, "bitwise_equal": 3840, "bitwise_fraction": 1.0,
-//!                    "max_ulp": 0, "max_abs": 0.0, "max_rel": 0.0,
+//!                    "max_ulp": 0, "max_ulp_of_max": 0, "max_abs": 0.0, "max_rel": 0.0,
 //!                    "worst": null | {"case": "tiny", "index": 17, "channel": 1, "tf": 0.5, "native": 0.50000006},
 //!                    "passed": true}, ...],
 //!       "cases": [{"case": "normal", "bitwise_fraction": 1.0, "passed": true}, ...],
@@ -106,6 +106,9 @@ pub struct OutputReport {
     pub bitwise_fraction: f64,
     /// Largest ULP distance.
     pub max_ulp: u64,
+    /// Largest error in ULPs of the largest magnitude of TF's array (see
+    /// `parity::Comparison::max_ulp_of_max`).
+    pub max_ulp_of_max: u64,
     /// Largest absolute error (`null` if infinite).
     #[serde(serialize_with = "finite_or_none")]
     pub max_abs: f64,
@@ -119,13 +122,19 @@ pub struct OutputReport {
 }
 
 impl OutputReport {
-    pub(super) fn new(name: &'static str, c: &Comparison, case: InputCase, tol: Tolerance) -> OutputReport {
+    pub(super) fn new(
+        name: &'static str,
+        c: &Comparison,
+        case: InputCase,
+        tol: Tolerance,
+    ) -> OutputReport {
         let mut o = OutputReport {
             name,
             n: 0,
             bitwise_equal: 0,
             bitwise_fraction: 1.0,
             max_ulp: 0,
+            max_ulp_of_max: 0,
             max_abs: 0.0,
             max_rel: 0.0,
             worst: None,
@@ -137,7 +146,9 @@ impl OutputReport {
 
     pub(super) fn add(&mut self, c: &Comparison, case: InputCase, tol: Tolerance) {
         let worse = c.worst_index.is_some()
-            && (self.worst.is_none() || c.max_ulp > self.max_ulp || (c.max_ulp == self.max_ulp && c.max_abs > self.max_abs));
+            && (self.worst.is_none()
+                || c.max_ulp > self.max_ulp
+                || (c.max_ulp == self.max_ulp && c.max_abs > self.max_abs));
         if worse {
             self.worst = c.worst_index.map(|index| Worst {
                 case,
@@ -155,6 +166,7 @@ impl OutputReport {
             self.bitwise_equal as f64 / self.n as f64
         };
         self.max_ulp = self.max_ulp.max(c.max_ulp);
+        self.max_ulp_of_max = self.max_ulp_of_max.max(c.max_ulp_of_max);
         self.max_abs = self.max_abs.max(c.max_abs);
         self.max_rel = self.max_rel.max(c.max_rel);
         self.passed &= tol.accepts(c);
@@ -230,6 +242,15 @@ impl ModeReport {
         self.outputs.iter().map(|o| o.max_ulp).max().unwrap_or(0)
     }
 
+    /// Largest error in ULPs of the array's largest magnitude, of any output.
+    pub fn max_ulp_of_max(&self) -> u64 {
+        self.outputs
+            .iter()
+            .map(|o| o.max_ulp_of_max)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Largest absolute error of any output.
     pub fn max_abs(&self) -> f64 {
         self.outputs.iter().map(|o| o.max_abs).fold(0.0, f64::max)
@@ -240,7 +261,11 @@ impl ModeReport {
         self.outputs
             .iter()
             .filter(|o| o.worst.is_some())
-            .max_by(|a, b| a.max_ulp.cmp(&b.max_ulp).then(a.max_abs.total_cmp(&b.max_abs)))
+            .max_by(|a, b| {
+                a.max_ulp
+                    .cmp(&b.max_ulp)
+                    .then(a.max_abs.total_cmp(&b.max_abs))
+            })
     }
 }
 
@@ -255,7 +280,7 @@ pub struct HyperJson {
     pub momentum: f64,
     /// Where the momentum came from.
     pub momentum_source: String,
-    /// Channel axis as configured.
+    /// Channel axis as run: 1 (channels-first) or −1 (channels-last).
     pub axis: i64,
     /// β used.
     pub center: bool,

@@ -34,21 +34,43 @@ fn s(p: &Path) -> &str {
 
 /// Fixtures that hold batch-norm layers.
 fn layer_fixtures() -> Vec<Fixture> {
-    fixtures().into_iter().filter(|f| !f.layers().is_empty()).collect()
+    fixtures()
+        .into_iter()
+        .filter(|f| !f.layers().is_empty())
+        .collect()
 }
 
 /// Exports `fx` with `preset` (plus `extra` flags) to `out`, with --verify.
 fn export(fx: &Fixture, preset: &str, out: &Path, extra: &[&str]) {
     let open = fx.open_path();
-    let mut args = vec!["export", s(&open), "-o", s(out), "--preset", preset, "--verify", "-q"];
+    let mut args = vec![
+        "export",
+        s(&open),
+        "-o",
+        s(out),
+        "--preset",
+        preset,
+        "--verify",
+        "-q",
+    ];
     args.extend_from_slice(extra);
     let o = tfbn(&args);
-    assert_eq!(o.status.code(), Some(0), "{} {preset}: {}", fx.name, stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{} {preset}: {}",
+        fx.name,
+        stderr(&o)
+    );
 }
 
 fn metadata(bytes: &[u8]) -> BTreeMap<String, String> {
     let (_, m) = SafeTensors::read_metadata(bytes).expect("valid safetensors");
-    m.metadata().clone().unwrap_or_default().into_iter().collect()
+    m.metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }
 
 /// The manifest's variable entry for `key`.
@@ -69,7 +91,11 @@ fn module_of(meta: &BTreeMap<String, String>, preset: Preset, layer: &Value) -> 
     let modules: Vec<String> = serde_json::from_str(&meta["tfbn.layers"]).unwrap();
     modules
         .into_iter()
-        .find(|m| meta.get(&format!("tfbn.key.{m}{}{leaf}", preset.separator())).map(String::as_str) == Some(key))
+        .find(|m| {
+            meta.get(&format!("tfbn.key.{m}{}{leaf}", preset.separator()))
+                .map(String::as_str)
+                == Some(key)
+        })
         .unwrap_or_else(|| panic!("no module declares {key}"))
 }
 
@@ -80,19 +106,38 @@ fn module_by_key(meta: &BTreeMap<String, String>, layer: &Value) -> String {
     let modules: Vec<String> = serde_json::from_str(&meta["tfbn.layers"]).unwrap();
     modules
         .into_iter()
-        .find(|m| meta.get(&format!("tfbn.layer.{m}.moving_mean_key")).map(String::as_str) == Some(key))
+        .find(|m| {
+            meta.get(&format!("tfbn.layer.{m}.moving_mean_key"))
+                .map(String::as_str)
+                == Some(key)
+        })
         .unwrap_or_else(|| panic!("no layer declares {key}"))
 }
 
 /// `--epsilon LAYER=VALUE` flags that give every manifest layer its real ε
-/// (where recovery from the files cannot, e.g. plain checkpoints).
+/// (where recovery from the files cannot, e.g. plain checkpoints). Layers
+/// are named as tfbn names them, found by their moving_mean key.
 fn epsilon_flags(fx: &Fixture) -> Vec<String> {
+    let source = Source::open(fx.open_path()).unwrap();
+    let plan = plan_layers(&source, &ExportOptions::default()).unwrap();
     fx.layers()
         .iter()
         .flat_map(|l| {
+            let key = l["variables"]["moving_mean"]["key"].as_str().unwrap();
+            let name = plan
+                .layers
+                .iter()
+                .find(|p| {
+                    p.keys
+                        .get(&tfbn::layers::BnRole::MovingMean)
+                        .map(String::as_str)
+                        == Some(key)
+                })
+                .map(|p| p.tf_name.clone())
+                .unwrap_or_else(|| panic!("{}: no layer with {key}", fx.name));
             [
                 "--epsilon".to_string(),
-                format!("{}={}", l["name"].as_str().unwrap(), l["hyper"]["epsilon"].as_f64().unwrap()),
+                format!("{name}={}", l["hyper"]["epsilon"].as_f64().unwrap()),
             ]
         })
         .collect()
@@ -113,24 +158,56 @@ fn every_fixture_and_preset_round_trips_bit_for_bit() {
             assert_eq!(meta["format"], preset.format(), "{}", fx.name);
             assert_eq!(meta["tfbn.preset"], name);
             let modules: Vec<String> = serde_json::from_str(&meta["tfbn.layers"]).unwrap();
-            assert_eq!(modules.len(), fx.layers().len(), "{} {name}: layer count", fx.name);
+            assert_eq!(
+                modules.len(),
+                fx.layers().len(),
+                "{} {name}: layer count",
+                fx.name
+            );
             let mut expected_names = std::collections::BTreeSet::new();
             for layer in fx.layers() {
                 let module = module_of(&meta, preset, layer);
                 let channels = layer["channels"].as_u64().unwrap() as usize;
                 let pre = format!("tfbn.layer.{module}.");
                 // Conventions are declared, each with a source.
-                for f in ["epsilon", "momentum_tf", "momentum_torch", "axis", "api", "moving_variance"] {
-                    assert!(meta.contains_key(&format!("{pre}{f}")), "{} {name}: {pre}{f}", fx.name);
-                    if f != "momentum_torch" {
-                        assert!(meta.contains_key(&format!("{pre}{f}_source")), "{pre}{f}_source");
-                    }
+                for f in [
+                    "epsilon",
+                    "momentum_tf",
+                    "momentum_torch",
+                    "axis",
+                    "api",
+                    "fused",
+                    "moving_variance",
+                ] {
+                    assert!(
+                        meta.contains_key(&format!("{pre}{f}")),
+                        "{} {name}: {pre}{f}",
+                        fx.name
+                    );
+                }
+                for f in [
+                    "epsilon",
+                    "momentum",
+                    "axis",
+                    "api",
+                    "fused",
+                    "moving_variance",
+                ] {
+                    assert!(
+                        meta.contains_key(&format!("{pre}{f}_source")),
+                        "{} {name}: {pre}{f}_source",
+                        fx.name
+                    );
                 }
                 let m_tf: f64 = meta[&format!("{pre}momentum_tf")].parse().unwrap();
                 let m_torch: f64 = meta[&format!("{pre}momentum_torch")].parse().unwrap();
-                assert!(((1.0 - m_tf) - m_torch).abs() < 1e-12, "{pre}: {m_tf} vs {m_torch}");
+                assert!(
+                    ((1.0 - m_tf) - m_torch).abs() < 1e-12,
+                    "{pre}: {m_tf} vs {m_torch}"
+                );
                 assert_eq!(
-                    meta.get(&format!("{pre}target_running_var")).map(String::as_str),
+                    meta.get(&format!("{pre}target_running_var"))
+                        .map(String::as_str),
                     match preset {
                         Preset::Tf => None,
                         Preset::Burn => Some("biased"),
@@ -138,18 +215,32 @@ fn every_fixture_and_preset_round_trips_bit_for_bit() {
                     }
                 );
                 for role in tfbn::layers::BnRole::ALL {
-                    let Some(tname) = preset.tensor_name(&module, export::preset::Slot::Var(role)) else {
+                    let Some(tname) = preset.tensor_name(&module, export::preset::Slot::Var(role))
+                    else {
                         continue;
                     };
                     let var = &layer["variables"][role.tf_name()];
                     if var.is_null() {
                         let filled = st.tensor(&tname);
-                        if preset.needs_affine() && matches!(role, tfbn::layers::BnRole::Gamma | tfbn::layers::BnRole::Beta) {
-                            let t = filled.unwrap_or_else(|_| panic!("{}: {tname} should be synthesized", fx.name));
-                            let v = if role == tfbn::layers::BnRole::Gamma { 1.0f32 } else { 0.0 };
-                            let want: Vec<u8> = (0..channels).flat_map(|_| v.to_le_bytes()).collect();
+                        if preset.needs_affine()
+                            && matches!(
+                                role,
+                                tfbn::layers::BnRole::Gamma | tfbn::layers::BnRole::Beta
+                            )
+                        {
+                            let t = filled.unwrap_or_else(|_| {
+                                panic!("{}: {tname} should be synthesized", fx.name)
+                            });
+                            let v = if role == tfbn::layers::BnRole::Gamma {
+                                1.0f32
+                            } else {
+                                0.0
+                            };
+                            let want: Vec<u8> =
+                                (0..channels).flat_map(|_| v.to_le_bytes()).collect();
                             assert_eq!(t.data(), want.as_slice(), "{tname}");
-                            assert!(meta[&format!("{pre}{}", role.tf_name())].starts_with(if v == 1.0 { "ones" } else { "zeros" }));
+                            assert!(meta[&format!("{pre}{}", role.tf_name())]
+                                .starts_with(if v == 1.0 { "ones" } else { "zeros" }));
                             expected_names.insert(tname);
                         } else {
                             assert!(filled.is_err(), "{}: {tname} should be absent", fx.name);
@@ -161,9 +252,19 @@ fn every_fixture_and_preset_round_trips_bit_for_bit() {
                         .tensor(&tname)
                         .unwrap_or_else(|e| panic!("{} {name}: {tname}: {e}", fx.name));
                     let mv = manifest_var(&fx, key);
-                    assert_eq!(t.data(), fx.expected_bytes(mv).as_slice(), "{} {name}: {tname}", fx.name);
+                    assert_eq!(
+                        t.data(),
+                        fx.expected_bytes(mv).as_slice(),
+                        "{} {name}: {tname}",
+                        fx.name
+                    );
                     let shape: Vec<usize> = if preset == Preset::Tf {
-                        mv["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()
+                        mv["shape"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|d| d.as_u64().unwrap() as usize)
+                            .collect()
                     } else {
                         vec![channels]
                     };
@@ -181,7 +282,8 @@ fn every_fixture_and_preset_round_trips_bit_for_bit() {
                     expected_names.insert(tname);
                 }
             }
-            let names: std::collections::BTreeSet<String> = st.names().into_iter().map(String::from).collect();
+            let names: std::collections::BTreeSet<String> =
+                st.names().into_iter().map(String::from).collect();
             assert_eq!(names, expected_names, "{} {name}: tensor set", fx.name);
         }
     }
@@ -204,8 +306,12 @@ fn two_exports_of_the_same_input_are_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     for fx in layer_fixtures() {
         for preset in PRESETS {
-            let a = dir.path().join(format!("{}-{preset}-a.safetensors", fx.name));
-            let b = dir.path().join(format!("{}-{preset}-b.safetensors", fx.name));
+            let a = dir
+                .path()
+                .join(format!("{}-{preset}-a.safetensors", fx.name));
+            let b = dir
+                .path()
+                .join(format!("{}-{preset}-b.safetensors", fx.name));
             export(&fx, preset, &a, &[]);
             export(&fx, preset, &b, &[]);
             assert_eq!(
@@ -269,29 +375,66 @@ fn a_failing_export_leaves_no_file_and_keeps_an_existing_one() {
         let o = tfbn(&["export", s(&bad), "-o", s(&out), "--preset", preset]);
         assert_eq!(o.status.code(), Some(2), "{preset}: {}", stderr(&o));
         assert!(stderr(&o).contains("crc32c mismatch"), "{}", stderr(&o));
-        assert!(files_in(out_dir.path()).is_empty(), "{:?}", files_in(out_dir.path()));
+        assert!(
+            files_in(out_dir.path()).is_empty(),
+            "{:?}",
+            files_in(out_dir.path())
+        );
     }
     // Bad input over an existing file, even with --force: the file stays.
     std::fs::write(&out, b"precious").unwrap();
-    let o = tfbn(&["export", s(&bad), "-o", s(&out), "--preset", "candle", "--force"]);
+    let o = tfbn(&[
+        "export",
+        s(&bad),
+        "-o",
+        s(&out),
+        "--preset",
+        "candle",
+        "--force",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
     assert_eq!(files_in(out_dir.path()), vec!["out.safetensors"]);
     // A good input without --force: refused, kept.
-    let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&out), "--preset", "candle"]);
+    let o = tfbn(&[
+        "export",
+        s(&fx.open_path()),
+        "-o",
+        s(&out),
+        "--preset",
+        "candle",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
     // With --force: replaced.
-    let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&out), "--preset", "candle", "--force"]);
+    let o = tfbn(&[
+        "export",
+        s(&fx.open_path()),
+        "-o",
+        s(&out),
+        "--preset",
+        "candle",
+        "--force",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_ne!(std::fs::read(&out).unwrap(), b"precious");
     assert_eq!(files_in(out_dir.path()), vec!["out.safetensors"]);
 
     // Unwritable folders: a missing one, and a "folder" that is a file.
-    let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&out_dir.path().join("missing/out.safetensors"))]);
+    let o = tfbn(&[
+        "export",
+        s(&fx.open_path()),
+        "-o",
+        s(&out_dir.path().join("missing/out.safetensors")),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&out.join("out.safetensors"))]);
+    let o = tfbn(&[
+        "export",
+        s(&fx.open_path()),
+        "-o",
+        s(&out.join("out.safetensors")),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_eq!(files_in(out_dir.path()), vec!["out.safetensors"]);
 
@@ -305,12 +448,19 @@ fn a_failing_export_leaves_no_file_and_keeps_an_existing_one() {
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
         let probe = ro.join(".probe");
         if std::fs::write(&probe, b"x").is_err() {
-            let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&ro.join("out.safetensors"))]);
+            let o = tfbn(&[
+                "export",
+                s(&fx.open_path()),
+                "-o",
+                s(&ro.join("out.safetensors")),
+            ]);
             assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
             assert!(files_in(&ro).is_empty());
         } else {
             let _ = std::fs::remove_file(&probe);
-            eprintln!("read-only folder case skipped: running with permissions that ignore mode bits");
+            eprintln!(
+                "read-only folder case skipped: running with permissions that ignore mode bits"
+            );
         }
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -333,7 +483,12 @@ fn usage_errors_exit_2() {
         vec!["--epsilon", "-1"],
         vec!["--momentum", "1.5"],
         vec!["--variance", "sideways"],
-        vec!["--rename", "batch_normalization=a", "--rename", "batch_normalization_1=a"],
+        vec![
+            "--rename",
+            "batch_normalization=a",
+            "--rename",
+            "batch_normalization_1=a",
+        ],
     ] {
         let mut a = vec!["export", s(&open), "-o", s(&out)];
         a.extend_from_slice(&args);
@@ -370,7 +525,10 @@ fn layers_rename_and_flags_shape_the_file() {
     let bytes = std::fs::read(&out).unwrap();
     let meta = metadata(&bytes);
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(meta["tfbn.layers"], r#"["stem.bn","batch_normalization_2"]"#);
+    assert_eq!(
+        meta["tfbn.layers"],
+        r#"["stem.bn","batch_normalization_2"]"#
+    );
     assert!(st.tensor("stem.bn.weight").is_ok());
     assert!(st.tensor("batch_normalization.weight").is_err());
     assert_eq!(meta["tfbn.layer.stem.bn.tf_name"], "batch_normalization_1");
@@ -378,13 +536,30 @@ fn layers_rename_and_flags_shape_the_file() {
     assert_eq!(meta["tfbn.layer.stem.bn.epsilon_source"], "flag");
     assert_eq!(meta["tfbn.layer.batch_normalization_2.epsilon"], "0.00002");
     assert_eq!(meta["tfbn.layer.batch_normalization_2.momentum_tf"], "0.9");
-    assert_eq!(meta["tfbn.layer.batch_normalization_2.momentum_torch"], "0.1");
-    assert_eq!(meta["tfbn.layer.batch_normalization_2.momentum_source"], "flag");
-    assert_eq!(meta["tfbn.layer.batch_normalization_2.moving_variance"], "biased");
-    assert_eq!(meta["tfbn.layer.batch_normalization_2.moving_variance_source"], "flag");
+    assert_eq!(
+        meta["tfbn.layer.batch_normalization_2.momentum_torch"],
+        "0.1"
+    );
+    assert_eq!(
+        meta["tfbn.layer.batch_normalization_2.momentum_source"],
+        "flag"
+    );
+    assert_eq!(
+        meta["tfbn.layer.batch_normalization_2.moving_variance"],
+        "biased"
+    );
+    assert_eq!(
+        meta["tfbn.layer.batch_normalization_2.moving_variance_source"],
+        "flag"
+    );
     // Stripping a prefix with an empty TO.
     let out2 = dir.path().join("o2.safetensors");
-    export(&fixture("tfkeras_ckpt"), "pytorch", &out2, &["--layers", "bn_dense", "--rename", "bn_dense=head.norm"]);
+    export(
+        &fixture("tfkeras_ckpt"),
+        "pytorch",
+        &out2,
+        &["--layers", "bn_dense", "--rename", "bn_dense=head.norm"],
+    );
     let meta2 = metadata(&std::fs::read(&out2).unwrap());
     assert_eq!(meta2["tfbn.layers"], r#"["head.norm"]"#);
 }
@@ -402,7 +577,9 @@ fn dtype_casts_round_once_to_nearest_even() {
         let meta = metadata(&bytes);
         for layer in fx.layers() {
             let module = module_of(&meta, Preset::Candle, layer);
-            let key = layer["variables"]["moving_variance"]["key"].as_str().unwrap();
+            let key = layer["variables"]["moving_variance"]["key"]
+                .as_str()
+                .unwrap();
             let src = fx.expected_bytes(manifest_var(&fx, key));
             let want: Vec<u8> = src
                 .chunks_exact(4)
@@ -424,7 +601,17 @@ fn dtype_casts_round_once_to_nearest_even() {
     // the rest.
     let fx = fixture("dtypes");
     let out = dir.path().join("all-f16.safetensors");
-    let o = tfbn(&["export", s(&fx.open_path()), "--all-variables", "--dtype", "f16", "--verify", "-q", "-o", s(&out)]);
+    let o = tfbn(&[
+        "export",
+        s(&fx.open_path()),
+        "--all-variables",
+        "--dtype",
+        "f16",
+        "--verify",
+        "-q",
+        "-o",
+        s(&out),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let bytes = std::fs::read(&out).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
@@ -436,15 +623,21 @@ fn dtype_casts_round_once_to_nearest_even() {
         let want: Vec<u8> = match var["dtype"].as_str().unwrap() {
             "float32" => src
                 .chunks_exact(4)
-                .flat_map(|c| f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
+                .flat_map(|c| {
+                    f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes()
+                })
                 .collect(),
             "float64" => src
                 .chunks_exact(8)
-                .flat_map(|c| f16::from_f64(f64::from_le_bytes(c.try_into().unwrap())).to_le_bytes())
+                .flat_map(|c| {
+                    f16::from_f64(f64::from_le_bytes(c.try_into().unwrap())).to_le_bytes()
+                })
                 .collect(),
             "bfloat16" => src
                 .chunks_exact(2)
-                .flat_map(|c| f16::from_f32(bf16::from_le_bytes([c[0], c[1]]).to_f32()).to_le_bytes())
+                .flat_map(|c| {
+                    f16::from_f32(bf16::from_le_bytes([c[0], c[1]]).to_f32()).to_le_bytes()
+                })
                 .collect(),
             _ => src.clone(),
         };
@@ -490,11 +683,20 @@ fn native_inference(fx: &Fixture, source: &Source, layer: &Value) -> (Vec<f32>, 
         moving_variance: var("moving_variance").unwrap(),
         renorm: None,
     };
-    let x = tfbn::npy::read_npy(fx.dir.join(layer["golden"].as_str().unwrap()).join("input.npy")).unwrap();
-    let tfbn::npy::NpyArray::F32(x) = x else { panic!("input.npy is float32") };
+    let x = tfbn::npy::read_npy(
+        fx.dir
+            .join(layer["golden"].as_str().unwrap())
+            .join("input.npy"),
+    )
+    .unwrap();
+    let tfbn::npy::NpyArray::F32(x) = x else {
+        panic!("input.npy is float32")
+    };
     let shape = x.shape().to_vec();
     let y = bn::inference(&cfg, &params, &BnInput::F32(x)).unwrap();
-    let BnInput::F32(y) = y.y else { panic!("f32 output") };
+    let BnInput::F32(y) = y.y else {
+        panic!("f32 output")
+    };
     (y.iter().copied().collect(), shape, axis as usize)
 }
 
@@ -526,13 +728,29 @@ fn fold_stays_within_its_documented_bound_of_the_native_layer() {
             };
             let scale = f32s(&format!("{module}.scale"));
             let shift = f32s(&format!("{module}.shift"));
-            assert_eq!(st.names().iter().filter(|n| n.starts_with(&format!("{module}."))).count(), 2);
+            assert_eq!(
+                st.names()
+                    .iter()
+                    .filter(|n| n.starts_with(&format!("{module}.")))
+                    .count(),
+                2
+            );
             let (y, shape, axis) = native_inference(&fx, &source, layer);
-            let x = tfbn::npy::read_npy(fx.dir.join(layer["golden"].as_str().unwrap()).join("input.npy")).unwrap();
-            let tfbn::npy::NpyArray::F32(x) = x else { unreachable!() };
+            let x = tfbn::npy::read_npy(
+                fx.dir
+                    .join(layer["golden"].as_str().unwrap())
+                    .join("input.npy"),
+            )
+            .unwrap();
+            let tfbn::npy::NpyArray::F32(x) = x else {
+                unreachable!()
+            };
             let c = shape[axis];
             let stride: usize = shape[axis + 1..].iter().product();
-            let mean = read_f32(&source, layer["variables"]["moving_mean"]["key"].as_str().unwrap());
+            let mean = read_f32(
+                &source,
+                layer["variables"]["moving_mean"]["key"].as_str().unwrap(),
+            );
             let beta = match &layer["variables"]["beta"] {
                 Value::Null => vec![0.0; c],
                 v => read_f32(&source, v["key"].as_str().unwrap()),
@@ -556,7 +774,12 @@ fn fold_stays_within_its_documented_bound_of_the_native_layer() {
             }
             // F2 with every channel on TF's scalar rsqrt path: bit-exact.
             if f2 && c < 8 {
-                assert_eq!(exact, y.len(), "{} {module}: F2 fold should be bit-exact", fx.name);
+                assert_eq!(
+                    exact,
+                    y.len(),
+                    "{} {module}: F2 fold should be bit-exact",
+                    fx.name
+                );
                 exact_f2_small += 1;
             }
             elements += y.len();
@@ -566,7 +789,10 @@ fn fold_stays_within_its_documented_bound_of_the_native_layer() {
         "fold vs native layer: {elements} elements, worst |Δ| = {worst:.3} of the 2^-19 bound; \
          {exact_f2_small} F2 layers with C < 8 bit-exact"
     );
-    assert!(exact_f2_small >= 5, "only {exact_f2_small} F2 layers with C < 8");
+    assert!(
+        exact_f2_small >= 5,
+        "only {exact_f2_small} F2 layers with C < 8"
+    );
 }
 
 #[test]
@@ -591,7 +817,11 @@ fn verify_catches_a_tampered_file() {
     std::fs::write(&out, &bytes).unwrap();
     let report = verify_file(&source, &plan, &out).unwrap();
     assert_eq!(report.mismatches.len(), 1, "{:?}", report.mismatches);
-    assert!(report.mismatches[0].contains("bytes differ"), "{:?}", report.mismatches);
+    assert!(
+        report.mismatches[0].contains("bytes differ"),
+        "{:?}",
+        report.mismatches
+    );
     // A truncated file is not safetensors at all.
     std::fs::write(&out, &bytes[..n - 1]).unwrap();
     assert!(matches!(
@@ -605,7 +835,12 @@ fn inspect_shows_an_exports_layers_and_conventions() {
     let fx = fixture("tf1_trained");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.safetensors");
-    export(&fx, "pytorch", &out, &["--epsilon", "batch_normalization_2=2e-5"]);
+    export(
+        &fx,
+        "pytorch",
+        &out,
+        &["--epsilon", "batch_normalization_2=2e-5"],
+    );
     let o = tfbn(&["inspect", s(&out)]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = String::from_utf8(o.stdout).unwrap();
@@ -632,7 +867,8 @@ fn inspect_shows_an_exports_layers_and_conventions() {
     // A safetensors file tfbn did not write: tensors only.
     let foreign = dir.path().join("foreign.safetensors");
     let data = vec![0u8; 8];
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &data).unwrap();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &data).unwrap();
     safetensors::serialize_to_file([("w", view)], None, &foreign).unwrap();
     let o = tfbn(&["inspect", s(&foreign)]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -660,7 +896,10 @@ fn python() -> Option<PathBuf> {
     let why = if py.exists() {
         format!("{} cannot import numpy and safetensors", py.display())
     } else {
-        format!("{} does not exist (run scripts/setup-tensorflow.sh)", py.display())
+        format!(
+            "{} does not exist (run scripts/setup-tensorflow.sh)",
+            py.display()
+        )
     };
     if std::env::var("TFBN_REQUIRE_TF").as_deref() == Ok("1") {
         panic!("TFBN_REQUIRE_TF=1 but {why}");
@@ -673,14 +912,20 @@ fn python() -> Option<PathBuf> {
 fn python_reads_every_preset_with_tensorflows_values() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut args: Vec<String> = vec![root().join("scripts/check_safetensors.py").to_string_lossy().into_owned()];
+    let mut args: Vec<String> = vec![root()
+        .join("scripts/check_safetensors.py")
+        .to_string_lossy()
+        .into_owned()];
     for fx in layer_fixtures() {
         for preset in PRESETS {
             let out = dir.path().join(format!("{}-{preset}.safetensors", fx.name));
             export(&fx, preset, &out, &[]);
             args.extend([
                 "--check".into(),
-                fx.dir.join("expected/manifest.json").to_string_lossy().into_owned(),
+                fx.dir
+                    .join("expected/manifest.json")
+                    .to_string_lossy()
+                    .into_owned(),
                 out.to_string_lossy().into_owned(),
                 preset.into(),
                 "keep".into(),
@@ -690,7 +935,10 @@ fn python_reads_every_preset_with_tensorflows_values() {
         export(&fx, "burn", &out, &["--dtype", "f16"]);
         args.extend([
             "--check".into(),
-            fx.dir.join("expected/manifest.json").to_string_lossy().into_owned(),
+            fx.dir
+                .join("expected/manifest.json")
+                .to_string_lossy()
+                .into_owned(),
             out.to_string_lossy().into_owned(),
             "burn".into(),
             "f16".into(),

@@ -9,3 +9,5 @@ mod lint;
 mod export;
 mod numeric_snapshot;
 mod snapshots;
+mod tf_live;
+mod verify;

@@ -1,0 +1,394 @@
+//! Tests that need a live TensorFlow (loaded at run time through the
+//! `tensorflow` crate): TF's reader against the corpus, and tfbn's TF-side
+//! batch-norm graphs against the goldens TF's Python APIs wrote.
+//!
+//! Without TensorFlow these tests print that they were skipped and why, and
+//! return. With `TFBN_REQUIRE_TF=1` (set by `scripts/test.sh`) a missing
+//! TensorFlow fails them instead.
+
+use std::path::Path;
+
+use tfbn::npy::{read_npy, NpyArray};
+use tfbn::parity::{compare, ChannelLayout};
+use tfbn::prepare::{prepare_layer, Overrides};
+use tfbn::source::Source;
+use tfbn::tf::bn::TfBatchNorm;
+use tfbn::tf::{Backend, LoadOptions, TfRuntime};
+use tfbn::{DType, TensorData};
+
+use crate::common::{fixtures, root, unhex};
+
+/// TensorFlow for this test process (Eigen backend), or `None` after
+/// printing why the calling test is skipped. Panics instead when
+/// `TFBN_REQUIRE_TF=1`.
+pub fn live_tf(test: &str) -> Option<&'static TfRuntime> {
+    match tfbn::tf::load(&LoadOptions {
+        tf_lib: None,
+        backend: Some(Backend::Eigen),
+    }) {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            if std::env::var("TFBN_REQUIRE_TF").is_ok_and(|v| v == "1") {
+                panic!("{test}: TFBN_REQUIRE_TF=1 but TensorFlow cannot be loaded: {e}");
+            }
+            eprintln!(
+                "SKIPPED {test}: no TensorFlow ({e}); run scripts/setup-tensorflow.sh, \
+                 or set TFBN_REQUIRE_TF=1 to make this a failure"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn tf_reader_returns_the_bytes_tensorflow_python_returned() {
+    let Some(rt) = live_tf("tf_reader_returns_the_bytes_tensorflow_python_returned") else {
+        return;
+    };
+    let mut checked = 0;
+    for fx in fixtures() {
+        let source = Source::open(fx.open_path()).unwrap();
+        let got = tfbn::tf::read::read_source(rt, &source)
+            .unwrap_or_else(|e| panic!("{}: TF read failed: {e}", fx.name));
+        let by_key: std::collections::HashMap<&str, &tfbn::Tensor> =
+            got.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        for var in fx.variables() {
+            let key = var["key"].as_str().unwrap();
+            let t = by_key
+                .get(key)
+                .unwrap_or_else(|| panic!("{}: {key} not read through TF", fx.name));
+            assert_eq!(
+                t.dtype,
+                DType::from_name(var["dtype"].as_str().unwrap()).unwrap(),
+                "{}: {key}",
+                fx.name
+            );
+            let shape: Vec<u64> = var["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap())
+                .collect();
+            assert_eq!(t.shape, shape, "{}: {key}: shape", fx.name);
+            match &t.data {
+                TensorData::Bytes(b) => {
+                    assert_eq!(b, &fx.expected_bytes(var), "{}: {key}: bytes", fx.name)
+                }
+                TensorData::Strings(s) => {
+                    let want: Vec<Vec<u8>> = var["strings_hex"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|h| unhex(h.as_str().unwrap()))
+                        .collect();
+                    assert_eq!(s, &want, "{}: {key}: strings", fx.name);
+                }
+            }
+            checked += 1;
+        }
+        // And the comparison `inspect --reader both` makes.
+        let c = tfbn::tf::read::compare_readers(rt, &source).unwrap();
+        assert!(c.mismatches.is_empty(), "{}: {:?}", fx.name, c.mismatches);
+        assert_eq!(c.compared, fx.variables().len(), "{}", fx.name);
+    }
+    assert!(checked > 100, "only {checked} variables checked");
+}
+
+#[test]
+fn inspect_reader_both_agrees_on_every_fixture() {
+    if live_tf("inspect_reader_both_agrees_on_every_fixture").is_none() {
+        return;
+    }
+    for fx in fixtures() {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_tfbn"))
+            .args(["inspect", "--reader", "both", "--json"])
+            .arg(fx.open_path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}: {}",
+            fx.name,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["reader"]["mode"], "both", "{}", fx.name);
+        assert_eq!(
+            v["reader"]["read"].as_u64().unwrap() as usize,
+            fx.variables().len(),
+            "{}",
+            fx.name
+        );
+        assert_eq!(
+            v["reader"]["mismatches"],
+            serde_json::json!([]),
+            "{}",
+            fx.name
+        );
+    }
+}
+
+fn f32s(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    match read_npy(path).unwrap_or_else(|e| panic!("{e}")) {
+        NpyArray::F32(a) => (a.shape().to_vec(), a.iter().copied().collect()),
+        other => panic!("{}: not float32 ({})", path.display(), other.descr()),
+    }
+}
+
+fn assert_bitwise(what: &str, want: &[f32], got: &[f32], layout: ChannelLayout) {
+    let c = compare(want, got, layout).unwrap();
+    assert_eq!(
+        c.bitwise_equal, c.n,
+        "{what}: {}/{} bitwise equal, max {} ULP, worst index {:?} (TF golden {:?}, tfbn's TF graph {:?})",
+        c.bitwise_equal, c.n, c.max_ulp, c.worst_index, c.worst_expected, c.worst_actual
+    );
+}
+
+/// The goldens were written on one CPU vendor; TF's own results differ on
+/// another (RSQRTPS), so the comparison only means something on the same.
+fn same_vendor(env_json: &Path) -> bool {
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env_json).unwrap()).unwrap();
+    env["cpu_vendor"].as_str() == Some(tfbn::bn::host_cpu_vendor().as_str())
+}
+
+/// tfbn's TF-side graphs (the ops each API's Python code calls) give what the
+/// API itself gave when the corpus was written: every layer golden, both
+/// modes, bit for bit (Eigen).
+#[test]
+fn tf_side_graphs_reproduce_each_apis_goldens() {
+    let Some(rt) = live_tf("tf_side_graphs_reproduce_each_apis_goldens") else {
+        return;
+    };
+    let mut checked = 0;
+    for fx in fixtures() {
+        let source = Source::open(fx.open_path()).unwrap();
+        let layers = tfbn::layers::discover(&source);
+        for l in fx.layers() {
+            let name = l["name"].as_str().unwrap();
+            let golden = fx.dir.join(l["golden"].as_str().unwrap());
+            if !same_vendor(&golden.join("eigen/env.json")) {
+                eprintln!(
+                    "SKIPPED {}/{name}: goldens from another CPU vendor",
+                    fx.name
+                );
+                continue;
+            }
+            // Match by name, else by the moving mean's key (or an alias).
+            let mm = &l["variables"]["moving_mean"];
+            let mut keys: Vec<&str> = vec![mm["key"].as_str().unwrap()];
+            if let Some(a) = mm["aliases"].as_array() {
+                keys.extend(a.iter().filter_map(|k| k.as_str()));
+            }
+            let layer = tfbn::layers::find(&layers, name)
+                .or_else(|| {
+                    layers.iter().find(|d| {
+                        d.var(tfbn::layers::BnRole::MovingMean)
+                            .is_some_and(|v| keys.contains(&v.key.as_str()))
+                    })
+                })
+                .unwrap_or_else(|| panic!("{}: layer {name} not found", fx.name));
+            let h = &l["hyper"];
+            let hyper = tfbn::hyper::LayerHyper::defaults(layer);
+            let overrides = Overrides {
+                epsilon: h["epsilon"].as_f64(),
+                momentum: h["momentum"].as_f64(),
+                axis: h["axis"][0].as_i64(),
+                api: tfbn::bn::BnApi::parse(l["api"].as_str().unwrap()),
+            };
+            let mut p = prepare_layer(&source, layer, &hyper, &overrides).unwrap();
+            p.config.fused = h["fused"].as_bool();
+            let (shape, x) = f32s(&golden.join("input.npy"));
+            let axis = h["axis"][0].as_u64().unwrap() as usize;
+            let ylayout = ChannelLayout::of(&shape, axis);
+            let c = shape[axis];
+            let v = ChannelLayout::last(c);
+            let what = |s: &str| format!("{}/{name} {s}", fx.name);
+
+            let g = TfBatchNorm::new(rt, &p.config, &shape, false, &p.params).unwrap();
+            let out = g.run(&x, &p.params).unwrap();
+            assert_bitwise(
+                &what("inference y"),
+                &f32s(&golden.join("eigen/inference_y.npy")).1,
+                &out.y,
+                ylayout,
+            );
+
+            let g = TfBatchNorm::new(rt, &p.config, &shape, true, &p.params).unwrap();
+            let out = g.run(&x, &p.params).unwrap();
+            let e = |f: &str| golden.join("eigen").join(f);
+            assert_bitwise(
+                &what("training y"),
+                &f32s(&e("training_y.npy")).1,
+                &out.y,
+                ylayout,
+            );
+            assert_bitwise(
+                &what("moving_mean"),
+                &f32s(&e("training_moving_mean.npy")).1,
+                out.moving_mean.as_ref().unwrap(),
+                v,
+            );
+            assert_bitwise(
+                &what("moving_variance"),
+                &f32s(&e("training_moving_variance.npy")).1,
+                out.moving_variance.as_ref().unwrap(),
+                v,
+            );
+            if e("training_batch_mean.npy").is_file() {
+                assert_bitwise(
+                    &what("batch_mean"),
+                    &f32s(&e("training_batch_mean.npy")).1,
+                    out.batch_mean.as_ref().unwrap(),
+                    v,
+                );
+                assert_bitwise(
+                    &what("batch_variance"),
+                    &f32s(&e("training_batch_variance.npy")).1,
+                    out.batch_variance.as_ref().unwrap(),
+                    v,
+                );
+            }
+            if e("training_moving_stddev.npy").is_file() {
+                let r = out.renorm.as_ref().unwrap();
+                assert_bitwise(
+                    &what("moving_stddev"),
+                    &f32s(&e("training_moving_stddev.npy")).1,
+                    &r.moving_stddev,
+                    v,
+                );
+                assert_bitwise(
+                    &what("renorm_mean"),
+                    &f32s(&e("training_renorm_mean.npy")).1,
+                    &r.renorm_mean,
+                    v,
+                );
+                assert_bitwise(
+                    &what("renorm_stddev"),
+                    &f32s(&e("training_renorm_stddev.npy")).1,
+                    &r.renorm_stddev,
+                    v,
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} layers checked");
+}
+
+/// The raw-op goldens of `testdata/ops` (float32 cases): FusedBatchNormV3
+/// through the `fused` API and moments + batch_normalization through `nn`.
+#[test]
+fn tf_side_graphs_reproduce_the_raw_op_goldens() {
+    let Some(rt) = live_tf("tf_side_graphs_reproduce_the_raw_op_goldens") else {
+        return;
+    };
+    let dir = root().join("testdata/ops");
+    if !same_vendor(&dir.join("goldens/eigen/env.json")) {
+        eprintln!(
+            "SKIPPED tf_side_graphs_reproduce_the_raw_op_goldens: goldens from another CPU vendor"
+        );
+        return;
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected/manifest.json")).unwrap())
+            .unwrap();
+    let mut checked = 0;
+    for case in m["cases"].as_array().unwrap() {
+        if case["T"] != "float32" {
+            continue;
+        }
+        let id = case["id"].as_str().unwrap();
+        let input = |n: &str| f32s(&dir.join(case["inputs"][n]["file"].as_str().unwrap())).1;
+        let output = |n: &str| {
+            f32s(
+                &dir.join("goldens/eigen")
+                    .join(case["outputs"][n]["file"].as_str().unwrap()),
+            )
+            .1
+        };
+        let fused = case["op"] == "FusedBatchNormV3";
+        let training = if fused {
+            case["is_training"].as_bool().unwrap()
+        } else {
+            !case["inference"].as_bool().unwrap()
+        };
+        let has_stats = fused || !training;
+        let c = case["channels"].as_u64().unwrap() as usize;
+        let params = tfbn::bn::BnParams {
+            gamma: Some(input("scale")),
+            beta: Some(input("offset")),
+            moving_mean: if has_stats {
+                input("mean")
+            } else {
+                vec![0.0; c]
+            },
+            moving_variance: if has_stats {
+                input("variance")
+            } else {
+                vec![1.0; c]
+            },
+            renorm: None,
+        };
+        let cfg = tfbn::bn::BnConfig {
+            api: if fused {
+                tfbn::bn::BnApi::Fused
+            } else {
+                tfbn::bn::BnApi::Nn
+            },
+            epsilon: case["epsilon"].as_f64().unwrap(),
+            // exponential_avg_factor = 1 − momentum.
+            momentum: 1.0 - case["exponential_avg_factor"].as_f64().unwrap_or(1.0),
+            axis: case["channel_axis"].as_i64().unwrap() as isize,
+            ..Default::default()
+        };
+        let shape: Vec<usize> = case["x_shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let g = TfBatchNorm::new(rt, &cfg, &shape, training, &params).unwrap();
+        let out = g.run(&input("x"), &params).unwrap();
+        let layout = ChannelLayout::of(&shape, cfg.axis as usize);
+        assert_bitwise(&format!("{id} y"), &output("y"), &out.y, layout);
+        if training {
+            let (bm, bv) = if fused {
+                ("batch_mean", "batch_variance")
+            } else {
+                ("mean", "variance")
+            };
+            let v = ChannelLayout::last(c);
+            assert_bitwise(
+                &format!("{id} {bm}"),
+                &output(bm),
+                out.batch_mean.as_ref().unwrap(),
+                v,
+            );
+            assert_bitwise(
+                &format!("{id} {bv}"),
+                &output(bv),
+                out.batch_variance.as_ref().unwrap(),
+                v,
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} cases checked");
+}
+
+/// A second load with another backend is refused: TF reads
+/// `TF_ENABLE_ONEDNN_OPTS` once.
+#[test]
+fn one_process_runs_one_backend() {
+    if live_tf("one_process_runs_one_backend").is_none() {
+        return;
+    }
+    let e = tfbn::tf::load(&LoadOptions {
+        tf_lib: None,
+        backend: Some(Backend::OneDnn),
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("separate process"), "{e}");
+}

@@ -1,0 +1,586 @@
+//! `tfbn verify`, the real binary: every fixture passes against TensorFlow
+//! (Eigen: bit for bit; oneDNN: within its budget), injected faults fail and
+//! are named, the JSON report is snapshot-tested, and bad input or a missing
+//! TensorFlow exits 2.
+//!
+//! Each run is a separate process (TF reads `TF_ENABLE_ONEDNN_OPTS` once per
+//! process). Tests that need TensorFlow skip, saying so, when it cannot be
+//! loaded, unless `TFBN_REQUIRE_TF=1`.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::common::{fixture, fixtures, root};
+use crate::tf_live::live_tf;
+
+fn tfbn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tfbn"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("run tfbn")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(o)))
+}
+
+/// Fixtures with batch-norm layers, as paths relative to the repository.
+fn layer_fixtures() -> Vec<(String, String)> {
+    fixtures()
+        .into_iter()
+        .filter(|f| !f.layers().is_empty())
+        .map(|f| {
+            (
+                f.name.clone(),
+                f.rel_open_path().to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn modes(v: &Value) -> Vec<(String, &Value)> {
+    let mut out = Vec::new();
+    for l in v["layers"].as_array().unwrap() {
+        for m in l["modes"].as_array().unwrap() {
+            out.push((
+                format!(
+                    "{} {}",
+                    l["name"].as_str().unwrap(),
+                    m["mode"].as_str().unwrap()
+                ),
+                m,
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_fixture_passes_bit_for_bit_against_eigen() {
+    if live_tf("every_fixture_passes_bit_for_bit_against_eigen").is_none() {
+        return;
+    }
+    for (name, path) in layer_fixtures() {
+        let o = tfbn(&["verify", &path, "--json"]);
+        let v = json(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{name}: {}",
+            serde_json::to_string_pretty(&v).unwrap()
+        );
+        assert_eq!(v["host"]["backend"], "eigen");
+        assert_eq!(v["tolerance"], "exact");
+        let ms = modes(&v);
+        assert_eq!(ms.len(), 2 * fixture(&name).layers().len(), "{name}");
+        for (what, m) in ms {
+            assert_eq!(m["status"], "pass", "{name} {what}");
+            assert_eq!(m["cases"].as_array().unwrap().len(), 4, "{name} {what}");
+            for out in m["outputs"].as_array().unwrap() {
+                assert_eq!(
+                    out["bitwise_fraction"], 1.0,
+                    "{name} {what} {}",
+                    out["name"]
+                );
+                assert!(out["n"].as_u64().unwrap() > 0);
+            }
+            let names: Vec<&str> = m["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["name"].as_str().unwrap())
+                .collect();
+            if m["mode"] == "training" {
+                for want in [
+                    "y",
+                    "batch_mean",
+                    "batch_variance",
+                    "moving_mean",
+                    "moving_variance",
+                ] {
+                    assert!(names.contains(&want), "{name} {what}: {names:?}");
+                }
+            } else {
+                assert_eq!(names, ["y"], "{name} {what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_fixture_passes_against_onednn_within_the_budget() {
+    if live_tf("every_fixture_passes_against_onednn_within_the_budget").is_none() {
+        return;
+    }
+    let mut inexact = 0;
+    for (name, path) in layer_fixtures() {
+        let o = tfbn(&["verify", &path, "--tf-backend", "onednn", "--json"]);
+        let v = json(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{name}: {}",
+            serde_json::to_string_pretty(&v).unwrap()
+        );
+        assert_eq!(v["host"]["backend"], "onednn");
+        assert_eq!(
+            v["tolerance"],
+            format!("ulp-of-max:{}", tfbn::verify::ONEDNN_ULP_OF_MAX_BUDGET)
+        );
+        for (_, m) in modes(&v) {
+            inexact += m["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|o| o["bitwise_fraction"] != 1.0)
+                .count();
+        }
+    }
+    // oneDNN really ran: its fused kernels are not Eigen's.
+    assert!(
+        inexact > 0,
+        "every oneDNN output was bitwise equal to Eigen's: was oneDNN on?"
+    );
+}
+
+/// A fault on the native side only must fail the layer and be named.
+#[test]
+fn injected_faults_fail_and_name_their_cause() {
+    if live_tf("injected_faults_fail_and_name_their_cause").is_none() {
+        return;
+    }
+    // tf1_trained: two fused layers and a non-fused 2-D one; keras3 and
+    // tf_keras: the other update forms (renorm layers have no ε diagnosis).
+    for fx in ["tf1_trained", "keras3_functional", "tfkeras_ckpt"] {
+        let path = fixture(fx).rel_open_path().to_string_lossy().into_owned();
+        for fault in ["epsilon", "momentum", "bessel"] {
+            let o = tfbn(&["verify", &path, "--json", "--inject-fault", fault]);
+            assert_eq!(o.status.code(), Some(1), "{fx} {fault}: {}", stderr(&o));
+            let v = json(&o);
+            assert_eq!(v["injected_fault"], fault);
+            assert_eq!(v["passed"], false);
+            for l in v["layers"].as_array().unwrap() {
+                let renorm = l["hyper"]["renorm"].as_bool().unwrap();
+                for m in l["modes"].as_array().unwrap() {
+                    let what = format!("{fx} {fault} {} {}", l["name"], m["mode"]);
+                    let training = m["mode"] == "training";
+                    // Momentum and Bessel only touch the moving statistics.
+                    let affected = fault == "epsilon" || training;
+                    if !affected {
+                        assert_eq!(m["status"], "pass", "{what}");
+                        continue;
+                    }
+                    assert_eq!(m["status"], "fail", "{what}");
+                    let kinds: Vec<&str> = m["causes"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c["kind"].as_str().unwrap())
+                        .collect();
+                    if fault == "epsilon" && renorm {
+                        continue;
+                    }
+                    if fault == "bessel" && renorm {
+                        // Renorm derives moving_variance from moving_stddev.
+                        continue;
+                    }
+                    assert_eq!(
+                        kinds,
+                        [fault],
+                        "{what}: {}",
+                        serde_json::to_string_pretty(&m["causes"]).unwrap()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn injected_fault_is_caught_against_onednn_too() {
+    if live_tf("injected_fault_is_caught_against_onednn_too").is_none() {
+        return;
+    }
+    let path = fixture("tf1_trained")
+        .rel_open_path()
+        .to_string_lossy()
+        .into_owned();
+    for fault in ["epsilon", "momentum", "bessel"] {
+        let o = tfbn(&[
+            "verify",
+            &path,
+            "--tf-backend",
+            "onednn",
+            "--mode",
+            "training",
+            "--json",
+            "--inject-fault",
+            fault,
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{fault}: {}", stderr(&o));
+        let v = json(&o);
+        for (what, m) in modes(&v) {
+            assert_eq!(m["status"], "fail", "{fault} {what}");
+            let kinds: Vec<&str> = m["causes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["kind"].as_str().unwrap())
+                .collect();
+            assert!(kinds.contains(&fault), "{fault} {what}: {kinds:?}");
+        }
+    }
+}
+
+/// Rounds every float to 4 significant digits and replaces machine-specific
+/// fields, so that the snapshot holds on any machine of the same CPU vendor
+/// class and is readable in review.
+fn stabilize(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap();
+            let r = if f == 0.0 || !f.is_finite() {
+                f
+            } else {
+                let digits = 4 - 1 - f.abs().log10().floor() as i32;
+                let p = 10f64.powi(digits);
+                (f * p).round() / p
+            };
+            *v = serde_json::json!(r);
+        }
+        Value::Array(a) => a.iter_mut().for_each(stabilize),
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                match k.as_str() {
+                    "cpu_vendor" | "threads" | "timing" | "timing_ms" => {
+                        *x = Value::String(format!("[{k}]"))
+                    }
+                    _ => stabilize(x),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn verify_json_snapshot() {
+    if live_tf("verify_json_snapshot").is_none() {
+        return;
+    }
+    let o = tfbn(&["verify", "testdata/tf1_trained/ckpt/model.ckpt", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut v = json(&o);
+    stabilize(&mut v);
+    insta::assert_json_snapshot!("verify_tf1_trained", v);
+}
+
+#[test]
+fn verify_json_snapshot_of_a_named_failure() {
+    if live_tf("verify_json_snapshot_of_a_named_failure").is_none() {
+        return;
+    }
+    let o = tfbn(&[
+        "verify",
+        "testdata/keras3_functional/ckpt/ckpt-1",
+        "--layer",
+        "bn_dense",
+        "--mode",
+        "training",
+        "--cases",
+        "normal",
+        "--inject-fault",
+        "bessel",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let mut v = json(&o);
+    stabilize(&mut v);
+    insta::assert_json_snapshot!("verify_keras3_bessel_fault", v);
+}
+
+#[test]
+fn table_output_names_layers_and_the_verdict() {
+    if live_tf("table_output_names_layers_and_the_verdict").is_none() {
+        return;
+    }
+    let o = tfbn(&[
+        "verify",
+        "testdata/tfkeras_ckpt/ckpt/ckpt-1",
+        "--layer",
+        "bn_nchw",
+        "--layer",
+        "bn_renorm",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("bn_nchw") && text.contains("bn_renorm"),
+        "{text}"
+    );
+    assert!(!text.contains("bn_fused"), "{text}");
+    assert!(
+        text.contains("2 layers, 4 layer-modes: 4 passed, 0 failed"),
+        "{text}"
+    );
+    assert!(text.contains("TensorFlow 2.21.0 (eigen)"), "{text}");
+
+    let o = tfbn(&[
+        "verify",
+        "testdata/tfkeras_ckpt/ckpt/ckpt-1",
+        "--layer",
+        "bn_fused",
+        "--inject-fault",
+        "epsilon",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("FAIL") && text.contains("cause epsilon"),
+        "{text}"
+    );
+}
+
+#[test]
+fn dump_writes_inputs_and_both_sides_outputs() {
+    if live_tf("dump_writes_inputs_and_both_sides_outputs").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = tfbn(&[
+        "verify",
+        "testdata/tfkeras_ckpt/ckpt/ckpt-1",
+        "--layer",
+        "bn_renorm",
+        "--cases",
+        "normal,tiny",
+        "--dump",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let d = dir.path().join("bn_renorm");
+    for mode in ["inference", "training"] {
+        for case in ["normal", "tiny"] {
+            let c = d.join(mode).join(case);
+            let read = |n: &str| match tfbn::npy::read_npy(c.join(format!("{n}.npy"))).unwrap() {
+                tfbn::npy::NpyArray::F32(a) => a,
+                _ => panic!("{n} not f32"),
+            };
+            let x = read("x");
+            let (t, n) = (read("tf_y"), read("native_y"));
+            assert_eq!(x.shape(), t.shape());
+            assert!(t
+                .iter()
+                .zip(n.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            if mode == "training" {
+                for s in [
+                    "moving_mean",
+                    "moving_variance",
+                    "moving_stddev",
+                    "renorm_mean",
+                    "renorm_stddev",
+                ] {
+                    assert_eq!(read(&format!("tf_{s}")).len(), 6, "{s}");
+                    assert!(c.join(format!("native_{s}.npy")).is_file(), "{s}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn options_change_the_run() {
+    if live_tf("options_change_the_run").is_none() {
+        return;
+    }
+    let o = tfbn(&[
+        "verify",
+        "testdata/tf1_trained/ckpt/model.ckpt",
+        "--layer",
+        "batch_normalization",
+        "--mode",
+        "inference",
+        "--batch",
+        "3",
+        "--spatial",
+        "2,3,4",
+        "--seed",
+        "7",
+        "--epsilon",
+        "1e-5",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    let l = &v["layers"][0];
+    assert_eq!(l["input_shape"], serde_json::json!([3, 2, 3, 4, 8]));
+    assert_eq!(l["hyper"]["epsilon"], 1e-5);
+    assert_eq!(l["hyper"]["epsilon_source"], "flag");
+    assert_eq!(l["modes"].as_array().unwrap().len(), 1);
+    assert_eq!(v["seed"], 7);
+
+    // The raw op API on a 2-D input: TF has no such kernel; reported, not passed.
+    let o = tfbn(&[
+        "verify",
+        "testdata/tf1_trained/ckpt/model.ckpt",
+        "--api",
+        "fused",
+        "--spatial",
+        "none",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json(&o);
+    for (what, m) in modes(&v) {
+        assert_eq!(m["status"], "unsupported", "{what}");
+        assert!(
+            m["error"].as_str().unwrap().contains("4-D or 5-D"),
+            "{what}"
+        );
+    }
+
+    // Every API on the same layer.
+    for api in ["fused", "tf1-layers", "tf-keras", "keras3", "nn"] {
+        let o = tfbn(&[
+            "verify",
+            "testdata/keras3_functional/ckpt/ckpt-1",
+            "--layer",
+            "bn",
+            "--api",
+            api,
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{api}: {}", stderr(&o));
+        assert_eq!(json(&o)["layers"][0]["api"], api);
+    }
+}
+
+#[test]
+fn bad_input_exits_2() {
+    // None of these needs TensorFlow.
+    for (args, want) in [
+        (
+            vec![
+                "verify",
+                "testdata/tf1_trained/ckpt/model.ckpt",
+                "--tolerance",
+                "close",
+            ],
+            "tolerance",
+        ),
+        (
+            vec![
+                "verify",
+                "testdata/tf1_trained/ckpt/model.ckpt",
+                "--api",
+                "torch",
+            ],
+            "--api",
+        ),
+        (
+            vec![
+                "verify",
+                "testdata/tf1_trained/ckpt/model.ckpt",
+                "--spatial",
+                "1,2,3,4",
+            ],
+            "--spatial",
+        ),
+        (
+            vec![
+                "verify",
+                "testdata/tf1_trained/ckpt/model.ckpt",
+                "--cases",
+                "huge",
+            ],
+            "--cases",
+        ),
+        (
+            vec![
+                "verify",
+                "testdata/tf1_trained/ckpt/model.ckpt",
+                "--batch",
+                "0",
+            ],
+            "--batch",
+        ),
+        (vec!["verify", "testdata/nope"], "nope"),
+        (
+            vec![
+                "verify",
+                "testdata/tf1_trained/ckpt/model.ckpt",
+                "--tf-backend",
+                "mkl",
+            ],
+            "mkl",
+        ),
+    ] {
+        let o = tfbn(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn unknown_layer_exits_2() {
+    if live_tf("unknown_layer_exits_2").is_none() {
+        return;
+    }
+    let o = tfbn(&[
+        "verify",
+        "testdata/tf1_trained/ckpt/model.ckpt",
+        "--layer",
+        "nope",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("batch_normalization_1"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Without a usable TensorFlow, one error lists every place tried and the
+/// fix, and the exit status is 2.
+#[test]
+fn missing_tensorflow_exits_2_and_lists_what_was_tried() {
+    let o = Command::new(env!("CARGO_BIN_EXE_tfbn"))
+        .current_dir(root())
+        .env("TFBN_TF_EXPLICIT_ONLY", "1")
+        .env("TFBN_TF_LIB", "/nonexistent/tensorflow")
+        .args(["verify", "testdata/tf1_trained/ckpt/model.ckpt"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("TensorFlow could not be loaded"), "{e}");
+    assert!(e.contains("--tf-lib: not given"), "{e}");
+    assert!(
+        e.contains("TFBN_TF_LIB /nonexistent/tensorflow: not a folder"),
+        "{e}"
+    );
+    assert!(e.contains("scripts/setup-tensorflow.sh"), "{e}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let o = tfbn(&[
+        "inspect",
+        "testdata/tf1_trained/ckpt/model.ckpt",
+        "--reader",
+        "both",
+        "--tf-lib",
+        empty.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no libtensorflow_cc.so.2"),
+        "{}",
+        stderr(&o)
+    );
+}
