@@ -41,7 +41,9 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 1.0
         })
         .collect()
@@ -63,7 +65,11 @@ fn ms(d: Duration) -> f64 {
 
 fn bench(label: &str, shape: &[usize], axis: isize) {
     let n: usize = shape.iter().product();
-    let c = shape[if axis < 0 { shape.len() - 1 } else { axis as usize }];
+    let c = shape[if axis < 0 {
+        shape.len() - 1
+    } else {
+        axis as usize
+    }];
     let xv = data(n, 7);
     let x = ArrayD::from_shape_vec(IxDyn(shape), xv.clone()).expect("shape");
     let mut y = ArrayD::<f32>::zeros(IxDyn(shape));
@@ -119,7 +125,9 @@ fn bench(label: &str, shape: &[usize], axis: isize) {
 fn main() {
     println!(
         "tfbn batch-norm bench: {} threads, CPU vendor {}, median of {RUNS}",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         tfbn::bn::host_cpu_vendor()
     );
     bench("NHWC", &[32, 56, 56, 256], -1);

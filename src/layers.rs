@@ -304,6 +304,25 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     ca.len().cmp(&cb.len())
 }
 
+fn most_common(names: &[String]) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in names {
+        *counts.entry(n.as_str()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(n, _)| n.to_string())
+}
+
+/// Finds a layer by name, object path or the scope of any of its keys.
+pub fn find<'a>(layers: &'a [BnLayer], name: &str) -> Option<&'a BnLayer> {
+    layers
+        .iter()
+        .find(|l| l.name == name)
+        .or_else(|| layers.iter().find(|l| l.object_path.as_deref() == Some(name)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,23 +345,4 @@ mod tests {
             assert_eq!(BnRole::from_leaf(r.tf_name()), Some(r));
         }
     }
-}
-
-fn most_common(names: &[String]) -> Option<String> {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for n in names {
-        *counts.entry(n.as_str()).or_default() += 1;
-    }
-    counts
-        .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
-        .map(|(n, _)| n.to_string())
-}
-
-/// Finds a layer by name, object path or the scope of any of its keys.
-pub fn find<'a>(layers: &'a [BnLayer], name: &str) -> Option<&'a BnLayer> {
-    layers
-        .iter()
-        .find(|l| l.name == name)
-        .or_else(|| layers.iter().find(|l| l.object_path.as_deref() == Some(name)))
 }

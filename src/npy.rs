@@ -138,7 +138,10 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
         }
     };
     if header_len > MAX_HEADER_LEN {
-        return Err(invalid(path, format!("header length {header_len} exceeds {MAX_HEADER_LEN} bytes")));
+        return Err(invalid(
+            path,
+            format!("header length {header_len} exceeds {MAX_HEADER_LEN} bytes"),
+        ));
     }
     let data_start = prelude
         .checked_add(header_len)
@@ -146,7 +149,10 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
     if data_start > bytes.len() {
         return Err(invalid(
             path,
-            format!("header of {header_len} bytes runs past the end of the {}-byte file", bytes.len()),
+            format!(
+                "header of {header_len} bytes runs past the end of the {}-byte file",
+                bytes.len()
+            ),
         ));
     }
     let raw = &bytes[prelude..data_start];
@@ -176,9 +182,17 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
         "<f2" | "<u2" => 2,
         "|u1" | "<u1" | "|b1" | "<b1" => 1,
         d if d.starts_with('>') => {
-            return Err(invalid(path, format!("big-endian type {d:?} is not supported")))
+            return Err(invalid(
+                path,
+                format!("big-endian type {d:?} is not supported"),
+            ))
         }
-        d => return Err(invalid(path, format!("element type {d:?} is not supported"))),
+        d => {
+            return Err(invalid(
+                path,
+                format!("element type {d:?} is not supported"),
+            ))
+        }
     };
     let nbytes = count
         .checked_mul(width)
@@ -198,20 +212,37 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
     let shape = IxDyn(&header.shape);
     let arr = |e: ndarray::ShapeError| invalid(path, format!("shape: {e}"));
     Ok(match header.descr.as_str() {
-        "<f4" => NpyArray::F32(ArrayD::from_shape_vec(shape, decode(data, f32::from_le_bytes)).map_err(arr)?),
-        "<f8" => NpyArray::F64(ArrayD::from_shape_vec(shape, decode(data, f64::from_le_bytes)).map_err(arr)?),
-        "<f2" => NpyArray::F16(
-            ArrayD::from_shape_vec(shape, decode(data, |b: [u8; 2]| f16::from_le_bytes(b))).map_err(arr)?,
+        "<f4" => NpyArray::F32(
+            ArrayD::from_shape_vec(shape, decode(data, f32::from_le_bytes)).map_err(arr)?,
         ),
-        "<u2" => NpyArray::U16(ArrayD::from_shape_vec(shape, decode(data, u16::from_le_bytes)).map_err(arr)?),
-        "<i8" => NpyArray::I64(ArrayD::from_shape_vec(shape, decode(data, i64::from_le_bytes)).map_err(arr)?),
-        "<i4" => NpyArray::I32(ArrayD::from_shape_vec(shape, decode(data, i32::from_le_bytes)).map_err(arr)?),
+        "<f8" => NpyArray::F64(
+            ArrayD::from_shape_vec(shape, decode(data, f64::from_le_bytes)).map_err(arr)?,
+        ),
+        "<f2" => NpyArray::F16(
+            ArrayD::from_shape_vec(shape, decode(data, |b: [u8; 2]| f16::from_le_bytes(b)))
+                .map_err(arr)?,
+        ),
+        "<u2" => NpyArray::U16(
+            ArrayD::from_shape_vec(shape, decode(data, u16::from_le_bytes)).map_err(arr)?,
+        ),
+        "<i8" => NpyArray::I64(
+            ArrayD::from_shape_vec(shape, decode(data, i64::from_le_bytes)).map_err(arr)?,
+        ),
+        "<i4" => NpyArray::I32(
+            ArrayD::from_shape_vec(shape, decode(data, i32::from_le_bytes)).map_err(arr)?,
+        ),
         "|u1" | "<u1" => NpyArray::U8(ArrayD::from_shape_vec(shape, data.to_vec()).map_err(arr)?),
         _ => {
             if let Some(pos) = data.iter().position(|&b| b > 1) {
-                return Err(invalid(path, format!("bool element {pos} is {} (must be 0 or 1)", data[pos])));
+                return Err(invalid(
+                    path,
+                    format!("bool element {pos} is {} (must be 0 or 1)", data[pos]),
+                ));
             }
-            NpyArray::Bool(ArrayD::from_shape_vec(shape, data.iter().map(|&b| b == 1).collect()).map_err(arr)?)
+            NpyArray::Bool(
+                ArrayD::from_shape_vec(shape, data.iter().map(|&b| b == 1).collect())
+                    .map_err(arr)?,
+            )
         }
     })
 }
@@ -228,7 +259,10 @@ fn decode<T, const N: usize>(data: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
 
 /// A tiny parser for the header's Python dict literal.
 fn parse_header(text: &str) -> std::result::Result<Header, String> {
-    let mut p = Lexer { s: text.as_bytes(), i: 0 };
+    let mut p = Lexer {
+        s: text.as_bytes(),
+        i: 0,
+    };
     p.ws();
     p.expect(b'{')?;
     let (mut descr, mut fortran, mut shape) = (None, None, None);
@@ -344,7 +378,9 @@ impl Lexer<'_> {
             }
             // Python 2 files may write long integers as `3L`.
             let digits = std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-            let d: usize = digits.parse().map_err(|_| format!("dimension {digits} is too large"))?;
+            let d: usize = digits
+                .parse()
+                .map_err(|_| format!("dimension {digits} is too large"))?;
             self.eat(b'L');
             out.push(d);
             self.ws();
@@ -364,7 +400,11 @@ pub fn to_npy_bytes(a: &NpyArray) -> Vec<u8> {
     let dims = match shape.len() {
         0 => String::new(),
         1 => format!("{},", shape[0]),
-        _ => shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+        _ => shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     let dict = format!(
         "{{'descr': '{}', 'fortran_order': False, 'shape': ({dims}), }}",
@@ -392,12 +432,24 @@ pub fn to_npy_bytes(a: &NpyArray) -> Vec<u8> {
     }
     out.extend_from_slice(header.as_bytes());
     match a {
-        NpyArray::F32(x) => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        NpyArray::F64(x) => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        NpyArray::F16(x) => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        NpyArray::U16(x) => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        NpyArray::I64(x) => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        NpyArray::I32(x) => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        NpyArray::F32(x) => x
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        NpyArray::F64(x) => x
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        NpyArray::F16(x) => x
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        NpyArray::U16(x) => x
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        NpyArray::I64(x) => x
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        NpyArray::I32(x) => x
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         NpyArray::U8(x) => out.extend(x.iter().copied()),
         NpyArray::Bool(x) => out.extend(x.iter().map(|&b| b as u8)),
     }
@@ -461,9 +513,14 @@ mod tests {
     #[test]
     fn round_trips_every_type() {
         let arrays = vec![
-            NpyArray::F32(ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, -2.5, 3.0, f32::NAN, 0.0, -0.0]).unwrap()),
+            NpyArray::F32(
+                ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, -2.5, 3.0, f32::NAN, 0.0, -0.0])
+                    .unwrap(),
+            ),
             NpyArray::F64(ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0, 2.0, 1e300]).unwrap()),
-            NpyArray::F16(ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![f16::from_f32(1.5), f16::MAX]).unwrap()),
+            NpyArray::F16(
+                ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![f16::from_f32(1.5), f16::MAX]).unwrap(),
+            ),
             NpyArray::U16(ArrayD::from_shape_vec(IxDyn(&[2]), vec![0x3F80, 0xFFFF]).unwrap()),
             NpyArray::I64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![-1, i64::MAX]).unwrap()),
             NpyArray::I32(ArrayD::from_shape_vec(IxDyn(&[0, 4]), vec![]).unwrap()),
@@ -483,7 +540,10 @@ mod tests {
     #[test]
     fn reads_numpy_written_headers_and_versions() {
         for major in [1u8, 2, 3] {
-            let mut b = header_bytes(major, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }     \n");
+            let mut b = header_bytes(
+                major,
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }     \n",
+            );
             b.extend_from_slice(&1.0f32.to_le_bytes());
             b.extend_from_slice(&2.0f32.to_le_bytes());
             match parse_npy(&b, p()).unwrap() {
@@ -492,14 +552,19 @@ mod tests {
             }
         }
         // Scalar and double quotes, no trailing comma.
-        let mut b = header_bytes(1, "{\"descr\": \"<i4\", \"fortran_order\": False, \"shape\": ()}");
+        let mut b = header_bytes(
+            1,
+            "{\"descr\": \"<i4\", \"fortran_order\": False, \"shape\": ()}",
+        );
         b.extend_from_slice(&5i32.to_le_bytes());
         assert_eq!(parse_npy(&b, p()).unwrap().shape(), &[] as &[usize]);
     }
 
     #[test]
     fn bf16_bit_patterns() {
-        let a = ArrayD::from_shape_vec(IxDyn(&[2]), vec![bf16::from_f32(1.0), bf16::from_f32(-3.5)]).unwrap();
+        let a =
+            ArrayD::from_shape_vec(IxDyn(&[2]), vec![bf16::from_f32(1.0), bf16::from_f32(-3.5)])
+                .unwrap();
         let n = NpyArray::from_bf16(&a);
         assert_eq!(n.descr(), "<u2");
         assert_eq!(n.into_bf16().unwrap(), a);
@@ -507,7 +572,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_files_without_panicking() {
-        let good = to_npy_bytes(&NpyArray::F32(ArrayD::from_shape_vec(IxDyn(&[2]), vec![1.0, 2.0]).unwrap()));
+        let good = to_npy_bytes(&NpyArray::F32(
+            ArrayD::from_shape_vec(IxDyn(&[2]), vec![1.0, 2.0]).unwrap(),
+        ));
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (b"NUMPY".to_vec(), "magic"),
             (good[..9].to_vec(), "magic"),
@@ -529,7 +596,9 @@ mod tests {
         ];
         for (bytes, want) in cases {
             match parse_npy(&bytes, p()) {
-                Err(Error::NpyInvalid { what, .. }) => assert!(what.contains(want), "{what:?} lacks {want:?}"),
+                Err(Error::NpyInvalid { what, .. }) => {
+                    assert!(what.contains(want), "{what:?} lacks {want:?}")
+                }
                 other => panic!("expected NpyInvalid({want}), got {other:?}"),
             }
         }
@@ -537,7 +606,9 @@ mod tests {
 
     #[test]
     fn truncations_and_bit_flips_never_panic() {
-        let good = to_npy_bytes(&NpyArray::F64(ArrayD::from_shape_vec(IxDyn(&[3, 2]), vec![0.5; 6]).unwrap()));
+        let good = to_npy_bytes(&NpyArray::F64(
+            ArrayD::from_shape_vec(IxDyn(&[3, 2]), vec![0.5; 6]).unwrap(),
+        ));
         for n in 0..good.len() {
             let _ = parse_npy(&good[..n], p());
         }
@@ -559,8 +630,14 @@ mod tests {
         write_npy(&path, &a).unwrap();
         write_npy(&path, &a).unwrap();
         assert_eq!(read_npy(&path).unwrap(), a);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
-        assert!(matches!(read_npy(dir.path().join("missing.npy")), Err(Error::Io { .. })));
+        assert!(matches!(
+            read_npy(dir.path().join("missing.npy")),
+            Err(Error::Io { .. })
+        ));
     }
 }

@@ -93,7 +93,11 @@ impl Out {
             Out::F16(_) => (10, -14),
             Out::BF16(_) => (7, -126),
         };
-        let e = if s > 0.0 { s.log2().floor() as i32 } else { min_exp };
+        let e = if s > 0.0 {
+            s.log2().floor() as i32
+        } else {
+            min_exp
+        };
         2f64.powi(e.max(min_exp) - mant)
     }
 
@@ -205,15 +209,30 @@ fn variable_bytes<'a>(manifest: &Value, blob: &'a [u8], key: &str) -> (&'a [u8],
     let off = entry["offset"].as_u64().expect("offset") as usize;
     let len = entry["nbytes"].as_u64().expect("nbytes") as usize;
     let end = off.checked_add(len).expect("offset + nbytes overflows");
-    assert!(end <= blob.len(), "{key}: bytes past the end of variables.bin");
-    (&blob[off..end], entry["dtype"].as_str().unwrap_or("").to_string())
+    assert!(
+        end <= blob.len(),
+        "{key}: bytes past the end of variables.bin"
+    );
+    (
+        &blob[off..end],
+        entry["dtype"].as_str().unwrap_or("").to_string(),
+    )
 }
 
 fn decode_f32(bytes: &[u8], dtype: &str) -> Vec<f32> {
     match dtype {
-        "float32" => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        "float16" => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        "bfloat16" => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        "float32" => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        "float16" => bytes
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        "bfloat16" => bytes
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
         other => panic!("layer variable of type {other}"),
     }
 }
@@ -230,7 +249,10 @@ fn layer_config(layer: &Value) -> BnConfig {
         center: h["center"].as_bool().expect("center"),
         scale: h["scale"].as_bool().expect("scale"),
         fused: h["fused"].as_bool(),
-        renorm: h["renorm"].as_bool().unwrap_or(false).then(RenormConfig::default),
+        renorm: h["renorm"]
+            .as_bool()
+            .unwrap_or(false)
+            .then(RenormConfig::default),
         virtual_batch_size: h["virtual_batch_size"].as_u64().map(|v| v as usize),
         intra_op_threads: None,
         api,
@@ -245,7 +267,11 @@ fn layer_params(manifest: &Value, blob: &[u8], layer: &Value) -> BnParams {
         let (bytes, dtype) = variable_bytes(manifest, blob, key);
         Some(decode_f32(bytes, &dtype))
     };
-    let renorm = match (get("moving_stddev"), get("renorm_mean"), get("renorm_stddev")) {
+    let renorm = match (
+        get("moving_stddev"),
+        get("renorm_mean"),
+        get("renorm_stddev"),
+    ) {
         (Some(a), Some(b), Some(c)) => Some(RenormState {
             moving_stddev: a,
             renorm_mean: b,
@@ -262,7 +288,12 @@ fn layer_params(manifest: &Value, blob: &[u8], layer: &Value) -> BnParams {
     }
 }
 
-fn run_layer(fixture_dir: &Path, manifest: &Value, blob: &[u8], layer: &Value) -> (Vec<Produced>, usize) {
+fn run_layer(
+    fixture_dir: &Path,
+    manifest: &Value,
+    blob: &[u8],
+    layer: &Value,
+) -> (Vec<Produced>, usize) {
     let cfg = layer_config(layer);
     let params = layer_params(manifest, blob, layer);
     let gdir = fixture_dir.join(layer["golden"].as_str().expect("golden"));
@@ -333,7 +364,10 @@ fn run_case(fixture_dir: &Path, case: &Value) -> Vec<(Produced, String)> {
     let inputs = &case["inputs"];
     let x = read_input(fixture_dir, &inputs["x"]);
     let get = |n: &str| -> Option<Vec<f32>> {
-        inputs.get(n).filter(|v| !v.is_null()).map(|r| vec_f32(&read_input(fixture_dir, r)))
+        inputs
+            .get(n)
+            .filter(|v| !v.is_null())
+            .map(|r| vec_f32(&read_input(fixture_dir, r)))
     };
     let axis = case["channel_axis"].as_u64().expect("channel_axis") as usize;
     let shape = x.shape().to_vec();
@@ -341,9 +375,32 @@ fn run_case(fixture_dir: &Path, case: &Value) -> Vec<(Produced, String)> {
     let b: usize = shape[axis + 1..].iter().product();
     let eps = case["epsilon"].as_f64().expect("epsilon");
     let outputs = &case["outputs"];
-    let dtype_of = |n: &str| outputs[n]["dtype"].as_str().unwrap_or("float32").to_string();
-    let y_of = |y: BnInput| (Produced { file: "y".into(), out: Out::from_input(y), channel_of: Some((c, b)) }, dtype_of("y"));
-    let stat = |name: &str, v: Vec<f32>| (Produced { file: name.into(), out: Out::F32(v), channel_of: None }, dtype_of(name));
+    let dtype_of = |n: &str| {
+        outputs[n]["dtype"]
+            .as_str()
+            .unwrap_or("float32")
+            .to_string()
+    };
+    let y_of = |y: BnInput| {
+        (
+            Produced {
+                file: "y".into(),
+                out: Out::from_input(y),
+                channel_of: Some((c, b)),
+            },
+            dtype_of("y"),
+        )
+    };
+    let stat = |name: &str, v: Vec<f32>| {
+        (
+            Produced {
+                file: name.into(),
+                out: Out::F32(v),
+                channel_of: None,
+            },
+            dtype_of(name),
+        )
+    };
     match case["op"].as_str() {
         Some("FusedBatchNormV3") => {
             let training = case["is_training"].as_bool().expect("is_training");
@@ -426,7 +483,11 @@ impl Tally {
             self.worst = v.worst;
             self.worst_where = what.to_string();
         }
-        let ok = if exact { v.equal == v.total } else { v.worst <= budget };
+        let ok = if exact {
+            v.equal == v.total
+        } else {
+            v.worst <= budget
+        };
         if !ok {
             self.failures.push(format!(
                 "{what}: {}/{} equal, worst {:.2} ulp; first difference at {}",
@@ -461,7 +522,10 @@ fn sweep(mode: &str) -> Option<Tally> {
     let mut t = Tally::default();
     let mut per_fixture: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for dir in fixtures {
-        let fixture = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let fixture = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let text = std::fs::read_to_string(dir.join("expected/manifest.json")).expect("manifest");
         let manifest: Value = serde_json::from_str(&text).expect("manifest JSON");
         let blob = std::fs::read(dir.join("expected/variables.bin")).unwrap_or_default();
@@ -469,14 +533,22 @@ fn sweep(mode: &str) -> Option<Tally> {
             let name = layer["name"].as_str().unwrap_or("?");
             let gdir = dir.join(layer["golden"].as_str().unwrap_or("")).join(mode);
             if !gdir.join("env.json").is_file() {
-                t.notes.push(format!("{fixture}/{name}: no {mode} goldens yet"));
+                t.notes
+                    .push(format!("{fixture}/{name}: no {mode} goldens yet"));
                 continue;
             }
-            let exact = mode == "eigen" && vendor_of(&gdir.join("env.json")).as_deref() == Some(host.as_str());
+            let exact = mode == "eigen"
+                && vendor_of(&gdir.join("env.json")).as_deref() == Some(host.as_str());
             if mode == "eigen" && !exact {
-                t.notes.push(format!("{fixture}/{name}: golden from another CPU vendor, ULP budget"));
+                t.notes.push(format!(
+                    "{fixture}/{name}: golden from another CPU vendor, ULP budget"
+                ));
             }
-            let budget = if mode == "eigen" { FOREIGN_VENDOR_BUDGET } else { ONEDNN_BUDGET };
+            let budget = if mode == "eigen" {
+                FOREIGN_VENDOR_BUDGET
+            } else {
+                ONEDNN_BUDGET
+            };
             let (produced, _) = run_layer(&dir, &manifest, &blob, layer);
             t.units += 1;
             for p in produced {
@@ -486,7 +558,16 @@ fn sweep(mode: &str) -> Option<Tally> {
                 }
                 let golden = read_golden(&path, "float32");
                 let v = compare(&p, &golden);
-                t.add(&format!("{fixture}/{name} [{}] {}", layer["api"].as_str().unwrap_or(""), p.file), &v, exact, budget);
+                t.add(
+                    &format!(
+                        "{fixture}/{name} [{}] {}",
+                        layer["api"].as_str().unwrap_or(""),
+                        p.file
+                    ),
+                    &v,
+                    exact,
+                    budget,
+                );
                 let e = per_fixture.entry(fixture.clone()).or_default();
                 e.0 += 1;
                 e.1 += (v.equal == v.total) as usize;
@@ -496,17 +577,27 @@ fn sweep(mode: &str) -> Option<Tally> {
             let id = case["id"].as_str().unwrap_or("?");
             let gdir = dir.join("goldens").join(mode);
             if !gdir.join("env.json").is_file() {
-                t.notes.push(format!("{fixture}/{id}: no {mode} goldens yet"));
+                t.notes
+                    .push(format!("{fixture}/{id}: no {mode} goldens yet"));
                 continue;
             }
-            let exact = mode == "eigen" && vendor_of(&gdir.join("env.json")).as_deref() == Some(host.as_str());
-            let budget = if mode == "eigen" { FOREIGN_VENDOR_BUDGET } else { ONEDNN_BUDGET };
+            let exact = mode == "eigen"
+                && vendor_of(&gdir.join("env.json")).as_deref() == Some(host.as_str());
+            let budget = if mode == "eigen" {
+                FOREIGN_VENDOR_BUDGET
+            } else {
+                ONEDNN_BUDGET
+            };
             t.units += 1;
             for (p, dtype) in run_case(&dir, case) {
-                let rel = case["outputs"][&p.file]["file"].as_str().unwrap_or("").to_string();
+                let rel = case["outputs"][&p.file]["file"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 let path = gdir.join(&rel);
                 if !path.is_file() {
-                    t.failures.push(format!("{fixture}/{id}: golden {rel} missing"));
+                    t.failures
+                        .push(format!("{fixture}/{id}: golden {rel} missing"));
                     continue;
                 }
                 let golden = read_golden(&path, &dtype);
@@ -530,7 +621,11 @@ fn sweep(mode: &str) -> Option<Tally> {
         t.elements_equal,
         t.elements,
         t.worst,
-        if t.worst > 0.0 { format!(" at {}", t.worst_where) } else { String::new() }
+        if t.worst > 0.0 {
+            format!(" at {}", t.worst_where)
+        } else {
+            String::new()
+        }
     );
     for n in &t.notes {
         println!("  note: {n}");
@@ -560,7 +655,10 @@ fn onednn_goldens_are_within_budget() {
         println!("no fixtures under {} yet", corpus().display());
         return;
     };
-    println!("  oneDNN budget {ONEDNN_BUDGET} ulp at the channel's scale; measured worst {:.2}", t.worst);
+    println!(
+        "  oneDNN budget {ONEDNN_BUDGET} ulp at the channel's scale; measured worst {:.2}",
+        t.worst
+    );
     assert!(
         t.failures.is_empty(),
         "{} of {} outputs exceed {ONEDNN_BUDGET} ulp against the onednn goldens:\n{}",

@@ -3,8 +3,8 @@
 //! moving statistics (bn-semantics §0, §3.4, §3.5, §4).
 
 use super::config::{decay_python, decay_v1_fused, BnApi, BnConfig, Path, RenormConfig};
-use super::fused::{self, Layout};
 use super::ftz::TfFloat;
+use super::fused::{self, Layout};
 use super::nonfused::{f2_factors, moments, Elem};
 use super::par;
 use super::{BnParams, RenormState, TrainingStats};
@@ -73,7 +73,10 @@ fn gamma_of<'a, T>(cfg: &BnConfig, p: &'a BnParams<T>) -> Result<Option<&'a [T]>
     }
     match &p.gamma {
         Some(g) => Ok(Some(g)),
-        None => Err(mismatch("gamma", "scale is on but no gamma was given".into())),
+        None => Err(mismatch(
+            "gamma",
+            "scale is on but no gamma was given".into(),
+        )),
     }
 }
 
@@ -84,13 +87,20 @@ fn beta_of<'a, T>(cfg: &BnConfig, p: &'a BnParams<T>) -> Result<Option<&'a [T]>>
     }
     match &p.beta {
         Some(b) => Ok(Some(b)),
-        None => Err(mismatch("beta", "center is on but no beta was given".into())),
+        None => Err(mismatch(
+            "beta",
+            "center is on but no beta was given".into(),
+        )),
     }
 }
 
 /// The fused kernel's scale and offset: with `scale`/`center` off, tf_keras
 /// passes constant ones and zeros (so `−0 + 0 = +0` happens).
-fn fused_scale_offset<T: Elem>(cfg: &BnConfig, p: &BnParams<T>, c: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+fn fused_scale_offset<T: Elem>(
+    cfg: &BnConfig,
+    p: &BnParams<T>,
+    c: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let to32 = |v: &[T]| -> Vec<f32> { v.iter().map(|x| x.to_f64() as f32).collect() };
     let g = match gamma_of(cfg, p)? {
         Some(g) => to32(g),
@@ -122,7 +132,10 @@ pub(crate) fn inference<T: Elem>(
 ) -> Result<()> {
     let (axis, l) = prepare(cfg, p, x.len(), shape)?;
     if y.len() != x.len() {
-        return Err(mismatch("y", format!("has {} values, the input {}", y.len(), x.len())));
+        return Err(mismatch(
+            "y",
+            format!("has {} values, the input {}", y.len(), x.len()),
+        ));
     }
     let is_f64 = T::as_f32(x).is_none();
     match cfg.path(shape.len(), axis, is_f64)? {
@@ -167,7 +180,10 @@ pub(crate) fn training<T: Elem>(
 ) -> Result<TrainingStats<T>> {
     let (axis, l) = prepare(cfg, p, x.len(), shape)?;
     if y.len() != x.len() {
-        return Err(mismatch("y", format!("has {} values, the input {}", y.len(), x.len())));
+        return Err(mismatch(
+            "y",
+            format!("has {} values, the input {}", y.len(), x.len()),
+        ));
     }
     let is_f64 = T::as_f32(x).is_none();
     match cfg.path(shape.len(), axis, is_f64)? {
@@ -195,14 +211,30 @@ fn fused_training<T: Elem>(
         BnApi::Tf1Layers => 1.0,
         _ => decay_python(cfg.momentum),
     };
-    let out = fused::training(x32, l, &g, &b, &old_mean, &old_var, cfg.epsilon as f32, factor, y32);
+    let out = fused::training(
+        x32,
+        l,
+        &g,
+        &b,
+        &old_mean,
+        &old_var,
+        cfg.epsilon as f32,
+        factor,
+        y32,
+    );
     let (moving_mean, moving_variance) = match cfg.api {
         BnApi::Tf1Layers => {
             let decay = decay_v1_fused(cfg.momentum);
             let upd = |old: &[f32], new: &[f32]| -> Vec<f32> {
-                old.iter().zip(new).map(|(&o, &n)| o.sub(o.sub(n).mul(decay))).collect()
+                old.iter()
+                    .zip(new)
+                    .map(|(&o, &n)| o.sub(o.sub(n).mul(decay)))
+                    .collect()
             };
-            (upd(&old_mean, &out.batch_mean), upd(&old_var, &out.batch_variance))
+            (
+                upd(&old_mean, &out.batch_mean),
+                upd(&old_var, &out.batch_variance),
+            )
         }
         _ => (out.batch_mean.clone(), out.batch_variance.clone()),
     };
@@ -272,7 +304,10 @@ fn nonfused_training<T: Elem>(
     y: &mut [T],
 ) -> Result<TrainingStats<T>> {
     let c = l.c;
-    let threads = cfg.intra_op_threads.unwrap_or_else(par::host_threads).max(1);
+    let threads = cfg
+        .intra_op_threads
+        .unwrap_or_else(par::host_threads)
+        .max(1);
     let eps = T::from_f64(cfg.epsilon);
 
     // Moments, per ghost batch when there are virtual batches: the input is
@@ -288,7 +323,9 @@ fn nonfused_training<T: Elem>(
             let g = batch / v;
             let mut shape_r = vec![v, g];
             shape_r.extend_from_slice(&shape[1..]);
-            let reduced: Vec<bool> = (0..shape_r.len()).map(|i| i != 1 && i != axis + 1).collect();
+            let reduced: Vec<bool> = (0..shape_r.len())
+                .map(|i| i != 1 && i != axis + 1)
+                .collect();
             let (m, s) = moments(x, &shape_r, &reduced, threads);
             (m, s, g)
         }
@@ -315,7 +352,8 @@ fn nonfused_training<T: Elem>(
             let st = p.renorm.as_ref().ok_or_else(|| {
                 mismatch(
                     "renorm",
-                    "renorm is on but moving_stddev / renorm_mean / renorm_stddev were not given".into(),
+                    "renorm is on but moving_stddev / renorm_mean / renorm_stddev were not given"
+                        .into(),
                 )
             })?;
             let t = renorm_terms(cfg, rn, st, &new_mean, &new_var);
@@ -348,16 +386,26 @@ fn nonfused_training<T: Elem>(
     let m = cfg.momentum;
     let keras3 = |old: &[T], new: &[T], m: f64| -> Vec<T> {
         let (a, b) = (T::from_f64(m), T::from_f64(1.0 - m));
-        old.iter().zip(new).map(|(&o, &n)| o.mul(a).add(n.mul(b))).collect()
+        old.iter()
+            .zip(new)
+            .map(|(&o, &n)| o.mul(a).add(n.mul(b)))
+            .collect()
     };
     let assign_sub = |old: &[T], new: &[T], m: f64| -> Vec<T> {
         // tf.convert_to_tensor(1.0 - m) is float32, cast to the variable's type.
         let decay = T::from_f64(decay_python(m) as f64);
-        old.iter().zip(new).map(|(&o, &n)| o.sub(o.sub(n).mul(decay))).collect()
+        old.iter()
+            .zip(new)
+            .map(|(&o, &n)| o.sub(o.sub(n).mul(decay)))
+            .collect()
     };
-    let update: &dyn Fn(&[T], &[T], f64) -> Vec<T> = match cfg.api {
-        BnApi::Keras3 => &keras3,
-        _ => &assign_sub,
+    let keras3_form = cfg.api == BnApi::Keras3;
+    let update = |old: &[T], new: &[T], m: f64| -> Vec<T> {
+        if keras3_form {
+            keras3(old, new, m)
+        } else {
+            assign_sub(old, new, m)
+        }
     };
     let (moving_mean, moving_variance, renorm) = match (cfg.api, renorm_state) {
         (BnApi::Nn, _) => (p.moving_mean.clone(), p.moving_variance.clone(), None),

@@ -206,9 +206,16 @@ impl BnConfig {
     /// momentum, renorm and virtual batches only where the API has them,
     /// `fused = Some(true)` only where TF can fuse.
     pub fn check_validity(&self, rank: usize, channels: usize) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidArgument(format!("batch norm ({}): {m}", self.api)));
+        let bad = |m: String| {
+            Err(Error::InvalidArgument(format!(
+                "batch norm ({}): {m}",
+                self.api
+            )))
+        };
         if !(2..=5).contains(&rank) {
-            return bad(format!("inputs of rank {rank} are not supported (rank 2 to 5)"));
+            return bad(format!(
+                "inputs of rank {rank} are not supported (rank 2 to 5)"
+            ));
         }
         let axis = self.resolved_axis(rank)?;
         let _ = channels;
@@ -238,13 +245,17 @@ impl BnConfig {
         }
         if let Some(v) = self.virtual_batch_size {
             if !matches!(self.api, BnApi::TfKeras | BnApi::Tf1Layers) {
-                return bad("virtual_batch_size exists only in tf_keras and tf.compat.v1.layers".into());
+                return bad(
+                    "virtual_batch_size exists only in tf_keras and tf.compat.v1.layers".into(),
+                );
             }
             if v == 0 {
                 return bad("virtual_batch_size must be positive".into());
             }
             if axis == 0 {
-                return bad("with virtual_batch_size the batch axis 0 cannot be the channel axis".into());
+                return bad(
+                    "with virtual_batch_size the batch axis 0 cannot be the channel axis".into(),
+                );
             }
         }
         if self.api == BnApi::Fused && !fusable_layout(rank, axis) {
@@ -345,18 +356,40 @@ mod tests {
         assert!(c.check_validity(4, 8).is_ok());
         assert!(c.check_validity(1, 8).is_err());
         assert!(c.check_validity(6, 8).is_err());
-        let c = BnConfig { axis: 4, ..Default::default() };
+        let c = BnConfig {
+            axis: 4,
+            ..Default::default()
+        };
         assert!(c.check_validity(4, 8).is_err());
-        let c = BnConfig { api: BnApi::Fused, ..Default::default() };
+        let c = BnConfig {
+            api: BnApi::Fused,
+            ..Default::default()
+        };
         assert!(c.check_validity(2, 8).is_err());
         assert!(c.check_validity(5, 8).is_ok());
-        let c = BnConfig { api: BnApi::Fused, axis: 2, ..Default::default() };
+        let c = BnConfig {
+            api: BnApi::Fused,
+            axis: 2,
+            ..Default::default()
+        };
         assert!(c.check_validity(4, 8).is_err());
-        let c = BnConfig { virtual_batch_size: Some(2), ..Default::default() };
+        let c = BnConfig {
+            virtual_batch_size: Some(2),
+            ..Default::default()
+        };
         assert!(c.check_validity(4, 8).is_err());
-        let c = BnConfig { api: BnApi::TfKeras, virtual_batch_size: Some(2), ..Default::default() };
+        let c = BnConfig {
+            api: BnApi::TfKeras,
+            virtual_batch_size: Some(2),
+            ..Default::default()
+        };
         assert!(c.check_validity(4, 8).is_ok());
-        let c = BnConfig { api: BnApi::TfKeras, virtual_batch_size: Some(2), axis: 0, ..Default::default() };
+        let c = BnConfig {
+            api: BnApi::TfKeras,
+            virtual_batch_size: Some(2),
+            axis: 0,
+            ..Default::default()
+        };
         assert!(c.check_validity(4, 8).is_err());
         let c = BnConfig {
             api: BnApi::TfKeras,
@@ -365,31 +398,56 @@ mod tests {
             ..Default::default()
         };
         assert!(c.check_validity(4, 8).is_err());
-        let c = BnConfig { api: BnApi::Nn, renorm: Some(RenormConfig::default()), ..Default::default() };
-        assert!(c.check_validity(4, 8).is_err());
         let c = BnConfig {
-            renorm: Some(RenormConfig { rmax: Some(1.0), rmin: Some(2.0), ..Default::default() }),
+            api: BnApi::Nn,
+            renorm: Some(RenormConfig::default()),
             ..Default::default()
         };
         assert!(c.check_validity(4, 8).is_err());
-        let c = BnConfig { epsilon: f64::NAN, ..Default::default() };
+        let c = BnConfig {
+            renorm: Some(RenormConfig {
+                rmax: Some(1.0),
+                rmin: Some(2.0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(c.check_validity(4, 8).is_err());
+        let c = BnConfig {
+            epsilon: f64::NAN,
+            ..Default::default()
+        };
         assert!(c.check_validity(4, 8).is_err());
     }
 
     #[test]
     fn tf_keras_fusing_rule() {
-        let c = BnConfig { api: BnApi::TfKeras, ..Default::default() };
+        let c = BnConfig {
+            api: BnApi::TfKeras,
+            ..Default::default()
+        };
         assert_eq!(c.path(4, 3, false).unwrap(), Path::Fused);
         assert_eq!(c.path(4, 1, false).unwrap(), Path::Fused);
         assert_eq!(c.path(5, 4, false).unwrap(), Path::Fused);
         assert_eq!(c.path(4, 2, false).unwrap(), Path::NonFused);
         assert_eq!(c.path(2, 1, false).unwrap(), Path::NonFused);
         assert_eq!(c.path(4, 3, true).unwrap(), Path::NonFused);
-        let c = BnConfig { api: BnApi::TfKeras, fused: Some(true), ..Default::default() };
+        let c = BnConfig {
+            api: BnApi::TfKeras,
+            fused: Some(true),
+            ..Default::default()
+        };
         assert!(c.path(2, 1, false).is_err());
-        let c = BnConfig { api: BnApi::TfKeras, fused: Some(false), ..Default::default() };
+        let c = BnConfig {
+            api: BnApi::TfKeras,
+            fused: Some(false),
+            ..Default::default()
+        };
         assert_eq!(c.path(4, 3, false).unwrap(), Path::NonFused);
-        let c = BnConfig { api: BnApi::Keras3, ..Default::default() };
+        let c = BnConfig {
+            api: BnApi::Keras3,
+            ..Default::default()
+        };
         assert_eq!(c.path(4, 3, false).unwrap(), Path::NonFused);
     }
 }

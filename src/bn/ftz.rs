@@ -27,9 +27,7 @@ use std::fmt::Debug;
 ///
 /// Implemented for `f32` and `f64`. Every arithmetic method is one
 /// correctly rounded IEEE operation evaluated under FTZ+DAZ.
-pub trait TfFloat:
-    Copy + PartialOrd + PartialEq + Debug + Default + Send + Sync + 'static
-{
+pub trait TfFloat: Copy + PartialOrd + PartialEq + Debug + Default + Send + Sync + 'static {
     /// `+0`.
     const ZERO: Self;
     /// `1`.
@@ -65,11 +63,7 @@ pub trait TfFloat:
     fn is_nan(self) -> bool;
     /// `tf.maximum` (Eigen `scalar_max_op<…, PropagateNaN>`).
     fn max_nan(self, b: Self) -> Self {
-        if self.is_nan() {
-            self
-        } else if b.is_nan() {
-            b
-        } else if self < b {
+        if b.is_nan() || (!self.is_nan() && self < b) {
             b
         } else {
             self
@@ -77,11 +71,7 @@ pub trait TfFloat:
     }
     /// `tf.minimum` (Eigen `scalar_min_op<…, PropagateNaN>`).
     fn min_nan(self, b: Self) -> Self {
-        if self.is_nan() {
-            self
-        } else if b.is_nan() {
-            b
-        } else if b < self {
+        if b.is_nan() || (!self.is_nan() && b < self) {
             b
         } else {
             self
@@ -237,13 +227,19 @@ impl Flushable for f64 {
 }
 
 // 2^64 and 2^-64 for f32; 2^512 and 2^-512 for f64.
-impl_tf_float!(f32, 8, "float32", 18446744073709551616.0f32, 5.421010862427522e-20f32);
+impl_tf_float!(
+    f32,
+    8,
+    "float32",
+    f32::from_bits(0x5F80_0000),
+    f32::from_bits(0x1F80_0000)
+);
 impl_tf_float!(
     f64,
     4,
     "float64",
-    1.3407807929942597e154f64,
-    7.458340731200207e-155f64
+    f64::from_bits(0x5FF0_0000_0000_0000),
+    f64::from_bits(0x1FF0_0000_0000_0000)
 );
 
 /// Bit pattern key for the SIMD "did anything tiny happen?" test: for a
@@ -305,10 +301,7 @@ mod tests {
         // Measured with MXCSR FTZ|DAZ on the host (see module docs).
         assert_eq!(f(0x3F7F_FFFF).mul(f(0x0080_0000)).to_bits(), 0);
         assert_eq!(f(0x3F7F_FFFE).mul(f(0x0080_0001)).to_bits(), 0x0080_0000);
-        assert_eq!(
-            f(0x0080_0001).div(f(0x3F80_0001)).to_bits(),
-            0x0080_0000
-        );
+        assert_eq!(f(0x0080_0001).div(f(0x3F80_0001)).to_bits(), 0x0080_0000);
         // f64 twin of the first case.
         let a = f64::from_bits(0x3FEF_FFFF_FFFF_FFFF);
         assert_eq!(a.mul(f64::MIN_POSITIVE).to_bits(), 0);
@@ -338,10 +331,29 @@ mod tests {
             x
         }
         let mut vals: Vec<f32> = vec![
-            0.0, -0.0, 1.0, -1.0, 0.5, 2.0, f32::MIN_POSITIVE, -f32::MIN_POSITIVE,
-            f(0x0080_0001), f(0x0040_0000), f(0x8000_0001), f(0x3F7F_FFFF), f(0x3F7F_FFFE),
-            f(0x3F80_0001), f(0x3F80_0002), f32::INFINITY, f32::NAN, 1e-20, 3e-19, 1e19,
-            f(0x2000_0001), f(0x1FFF_FFFF), f(0x5F7F_FFFF),
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            2.0,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            f(0x0080_0001),
+            f(0x0040_0000),
+            f(0x8000_0001),
+            f(0x3F7F_FFFF),
+            f(0x3F7F_FFFE),
+            f(0x3F80_0001),
+            f(0x3F80_0002),
+            f32::INFINITY,
+            f32::NAN,
+            1e-20,
+            3e-19,
+            1e19,
+            f(0x2000_0001),
+            f(0x1FFF_FFFF),
+            f(0x5F7F_FFFF),
         ];
         let mut seed = 0x1234_5678u32;
         for _ in 0..200 {
@@ -351,7 +363,8 @@ mod tests {
         }
         for &a in &vals {
             for &b in &vals {
-                let ops: [(u8, f32); 4] = [(0, a.add(b)), (1, a.sub(b)), (2, a.mul(b)), (3, a.div(b))];
+                let ops: [(u8, f32); 4] =
+                    [(0, a.add(b)), (1, a.sub(b)), (2, a.mul(b)), (3, a.div(b))];
                 for (op, mine) in ops {
                     let want = hw(op, a, b);
                     assert!(

@@ -57,6 +57,7 @@ pub(crate) fn scaling_factor(var: &[f32], gamma: &[f32], eps: f32) -> Vec<f32> {
 }
 
 /// FusedBatchNormV3 with `is_training = false`: `y = (x − mean)·sf + offset`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn inference(
     x: &[f32],
     l: Layout,
@@ -185,19 +186,29 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 6.0 - 2.0
             })
             .collect()
     }
 
     /// Straight-line reference of §3.1 with the scalar FTZ operations.
-    fn reference(x: &[f32], l: Layout, gamma: &[f32], beta: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    fn reference(
+        x: &[f32],
+        l: Layout,
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let rows = l.rows();
         let get = |r: usize, ch: usize| x[((r / l.b) * l.c + ch) * l.b + r % l.b];
         let inv_r = 1.0f32.div(rows as f32);
         let full = l.c / 8 * 8;
-        let mean: Vec<f32> = (0..l.c).map(|ch| sum_p(rows, ch < full, |r| get(r, ch).daz()).mul(inv_r)).collect();
+        let mean: Vec<f32> = (0..l.c)
+            .map(|ch| sum_p(rows, ch < full, |r| get(r, ch).daz()).mul(inv_r))
+            .collect();
         let var: Vec<f32> = (0..l.c)
             .map(|ch| {
                 sum_p(rows, ch < full, |r| {
@@ -218,13 +229,31 @@ mod tests {
 
     #[test]
     fn training_matches_reference_nhwc_and_nchw() {
-        for &(a, c, b) in &[(3, 5, 1), (20, 13, 1), (4, 16, 1), (2, 3, 9), (4, 9, 12), (1, 8, 1), (1, 3, 1)] {
+        for &(a, c, b) in &[
+            (3, 5, 1),
+            (20, 13, 1),
+            (4, 16, 1),
+            (2, 3, 9),
+            (4, 9, 12),
+            (1, 8, 1),
+            (1, 3, 1),
+        ] {
             let l = Layout { a, c, b };
             let x = data(l.len(), (a * 131 + c * 7 + b) as u64);
             let gamma: Vec<f32> = (0..c).map(|i| 0.5 + i as f32 * 0.1).collect();
             let beta: Vec<f32> = (0..c).map(|i| i as f32 * -0.05).collect();
             let mut y = vec![0.0; l.len()];
-            let out = training(&x, l, &gamma, &beta, &vec![0.0; c], &vec![1.0; c], 1e-3, 1.0, &mut y);
+            let out = training(
+                &x,
+                l,
+                &gamma,
+                &beta,
+                &vec![0.0; c],
+                &vec![1.0; c],
+                1e-3,
+                1.0,
+                &mut y,
+            );
             let (ry, rm, rv) = reference(&x, l, &gamma, &beta, 1e-3);
             assert_eq!(y, ry, "{a} {c} {b}");
             assert_eq!(out.saved_mean, rm);
@@ -241,11 +270,23 @@ mod tests {
         let l = Layout { a: 1, c: 4, b: 1 };
         let x = vec![1.0, -2.0, 3.0, 4.0];
         let mut y = vec![0.0; 4];
-        let out = training(&x, l, &[1.0; 4], &[0.0; 4], &[0.0; 4], &[1.0; 4], 1e-3, 1.0, &mut y);
+        let out = training(
+            &x, l, &[1.0; 4], &[0.0; 4], &[0.0; 4], &[1.0; 4], 1e-3, 1.0, &mut y,
+        );
         assert_eq!(out.batch_variance, vec![0.0; 4]);
         assert_eq!(out.batch_mean, x);
         let l = Layout { a: 0, c: 4, b: 1 };
-        let out = training(&[], l, &[1.0; 4], &[0.0; 4], &[0.0; 4], &[1.0; 4], 1e-3, 1.0, &mut []);
+        let out = training(
+            &[],
+            l,
+            &[1.0; 4],
+            &[0.0; 4],
+            &[0.0; 4],
+            &[1.0; 4],
+            1e-3,
+            1.0,
+            &mut [],
+        );
         assert!(out.batch_mean.iter().all(|v| v.is_nan()));
         assert!(out.batch_variance.iter().all(|v| v.is_nan()));
     }
@@ -263,7 +304,10 @@ mod tests {
         for ch in 0..3 {
             let g = 1.0f32 - f;
             assert_eq!(out.batch_mean[ch], g * old_m[ch] + f * out.saved_mean[ch]);
-            assert_eq!(out.batch_variance[ch], g * old_v[ch] + (f * adj) * out.saved_variance[ch]);
+            assert_eq!(
+                out.batch_variance[ch],
+                g * old_v[ch] + (f * adj) * out.saved_variance[ch]
+            );
         }
     }
 }

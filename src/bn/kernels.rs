@@ -23,9 +23,7 @@
 //! Everything here has a portable scalar twin used off x86-64 / without
 //! AVX2; the twins *are* the exact reference arithmetic.
 
-use super::ftz::{
-    tiny_key, TfFloat, SQUARE_SAFE_KEY_LIMIT, SUM_SAFE_KEY_LIMIT, TINY_KEY_LIMIT,
-};
+use super::ftz::{tiny_key, TfFloat, SQUARE_SAFE_KEY_LIMIT, SUM_SAFE_KEY_LIMIT, TINY_KEY_LIMIT};
 use super::reduce::sum_p;
 
 /// What a reduction sums: the values, or their squared difference with a
@@ -274,19 +272,15 @@ pub(crate) fn affine_par(
     let plan = AffinePlan::new(form, prm, c, b);
     let stream = n * 4 >= STREAM_BYTES;
     let threads = super::par::threads_for(n);
-    super::par::zip_chunks(x, y, threads, 64, |start, xs, ys| {
-        if reverse {
-            const SUB: usize = 1 << 16;
-            let mut end = xs.len();
-            while end > 0 {
-                let off = end.saturating_sub(SUB);
-                affine(&plan, &xs[off..end], &mut ys[off..end], start + off, stream);
-                end = off;
-            }
-        } else {
+    if reverse {
+        super::par::zip_blocks_rev(x, y, threads, 1 << 16, |start, xs, ys| {
             affine(&plan, xs, ys, start, stream);
-        }
-    });
+        });
+    } else {
+        super::par::zip_chunks(x, y, threads, 64, |start, xs, ys| {
+            affine(&plan, xs, ys, start, stream);
+        });
+    }
 }
 
 /// Exact scalar element-wise pass.
@@ -298,10 +292,9 @@ pub(crate) fn affine_scalar(
     start: usize,
     (c, b): (usize, usize),
 ) {
-    let p0 = 0.0f32;
     for (i, (xv, yv)) in x.iter().zip(y.iter_mut()).enumerate() {
         let ch = ((start + i) / b) % c;
-        let p = if form == Form::F1 { prm.p[ch] } else { p0 };
+        let p = if form == Form::F1 { prm.p[ch] } else { 0.0 };
         *yv = affine_exact(form, *xv, p, prm.q[ch], prm.r[ch]);
     }
 }
@@ -418,7 +411,9 @@ mod avx2 {
         let xp = x.as_ptr();
         let mut acc = vec![_mm256_setzero_ps(); 4 * ng];
         let means: Vec<__m256> = match mean {
-            Some(m) => (g_lo..g_hi).map(|g| unsafe { _mm256_loadu_ps(m.as_ptr().add(8 * g)) }).collect(),
+            Some(m) => (g_lo..g_hi)
+                .map(|g| unsafe { _mm256_loadu_ps(m.as_ptr().add(8 * g)) })
+                .collect(),
             None => Vec::new(),
         };
         let mut tail = [0.0f32; 8];
@@ -464,7 +459,7 @@ mod avx2 {
 
         // Software prefetch of the rows PF ahead: one thread streams whole
         // rows, and the hardware prefetchers alone leave it latency-bound.
-        const PF: usize = 8;
+        const PF: usize = 48;
         let pf_lo = c_lo * 4;
         let pf_hi = c_hi * 4;
         let prefetch_row = |row: usize| {
@@ -677,7 +672,7 @@ mod avx2 {
         // (ia, channel) row is read in contiguous runs of up to ~1 KiB, and
         // short enough that the buffer stays in L1/L2.
         let b8 = b / 8 * 8;
-        let chunk = ((64 * 1024) / (a.max(1) * 32) / 8 * 8).clamp(8, b8.max(8));
+        let chunk = ((256 * 1024) / (a.max(1) * 32) / 8 * 8).clamp(8, b8.max(8));
         let mut buf = vec![_mm256_setzero_ps(); chunk * a];
         let mut jb = 0;
         while jb < b8 {
@@ -685,6 +680,17 @@ mod avx2 {
             for ia in 0..a {
                 let mut sub = 0;
                 while sub < len {
+                    // Prefetch the same rows one chunk ahead: 8·a concurrent
+                    // streams are more than the hardware prefetchers follow.
+                    let ahead = jb + len + sub;
+                    if sub % 16 == 0 && ahead < b {
+                        for j in 0..n {
+                            // SAFETY: a prefetch never faults; the address is inside x.
+                            unsafe {
+                                _mm_prefetch::<_MM_HINT_T0>(xp.add((ia * k + c0 + j) * b + ahead) as *const i8)
+                            };
+                        }
+                    }
                     let rows: [__m256; 8] = std::array::from_fn(|j| {
                         if j < n {
                             // SAFETY: channel c0 + j < k, position jb + sub + 8 ≤ b.
@@ -769,7 +775,11 @@ mod avx2 {
                 let t = xv - p;
                 let u = t * q;
                 let yv = u + r;
-                *skey = (*skey).min(tiny_key(xv)).min(tiny_key(t)).min(tiny_key(u)).min(tiny_key(yv));
+                *skey = (*skey)
+                    .min(tiny_key(xv))
+                    .min(tiny_key(t))
+                    .min(tiny_key(u))
+                    .min(tiny_key(yv));
                 yv
             } else {
                 let u = xv * q;
@@ -884,7 +894,9 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 1.5
     }
 
@@ -897,7 +909,15 @@ mod tests {
 
     #[test]
     fn rows_sums_match_reference() {
-        for &(r, k) in &[(3, 5), (16, 8), (17, 13), (40, 24), (64, 3), (100, 17), (15, 16)] {
+        for &(r, k) in &[
+            (3, 5),
+            (16, 8),
+            (17, 13),
+            (40, 24),
+            (64, 3),
+            (100, 17),
+            (15, 16),
+        ] {
             let x = data(r * k, (r * 31 + k) as u64);
             let mean: Vec<f32> = (0..k).map(|c| c as f32 * 0.1 - 0.3).collect();
             for map in [SumMap::Identity, SumMap::SqDiff(&mean)] {
@@ -963,7 +983,7 @@ mod tests {
                     let n = (k - c0).min(8);
                     let mut got = vec![0.0; n];
                     outer_sums(&x, (a, k, b), c0, map, &mut got);
-                    for j in 0..n {
+                    for (j, g) in got.iter().enumerate() {
                         let ch = c0 + j;
                         let mut acc = 0.0f32;
                         for jb in 0..b {
@@ -971,7 +991,7 @@ mod tests {
                                 acc = acc.add(map.apply_exact(x[(ia * k + ch) * b + jb], ch));
                             }
                         }
-                        assert_eq!(got[j].to_bits(), acc.to_bits(), "{a} {k} {b} ch {ch}");
+                        assert_eq!(g.to_bits(), acc.to_bits(), "{a} {k} {b} ch {ch}");
                     }
                     c0 += n;
                 }

@@ -346,7 +346,10 @@ pub fn training(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Traini
             let xs = contiguous(&view);
             let mut y = par::output_buffer::<f64>(xs.len());
             let s = apis::training(cfg, &widen_params(params), &xs, &shape, &mut y)?;
-            Ok(Training::from_stats(BnInput::F64(into_array(&shape, y)?), narrow_stats(s)))
+            Ok(Training::from_stats(
+                BnInput::F64(into_array(&shape, y)?),
+                narrow_stats(s),
+            ))
         }
         BnInput::F16(a) => {
             let xf = a.mapv(|v| v.to_f32());
@@ -356,13 +359,20 @@ pub fn training(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Traini
         BnInput::BF16(a) => {
             let xf = a.mapv(|v| v.to_f32());
             let (y, s) = run_training_f32(cfg, params, xf.view())?;
-            Ok(Training::from_stats(BnInput::BF16(y.mapv(f32_to_bf16_tf)), s))
+            Ok(Training::from_stats(
+                BnInput::BF16(y.mapv(f32_to_bf16_tf)),
+                s,
+            ))
         }
     }
 }
 
 /// [`inference`] for a `float64` layer (variables in `float64`).
-pub fn inference_f64(cfg: &BnConfig, params: &BnParams<f64>, x: ArrayViewD<f64>) -> Result<ArrayD<f64>> {
+pub fn inference_f64(
+    cfg: &BnConfig,
+    params: &BnParams<f64>,
+    x: ArrayViewD<f64>,
+) -> Result<ArrayD<f64>> {
     let shape = x.shape().to_vec();
     let xs = contiguous(&x);
     let mut y = par::output_buffer::<f64>(xs.len());
@@ -372,19 +382,29 @@ pub fn inference_f64(cfg: &BnConfig, params: &BnParams<f64>, x: ArrayViewD<f64>)
 
 /// [`training`] for a `float64` layer (variables and statistics in
 /// `float64`).
-pub fn training_f64(cfg: &BnConfig, params: &BnParams<f64>, x: ArrayViewD<f64>) -> Result<Training<f64>> {
+pub fn training_f64(
+    cfg: &BnConfig,
+    params: &BnParams<f64>,
+    x: ArrayViewD<f64>,
+) -> Result<Training<f64>> {
     let shape = x.shape().to_vec();
     let xs = contiguous(&x);
     let mut y = par::output_buffer::<f64>(xs.len());
     let s = apis::training(cfg, params, &xs, &shape, &mut y)?;
-    Ok(Training::from_stats(BnInput::F64(into_array(&shape, y)?), s))
+    Ok(Training::from_stats(
+        BnInput::F64(into_array(&shape, y)?),
+        s,
+    ))
 }
 
 fn out_slice<'a>(y: &'a mut ArrayViewMutD<'_, f32>, shape: &[usize]) -> Result<&'a mut [f32]> {
     if y.shape() != shape {
         return Err(Error::TensorMismatch {
             key: "y".into(),
-            what: format!("output shape {:?} differs from the input shape {shape:?}", y.shape()),
+            what: format!(
+                "output shape {:?} differs from the input shape {shape:?}",
+                y.shape()
+            ),
         });
     }
     y.as_slice_mut().ok_or_else(|| Error::TensorMismatch {
@@ -463,7 +483,12 @@ pub fn fused_batch_norm_v3(
         )));
     }
     let l = fused::Layout::new(&shape, channel_axis);
-    for (name, v) in [("scale", scale), ("offset", offset), ("mean", mean), ("variance", variance)] {
+    for (name, v) in [
+        ("scale", scale),
+        ("offset", offset),
+        ("mean", mean),
+        ("variance", variance),
+    ] {
         if v.len() != l.c {
             return Err(Error::TensorMismatch {
                 key: name.into(),
@@ -476,16 +501,38 @@ pub fn fused_batch_norm_v3(
         BnInput::F16(a) => a.iter().map(|v| v.to_f32()).collect(),
         BnInput::BF16(a) => a.iter().map(|v| v.to_f32()).collect(),
         BnInput::F64(_) => {
-            return Err(Error::InvalidArgument("FusedBatchNormV3 has no float64 kernel".into()))
+            return Err(Error::InvalidArgument(
+                "FusedBatchNormV3 has no float64 kernel".into(),
+            ))
         }
     };
     let mut y = par::output_buffer::<f32>(xf.len());
     let (bm, bv, r1, r2) = if is_training {
-        let o = fused::training(&xf, l, scale, offset, mean, variance, epsilon, exponential_avg_factor, &mut y);
-        (o.batch_mean, o.batch_variance, o.saved_mean, o.saved_variance)
+        let o = fused::training(
+            &xf,
+            l,
+            scale,
+            offset,
+            mean,
+            variance,
+            epsilon,
+            exponential_avg_factor,
+            &mut y,
+        );
+        (
+            o.batch_mean,
+            o.batch_variance,
+            o.saved_mean,
+            o.saved_variance,
+        )
     } else {
         fused::inference(&xf, l, scale, offset, mean, variance, epsilon, &mut y);
-        (mean.to_vec(), variance.to_vec(), mean.to_vec(), variance.to_vec())
+        (
+            mean.to_vec(),
+            variance.to_vec(),
+            mean.to_vec(),
+            variance.to_vec(),
+        )
     };
     let y = into_array(&shape, y)?;
     let y = match x {

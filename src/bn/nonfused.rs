@@ -266,7 +266,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 6.0 - 2.0
             })
             .collect()
@@ -289,7 +291,15 @@ mod tests {
             let rt = (n / n_out) as f32;
             let sums = sums_exact(&x, &plan, &|v, _| v, 2);
             let mean: Vec<f32> = sums.iter().map(|s| s.div(rt)).collect();
-            let sq = sums_exact(&x, &plan, &|v: f32, o| { let d = v.sub(mean[o]); d.mul(d) }, 2);
+            let sq = sums_exact(
+                &x,
+                &plan,
+                &|v: f32, o| {
+                    let d = v.sub(mean[o]);
+                    d.mul(d)
+                },
+                2,
+            );
             let var: Vec<f32> = sq.iter().map(|s| s.div(rt)).collect();
             assert_eq!(m, mean, "{shape:?}");
             assert_eq!(v, var, "{shape:?}");

@@ -70,10 +70,7 @@ pub(crate) fn map_ranges<T: Send>(
     }
     let f = &f;
     let parts: Vec<Vec<T>> = std::thread::scope(|s| {
-        let handles: Vec<_> = rs
-            .into_iter()
-            .map(|r| s.spawn(move || f(r)))
-            .collect();
+        let handles: Vec<_> = rs.into_iter().map(|r| s.spawn(move || f(r))).collect();
         handles
             .into_iter()
             .map(|h| match h.join() {
@@ -110,6 +107,53 @@ pub(crate) fn zip_chunks<A: Sync, B: Send>(
             let xs = &x[r.clone()];
             handles.push(s.spawn(move || f(r.start, xs, head)));
         }
+        for h in handles {
+            if let Err(e) = h.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+}
+
+/// Runs `f(start, x_block, y_block)` over blocks of `block` elements taken
+/// from the **end** of `x` and `y` backwards, dealt round-robin to `parts`
+/// threads. After a forward pass over `x`, its tail is what the last-level
+/// cache still holds; walking backwards with every thread starting near the
+/// end lets all of them use it, instead of one thread getting every hit.
+pub(crate) fn zip_blocks_rev<A: Sync, B: Send>(
+    x: &[A],
+    y: &mut [B],
+    parts: usize,
+    block: usize,
+    f: impl Fn(usize, &[A], &mut [B]) + Sync,
+) {
+    debug_assert_eq!(x.len(), y.len());
+    let n = x.len();
+    let block = block.max(1);
+    let parts = parts.max(1);
+    let mut lists: Vec<Vec<(usize, &[A], &mut [B])>> = (0..parts).map(|_| Vec::new()).collect();
+    for (j, (xc, yc)) in x.rchunks(block).zip(y.rchunks_mut(block)).enumerate() {
+        let start = n.saturating_sub((j + 1) * block);
+        lists[j % parts].push((start, xc, yc));
+    }
+    let f = &f;
+    if parts == 1 {
+        for (start, xc, yc) in lists.pop().into_iter().flatten() {
+            f(start, xc, yc);
+        }
+        return;
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lists
+            .into_iter()
+            .map(|list| {
+                s.spawn(move || {
+                    for (start, xc, yc) in list {
+                        f(start, xc, yc);
+                    }
+                })
+            })
+            .collect();
         for h in handles {
             if let Err(e) = h.join() {
                 std::panic::resume_unwind(e);
@@ -181,5 +225,15 @@ mod tests {
             }
         });
         assert!(y.iter().enumerate().all(|(i, &v)| v == 2 * i as u32));
+        for parts in 1..4 {
+            let mut y = vec![0u32; 1000];
+            zip_blocks_rev(&x, &mut y, parts, 64, |start, xs, ys| {
+                for (i, (a, b)) in xs.iter().zip(ys.iter_mut()).enumerate() {
+                    assert_eq!(*a as usize, start + i);
+                    *b = a * 3;
+                }
+            });
+            assert!(y.iter().enumerate().all(|(i, &v)| v == 3 * i as u32));
+        }
     }
 }

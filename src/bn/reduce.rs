@@ -105,10 +105,24 @@ impl Plan {
         match (dims.len(), reduce_first) {
             (1, false) => Plan::Copy,
             (1, true) => Plan::Full { n: dims[0] },
-            (2, true) => Plan::Rows { r: dims[0], k: dims[1] },
-            (2, false) => Plan::Inner { k: dims[0], l: dims[1] },
-            (3, true) => Plan::Outer { a: dims[0], k: dims[1], b: dims[2] },
-            (3, false) => Plan::Middle { k1: dims[0], r: dims[1], k2: dims[2] },
+            (2, true) => Plan::Rows {
+                r: dims[0],
+                k: dims[1],
+            },
+            (2, false) => Plan::Inner {
+                k: dims[0],
+                l: dims[1],
+            },
+            (3, true) => Plan::Outer {
+                a: dims[0],
+                k: dims[1],
+                b: dims[2],
+            },
+            (3, false) => Plan::Middle {
+                k1: dims[0],
+                r: dims[1],
+                k2: dims[2],
+            },
             _ => Plan::Transposed { dims, reduce_first },
         }
     }
@@ -178,17 +192,18 @@ pub(crate) fn sum_inner<T: TfFloat>(first: usize, n: usize, get: &impl Fn(usize)
         let mut extra = vec![T::ZERO; 3 * p];
         let mut j = 0;
         while j < v4 {
-            for l in 0..p {
-                pacc[l] = pacc[l].add(get(first + j + l));
-                for k in 0..3 {
-                    extra[k * p + l] = extra[k * p + l].add(get(first + j + (k + 1) * p + l));
-                }
+            for (l, acc) in pacc.iter_mut().enumerate() {
+                *acc = acc.add(get(first + j + l));
+            }
+            for (kl, acc) in extra.iter_mut().enumerate() {
+                let (k, l) = (kl / p, kl % p);
+                *acc = acc.add(get(first + j + (k + 1) * p + l));
             }
             j += 4 * p;
         }
-        for k in 0..3 {
-            for l in 0..p {
-                pacc[l] = pacc[l].add(extra[k * p + l]);
+        for part in extra.chunks(p) {
+            for (acc, &e) in pacc.iter_mut().zip(part) {
+                *acc = acc.add(e);
             }
         }
         start = v4;
@@ -197,8 +212,8 @@ pub(crate) fn sum_inner<T: TfFloat>(first: usize, n: usize, get: &impl Fn(usize)
         let vs = n / p * p;
         let mut j = start;
         while j < vs {
-            for l in 0..p {
-                pacc[l] = pacc[l].add(get(first + j + l));
+            for (l, acc) in pacc.iter_mut().enumerate() {
+                *acc = acc.add(get(first + j + l));
             }
             j += p;
         }
@@ -246,7 +261,7 @@ pub(crate) fn sums_exact<T: TfFloat>(
                 return vec![sum_inner(0, n, &get)];
             }
             let bs = n / nt;
-            let nb = if bs > 0 { n / bs } else { 0 };
+            let nb = n.checked_div(bs).unwrap_or(0);
             let mut acc = if nb * bs < n {
                 sum_inner(nb * bs, n - nb * bs, &get)
             } else {
@@ -323,10 +338,14 @@ impl Transpose {
             strides[i] = strides[i + 1] * dims[i + 1];
         }
         let reduced = |i: usize| (i % 2 == 0) == reduce_first;
-        let kept_dims: Vec<(usize, usize)> =
-            (0..n).filter(|&i| !reduced(i)).map(|i| (dims[i], strides[i])).collect();
-        let red_dims: Vec<(usize, usize)> =
-            (0..n).filter(|&i| reduced(i)).map(|i| (dims[i], strides[i])).collect();
+        let kept_dims: Vec<(usize, usize)> = (0..n)
+            .filter(|&i| !reduced(i))
+            .map(|i| (dims[i], strides[i]))
+            .collect();
+        let red_dims: Vec<(usize, usize)> = (0..n)
+            .filter(|&i| reduced(i))
+            .map(|i| (dims[i], strides[i]))
+            .collect();
         Transpose {
             kept: kept_dims.iter().map(|d| d.0).product(),
             len: red_dims.iter().map(|d| d.0).product(),
@@ -385,11 +404,17 @@ mod tests {
         );
         // R = 1: nothing to reduce.
         assert_eq!(Plan::simplify(&[1, 8], &[true, false]), Plan::Copy);
-        assert_eq!(Plan::simplify(&[1, 8, 1, 1], &[true, false, true, true]), Plan::Copy);
+        assert_eq!(
+            Plan::simplify(&[1, 8, 1, 1], &[true, false, true, true]),
+            Plan::Copy
+        );
         // Ghost batches, channels last: (v, G, H, W, C) over v, H, W.
         assert_eq!(
             Plan::simplify(&[2, 3, 4, 5, 8], &[true, false, true, true, false]),
-            Plan::Transposed { dims: vec![2, 3, 20, 8], reduce_first: true }
+            Plan::Transposed {
+                dims: vec![2, 3, 20, 8],
+                reduce_first: true
+            }
         );
         // Ghost batches, 2-D: (v, G, C) over v.
         assert_eq!(
@@ -405,7 +430,15 @@ mod tests {
     #[test]
     fn pattern_p_differs_from_sequential() {
         // Values chosen so that the order matters.
-        let v: Vec<f32> = (0..37).map(|i| if i % 4 == 0 { 1e8 } else { 1.0 + i as f32 * 0.37 }).collect();
+        let v: Vec<f32> = (0..37)
+            .map(|i| {
+                if i % 4 == 0 {
+                    1e8
+                } else {
+                    1.0 + i as f32 * 0.37
+                }
+            })
+            .collect();
         let four = sum_p(v.len(), true, |r| v[r]);
         let seq = sum_p(v.len(), false, |r| v[r]);
         assert_ne!(four.to_bits(), seq.to_bits());
@@ -460,7 +493,10 @@ mod tests {
         // (v=2, G=3, S=4, C=5) reduce v, S: row (g, c) reads (v, s) in order.
         let dims = [2usize, 3, 4, 5];
         let x: Vec<f64> = (0..120).map(|i| i as f64).collect();
-        let plan = Plan::Transposed { dims: dims.to_vec(), reduce_first: true };
+        let plan = Plan::Transposed {
+            dims: dims.to_vec(),
+            reduce_first: true,
+        };
         let s = sums_exact(&x, &plan, &|v, _| v, 1);
         assert_eq!(s.len(), 15);
         for g in 0..3 {

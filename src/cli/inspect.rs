@@ -76,6 +76,8 @@ struct ReaderReport {
     mode: &'static str,
     /// The TensorFlow that read the values.
     tf_version: String,
+    /// Backend, TF version, CPU vendor and threads of that TensorFlow.
+    host: tfbn::tf::HostInfo,
     /// Where it was found.
     tf_origin: String,
     /// Variables TF read.
@@ -101,7 +103,11 @@ fn read_with_tf(source: &Source, report: &mut InspectReport, args: &Args) -> Res
         let by_key: std::collections::HashMap<&str, &tfbn::Tensor> =
             values.iter().map(|(k, t)| (k.as_str(), t)).collect();
         for l in &mut report.layers {
-            let range = |v: &Option<VarJson>| v.as_ref().and_then(|v| by_key.get(v.key.as_str())).map(|t| range_of(t));
+            let range = |v: &Option<VarJson>| {
+                v.as_ref()
+                    .and_then(|v| by_key.get(v.key.as_str()))
+                    .map(|t| range_of(t))
+            };
             if let Some(r) = range(&l.variables.moving_mean) {
                 l.moving_mean_range = r;
             }
@@ -118,8 +124,13 @@ fn read_with_tf(source: &Source, report: &mut InspectReport, args: &Args) -> Res
         (values.len(), skipped, Vec::new())
     };
     Ok(ReaderReport {
-        mode: if args.reader == Reader::Both { "both" } else { "tf" },
+        mode: if args.reader == Reader::Both {
+            "both"
+        } else {
+            "tf"
+        },
         tf_version: rt.host.tf_version.clone(),
+        host: rt.host.clone(),
         tf_origin: rt.origin.clone(),
         read,
         skipped,
@@ -153,14 +164,26 @@ fn print_reader(out: &mut impl Write, r: &ReaderReport) -> std::io::Result<()> {
         if r.skipped.is_empty() {
             String::new()
         } else {
-            format!(", skipped {} it cannot return ({})", r.skipped.len(), r.skipped.join(", "))
+            format!(
+                ", skipped {} it cannot return ({})",
+                r.skipped.len(),
+                r.skipped.join(", ")
+            )
         }
     )?;
     if r.mode == "both" {
         if r.mismatches.is_empty() {
-            writeln!(out, "native and TensorFlow readers agree bit for bit on all {} variables", r.read)?;
+            writeln!(
+                out,
+                "native and TensorFlow readers agree bit for bit on all {} variables",
+                r.read
+            )?;
         } else {
-            writeln!(out, "{} variables differ between the native and TensorFlow readers:", r.mismatches.len())?;
+            writeln!(
+                out,
+                "{} variables differ between the native and TensorFlow readers:",
+                r.mismatches.len()
+            )?;
             for m in &r.mismatches {
                 writeln!(out, "  {}: {}", m.key, m.what)?;
             }

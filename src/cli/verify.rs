@@ -63,8 +63,9 @@ pub struct Args {
     /// TF's CPU kernels; sets TF_ENABLE_ONEDNN_OPTS before TF starts.
     #[arg(long, value_enum, default_value = "eigen")]
     tf_backend: BackendArg,
-    /// exact | ulp:N | ulp-of-max:N | abs:X. Default: exact for eigen,
-    /// ulp-of-max:64 (the oneDNN budget) for onednn.
+    /// exact | ulp:N | ulp-of-max:N | abs:X. Default: exact for eigen; for
+    /// onednn the oneDNN budget ulp-of-max:max(64, 2·√R), R = values per
+    /// channel.
     #[arg(long)]
     tolerance: Option<String>,
     /// Batch size of the inputs.
@@ -96,7 +97,8 @@ pub struct Args {
     #[arg(long)]
     momentum: Option<f64>,
     /// Folder of an installed `tensorflow` package (holding
-    /// libtensorflow_cc.so.2); tried before TFBN_TF_LIB, .venv and python3.
+    /// libtensorflow_cc.so.2); when given, the only place tried (else
+    /// TFBN_TF_LIB, ./.venv, the checkout's .venv, python3's tensorflow).
     #[arg(long, value_name = "DIR")]
     tf_lib: Option<PathBuf>,
     /// Self-test: break the native side on purpose (epsilon, momentum or
@@ -245,6 +247,13 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
         writeln!(out, "self-test: fault {f:?} injected into the native side")?;
     }
     writeln!(out)?;
+    if r.layers.is_empty() {
+        writeln!(
+            out,
+            "no batch-norm layers found: nothing was verified — FAIL"
+        )?;
+        return Ok(());
+    }
     let name_w = r
         .layers
         .iter()
@@ -254,17 +263,8 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
         .clamp(5, 40);
     writeln!(
         out,
-        "  {:<name_w$} {:<10} {:<9} {:<9} {:>9} {:>8} {:>8} {:>9}  {:<28} {}",
-        "layer",
-        "api",
-        "path",
-        "mode",
-        "bitwise",
-        "max ulp",
-        "ulp/max",
-        "max abs",
-        "worst",
-        "result"
+        "  {:<name_w$} {:<10} {:<9} {:<9} {:>9} {:>8} {:>8} {:>9}  {:<28} result",
+        "layer", "api", "path", "mode", "bitwise", "max ulp", "ulp/max", "max abs", "worst",
     )?;
     let mut notes: Vec<String> = Vec::new();
     for l in &r.layers {

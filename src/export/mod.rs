@@ -24,15 +24,16 @@
 //! Output is deterministic (the header is built from sorted maps) and
 //! atomic (a sibling temp file renamed into place; see [`writer`]). Peak
 //! memory stays near one tensor: data is borrowed from the checkpoint's
-//! memory map and its pages are released once written ([`release`]).
+//! memory map, copied file to file inside the kernel where possible, and
+//! its pages are released once written ([`mapped`]).
 
 pub mod cast;
 pub mod describe;
 pub mod fold;
+pub mod mapped;
 pub mod meta;
 pub mod plan;
 pub mod preset;
-pub mod release;
 pub mod verify;
 pub mod writer;
 

@@ -15,8 +15,8 @@ use std::path::Path;
 use safetensors::SafeTensors;
 use serde::Serialize;
 
+use super::mapped::release;
 use super::plan::ExportPlan;
-use super::release::release;
 use crate::error::{Error, Result};
 use crate::source::Source;
 

@@ -4,8 +4,9 @@
 //! runs over the same input can order the header differently; tfbn promises
 //! byte-identical output, so the header is built here from sorted maps. The
 //! tensor bytes are streamed one tensor at a time (borrowed from the
-//! checkpoint's memory map where possible), so peak memory stays near one
-//! tensor, not the file.
+//! checkpoint's memory map where possible, then copied file to file by the
+//! kernel and their pages released, see [`super::mapped`]), so peak memory
+//! stays near one tensor, not the file.
 //!
 //! Every file is written to a sibling temp file and renamed into place: a
 //! failed write never leaves a partial output, and an existing output is
@@ -17,6 +18,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::mapped;
 use crate::error::{Error, Result};
 use crate::DType;
 
@@ -118,15 +120,69 @@ pub fn write_safetensors(
                 }
                 .into());
             }
-            w.write_all(&data)?;
-            if let Cow::Borrowed(b) = &data {
-                super::release::release(b);
+            match &data {
+                Cow::Borrowed(b) => {
+                    if !copy_from_backing_file(w, b)? {
+                        w.write_all(b)?;
+                    }
+                    mapped::release(b);
+                }
+                Cow::Owned(b) => w.write_all(b)?,
             }
             written += t.nbytes;
             progress(written);
         }
         Ok(8 + header.len() as u64 + written)
     })
+}
+
+/// Copies `bytes` into `w` file to file inside the kernel when they are
+/// borrowed from a read-only file mapping (see [`mapped::file_backing`]):
+/// `std::io::copy` from a `Take<&File>` to a `&File` is `copy_file_range`,
+/// what `cp` uses, and it skips a pass through user memory. Returns false,
+/// having written nothing, when the bytes have no usable backing file (the
+/// caller then writes them from memory).
+#[cfg(unix)]
+fn copy_from_backing_file(w: &mut BufWriter<&File>, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+
+    let Some(backing) = mapped::file_backing(bytes) else {
+        return Ok(false);
+    };
+    let Ok(src) = File::open(&backing.path) else {
+        return Ok(false);
+    };
+    // The path must still name the mapped file, holding the whole range.
+    let Ok(meta) = src.metadata() else {
+        return Ok(false);
+    };
+    let len = bytes.len() as u64;
+    if meta.ino() != backing.inode
+        || backing
+            .offset
+            .checked_add(len)
+            .is_none_or(|end| end > meta.len())
+    {
+        return Ok(false);
+    }
+    w.flush()?;
+    let mut from = &src;
+    from.seek(SeekFrom::Start(backing.offset))?;
+    let mut to: &File = w.get_ref();
+    let copied = std::io::copy(&mut from.take(len), &mut to)?;
+    if copied != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{}: copied {copied} of {len} bytes", backing.path.display()),
+        ));
+    }
+    Ok(true)
+}
+
+#[cfg(not(unix))]
+fn copy_from_backing_file(_w: &mut BufWriter<&File>, _bytes: &[u8]) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 /// An error from writing the temp file, before it is mapped to [`Error`].

@@ -15,7 +15,7 @@
 //! `moving_variance = relu(moving_stddev² − ε)`.
 //!
 //! Every parameter is a placeholder (fed per run), and the session runs with
-//! Grappler and constant folding off ([`super::graph::config_proto`]), so
+//! Grappler and constant folding off (`graph::config_proto`), so
 //! each op runs its own kernel as in eager mode; Grappler's remapper would
 //! otherwise rewrite an inference `FusedBatchNorm` (bn-semantics §0).
 //! Virtual batches (`virtual_batch_size`) are not built; [`TfBatchNorm::new`]

@@ -25,7 +25,8 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 fn field_varint(out: &mut Vec<u8>, field: u32, v: u64) {
-    varint(out, ((field as u64) << 3) | 0);
+    // Wire type 0 (varint).
+    varint(out, (field as u64) << 3);
     varint(out, v);
 }
 

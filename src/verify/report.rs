@@ -15,7 +15,7 @@
 //!   "summary": {"layers": 3, "layers_passed": 3, "modes": 6, "passed": 6, "failed": 0},
 //!   "layers": [{
 //!     "name": "batch_normalization", "api": "tf1-layers", "api_source": "naming style",
-//!     "path": "fused", "channels": 8, "input_shape": [4, 5, 6, 8],
+//!     "path": "fused", "channels": 8, "input_shape": [4, 5, 6, 8], "tolerance": "exact",
 //!     "hyper": {"epsilon": 0.001, "epsilon_source": "...", "momentum": 0.99, "momentum_source": "...",
 //!               "axis": -1, "center": true, "scale": true, "fused": true, "renorm": false},
 //!     "notes": [], "passed": true,
@@ -311,6 +311,8 @@ pub struct LayerReport {
     pub input_shape: Vec<usize>,
     /// Hyper-parameters.
     pub hyper: HyperJson,
+    /// The tolerance the verdict applied to this layer.
+    pub tolerance: Tolerance,
     /// Notes (overrides, assumptions).
     pub notes: Vec<String>,
     /// Every mode passed.
@@ -339,6 +341,7 @@ impl LayerReport {
                 fused: None,
                 renorm: false,
             },
+            tolerance: Tolerance::Exact,
             notes: vec![why.clone()],
             passed: false,
             modes: vec![ModeReport::error(Mode::Inference, Status::Unsupported, why)],
@@ -399,8 +402,10 @@ pub struct VerifyReport {
     pub style: NamingStyle,
     /// Backend, TF version, CPU vendor, threads.
     pub host: HostInfo,
-    /// The verdict's tolerance.
-    pub tolerance: Tolerance,
+    /// The verdict's tolerance: the one given, else the backend's rule
+    /// (`exact`, or `ulp-of-max:max(64,2*sqrt(R))` for oneDNN, R = values per
+    /// channel; each layer lists the one it got).
+    pub tolerance: String,
     /// Seed of the inputs.
     pub seed: u64,
     /// Batch size.

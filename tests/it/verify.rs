@@ -129,10 +129,20 @@ fn every_fixture_passes_against_onednn_within_the_budget() {
             serde_json::to_string_pretty(&v).unwrap()
         );
         assert_eq!(v["host"]["backend"], "onednn");
-        assert_eq!(
-            v["tolerance"],
-            format!("ulp-of-max:{}", tfbn::verify::ONEDNN_ULP_OF_MAX_BUDGET)
-        );
+        assert_eq!(v["tolerance"], "ulp-of-max:max(64,2*sqrt(R))");
+        for l in v["layers"].as_array().unwrap() {
+            let shape: Vec<u64> = l["input_shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap())
+                .collect();
+            let rows = shape.iter().product::<u64>() / l["channels"].as_u64().unwrap();
+            assert_eq!(
+                l["tolerance"],
+                format!("ulp-of-max:{}", tfbn::verify::onednn_budget(rows as usize))
+            );
+        }
         for (_, m) in modes(&v) {
             inexact += m["outputs"]
                 .as_array()
@@ -526,6 +536,16 @@ fn bad_input_exits_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
+}
+
+#[test]
+fn nothing_verified_is_not_a_pass() {
+    if live_tf("nothing_verified_is_not_a_pass").is_none() {
+        return;
+    }
+    let o = tfbn(&["verify", "testdata/dtypes/ckpt/ckpt-1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing was verified"));
 }
 
 #[test]
