@@ -39,8 +39,15 @@ fn python() -> PathBuf {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let prefix = PathBuf::from(args.first().map(String::as_str).unwrap_or("bench-data/big/ckpt"));
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let prefix = PathBuf::from(
+        args.first()
+            .map(String::as_str)
+            .unwrap_or("bench-data/big/ckpt"),
+    );
     let index = PathBuf::from(format!("{}.index", prefix.display()));
     if !index.exists() {
         eprintln!("generating {} with TensorFlow …", prefix.display());
@@ -50,7 +57,10 @@ fn main() {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        assert!(ok, "could not generate the benchmark checkpoint (run scripts/setup-tensorflow.sh)");
+        assert!(
+            ok,
+            "could not generate the benchmark checkpoint (run scripts/setup-tensorflow.sh)"
+        );
     }
     let bundle = Bundle::open(&prefix).expect("open checkpoint");
     let data_files: Vec<PathBuf> = bundle
@@ -136,7 +146,12 @@ fn main() {
     );
 
     let tf = Command::new(python())
-        .args(["scripts/bench_tf_read.py", prefix.to_str().unwrap(), "--repeat", "5"])
+        .args([
+            "scripts/bench_tf_read.py",
+            prefix.to_str().unwrap(),
+            "--repeat",
+            "5",
+        ])
         .env("TF_CPP_MIN_LOG_LEVEL", "2")
         .output();
     match tf {
@@ -160,7 +175,10 @@ fn main() {
         }
         Ok(o) => println!(
             "TensorFlow reader failed: {}",
-            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         ),
         Err(e) => println!("TensorFlow reader not run: {e}"),
     }

@@ -12,4 +12,4 @@ set +a
 export TFBN_REQUIRE_TF=1
 export TF_CPP_MIN_LOG_LEVEL=2
 
-cargo test --all-targets --all-features "$@"
+cargo test --all-features "$@"

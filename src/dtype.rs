@@ -121,7 +121,10 @@ impl DType {
     /// map onto their base. Returns `None` for `DT_INVALID` and unknown codes.
     pub fn from_tf(code: i32) -> Option<DType> {
         let base = if code > 100 { code - 100 } else { code };
-        TABLE.iter().find(|(_, c, _)| *c == base).map(|(d, _, _)| *d)
+        TABLE
+            .iter()
+            .find(|(_, c, _)| *c == base)
+            .map(|(d, _, _)| *d)
     }
 
     /// The TF `DataType` code (without the `_REF` offset).
@@ -144,7 +147,10 @@ impl DType {
 
     /// Parses a name as printed by [`DType::name`].
     pub fn from_name(name: &str) -> Option<DType> {
-        TABLE.iter().find(|(_, _, n)| *n == name).map(|(d, _, _)| *d)
+        TABLE
+            .iter()
+            .find(|(_, _, n)| *n == name)
+            .map(|(d, _, _)| *d)
     }
 
     /// Bytes per element in a tensor bundle's data file, or `None` for types

@@ -54,7 +54,9 @@ pub enum Error {
         found: u64,
     },
     /// A block handle points outside the file.
-    #[error("{path}: block at offset {offset} size {size} runs past the end of the {len}-byte file")]
+    #[error(
+        "{path}: block at offset {offset} size {size} runs past the end of the {len}-byte file"
+    )]
     BlockOutOfBounds {
         /// File.
         path: PathBuf,
@@ -163,7 +165,9 @@ pub enum Error {
         dtype: crate::DType,
     },
     /// A negative or unknown dimension.
-    #[error("{path}: key {key:?}: dimension {index} is {size}; stored shapes must be non-negative")]
+    #[error(
+        "{path}: key {key:?}: dimension {index} is {size}; stored shapes must be non-negative"
+    )]
     ShapeNegativeDim {
         /// File.
         path: PathBuf,
@@ -220,7 +224,9 @@ pub enum Error {
         num_shards: i32,
     },
     /// `[offset, offset+size)` lies outside the shard.
-    #[error("{path}: key {key:?}: bytes [{offset}, {offset}+{size}) lie past the {len}-byte shard")]
+    #[error(
+        "{path}: key {key:?}: bytes [{offset}, {offset}+{size}) lie past the {len}-byte shard"
+    )]
     OffsetPastShardEnd {
         /// Shard file.
         path: PathBuf,
@@ -276,7 +282,9 @@ pub enum Error {
         key: String,
     },
     /// A tensor would need more memory than tfbn allows for one tensor.
-    #[error("{path}: key {key:?}: {bytes} bytes exceeds the limit of {limit} bytes for one tensor")]
+    #[error(
+        "{path}: key {key:?}: {bytes} bytes exceeds the limit of {limit} bytes for one tensor"
+    )]
     TensorTooLarge {
         /// File.
         path: PathBuf,

@@ -317,10 +317,11 @@ fn most_common(names: &[String]) -> Option<String> {
 
 /// Finds a layer by name, object path or the scope of any of its keys.
 pub fn find<'a>(layers: &'a [BnLayer], name: &str) -> Option<&'a BnLayer> {
-    layers
-        .iter()
-        .find(|l| l.name == name)
-        .or_else(|| layers.iter().find(|l| l.object_path.as_deref() == Some(name)))
+    layers.iter().find(|l| l.name == name).or_else(|| {
+        layers
+            .iter()
+            .find(|l| l.object_path.as_deref() == Some(name))
+    })
 }
 
 #[cfg(test)]
@@ -339,7 +340,10 @@ mod tests {
 
     #[test]
     fn leaves_map_to_roles() {
-        assert_eq!(BnRole::from_leaf("moving_variance"), Some(BnRole::MovingVariance));
+        assert_eq!(
+            BnRole::from_leaf("moving_variance"),
+            Some(BnRole::MovingVariance)
+        );
         assert_eq!(BnRole::from_leaf("gamma_1"), None);
         for r in BnRole::ALL {
             assert_eq!(BnRole::from_leaf(r.tf_name()), Some(r));

@@ -146,14 +146,27 @@ pub struct Snapshot {
 }
 
 fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 fn channel_stats(values: &[f64], shape: &[usize], axis: usize) -> Vec<ChannelStats> {
     let c = shape.get(axis).copied().unwrap_or(1).max(1);
     let inner: usize = shape.iter().skip(axis + 1).product();
     let inner = inner.max(1);
-    let mut acc = vec![(0f64, 0f64, f64::INFINITY, f64::NEG_INFINITY, 0u64, 0u64, 0u64); c];
+    let mut acc = vec![
+        (
+            0f64,
+            0f64,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0u64,
+            0u64,
+            0u64
+        );
+        c
+    ];
     for (i, &v) in values.iter().enumerate() {
         let ch = (i / inner) % c;
         let a = &mut acc[ch];
@@ -182,7 +195,11 @@ fn channel_stats(values: &[f64], shape: &[usize], axis: usize) -> Vec<ChannelSta
         .zip(&means)
         .map(|(a, &m)| ChannelStats {
             mean: m,
-            std: if a.6 == 0 { f64::NAN } else { (a.1 / a.6 as f64).sqrt() },
+            std: if a.6 == 0 {
+                f64::NAN
+            } else {
+                (a.1 / a.6 as f64).sqrt()
+            },
             min: if a.6 == 0 { f64::NAN } else { a.2 },
             max: if a.6 == 0 { f64::NAN } else { a.3 },
             nan: a.4,
@@ -281,7 +298,11 @@ impl ArraySnapshot {
         let _ = writeln!(out, "dtype {}", self.dtype.name());
         let _ = writeln!(out, "shape {:?}", self.shape);
         let _ = writeln!(out, "channel_axis {}", self.channel_axis);
-        let _ = writeln!(out, "digest {:016x} (quantum {:.1e})", self.digest, self.quantum);
+        let _ = writeln!(
+            out,
+            "digest {:016x} (quantum {:.1e})",
+            self.digest, self.quantum
+        );
         let _ = writeln!(
             out,
             "channel  {:<14}{:<14}{:<14}{:<14}nan inf",
@@ -430,14 +451,20 @@ impl Snapshot {
                 if let Some(s) = lines[i].strip_prefix("sample [") {
                     let (idx, v) = s.split_once("] ").ok_or_else(|| bad(i, "bad sample"))?;
                     let idx = idx.parse().map_err(|_| bad(i, "bad sample index"))?;
-                    let v = if v == "nan" { f64::NAN } else { v.parse().map_err(|_| bad(i, "bad sample"))? };
+                    let v = if v == "nan" {
+                        f64::NAN
+                    } else {
+                        v.parse().map_err(|_| bad(i, "bad sample"))?
+                    };
                     a.samples.push((idx, v));
                 } else {
                     rows += 1;
                 }
                 i += 1;
             }
-            let exact = lines.get(i).ok_or_else(|| bad(i, "missing exact section"))?;
+            let exact = lines
+                .get(i)
+                .ok_or_else(|| bad(i, "missing exact section"))?;
             let count: usize = exact
                 .rsplit(' ')
                 .next()
@@ -643,7 +670,12 @@ pub fn compare(old: &Snapshot, new: &Snapshot, tol: Tolerance) -> Vec<Drift> {
             ));
             continue;
         }
-        let inner: usize = o.shape.iter().skip(o.channel_axis + 1).product::<usize>().max(1);
+        let inner: usize = o
+            .shape
+            .iter()
+            .skip(o.channel_axis + 1)
+            .product::<usize>()
+            .max(1);
         let c = o.shape.get(o.channel_axis).copied().unwrap_or(1).max(1);
         match (&o.values, &n.values) {
             (Some(ov), Some(nv)) => {
@@ -652,7 +684,11 @@ pub fn compare(old: &Snapshot, new: &Snapshot, tol: Tolerance) -> Vec<Drift> {
                 for (i, (&a, &b)) in ov.iter().zip(nv).enumerate() {
                     if !within(a, b, tol, o.dtype) {
                         first.get_or_insert(i);
-                        let d = if a.is_nan() != b.is_nan() { f64::INFINITY } else { (a - b).abs() };
+                        let d = if a.is_nan() != b.is_nan() {
+                            f64::INFINITY
+                        } else {
+                            (a - b).abs()
+                        };
                         if worst.is_none_or(|(_, w)| d > w) {
                             worst = Some((i, d));
                         }
@@ -697,7 +733,10 @@ pub fn compare(old: &Snapshot, new: &Snapshot, tol: Tolerance) -> Vec<Drift> {
     }
     for n in &new.arrays {
         if !old.arrays.iter().any(|o| o.name == n.name) {
-            drifts.push(structural(&n.name, "new array, not in the old snapshot".into()));
+            drifts.push(structural(
+                &n.name,
+                "new array, not in the old snapshot".into(),
+            ));
         }
     }
     drifts
@@ -781,7 +820,11 @@ pub fn seeded_input(shape: &[usize], channel_axis: usize, seed: u64) -> ndarray:
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     };
-    let inner: usize = shape.iter().skip(channel_axis + 1).product::<usize>().max(1);
+    let inner: usize = shape
+        .iter()
+        .skip(channel_axis + 1)
+        .product::<usize>()
+        .max(1);
     let c = shape.get(channel_axis).copied().unwrap_or(1).max(1);
     let n: usize = shape.iter().product();
     let values: Vec<f32> = (0..n)
@@ -880,15 +923,22 @@ pub fn snapshot_layers(
         if crate::layers::find(&layers, want).is_none() {
             return Err(Error::LayerNotFound {
                 name: want.clone(),
-                known: layers.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "),
+                known: layers
+                    .iter()
+                    .map(|l| l.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
     }
     let mut snap = Snapshot::default();
     for (layer, hyper) in layers.iter().zip(&hypers) {
-        if !plan.layers.is_empty() && !plan.layers.iter().any(|n| {
-            crate::layers::find(&layers, n).is_some_and(|l| l.name == layer.name)
-        }) {
+        if !plan.layers.is_empty()
+            && !plan
+                .layers
+                .iter()
+                .any(|n| crate::layers::find(&layers, n).is_some_and(|l| l.name == layer.name))
+        {
             continue;
         }
         let p = crate::prepare::prepare_layer(source, layer, hyper, overrides)?;
@@ -901,7 +951,13 @@ pub fn snapshot_layers(
         let x = crate::bn::BnInput::F32(seeded_input(&shape, axis, plan.seed));
         if plan.inference {
             let r = crate::bn::inference(&p.config, &p.params, &x)?;
-            push_input(&mut snap, &format!("{}/inference/y", layer.name), &r.y, axis, opts)?;
+            push_input(
+                &mut snap,
+                &format!("{}/inference/y", layer.name),
+                &r.y,
+                axis,
+                opts,
+            )?;
         }
         if plan.training {
             let r = crate::bn::training(&p.config, &p.params, &x)?;
@@ -913,8 +969,18 @@ pub fn snapshot_layers(
             if let Some(v) = &r.batch_variance {
                 push_vec(&mut snap, &format!("{base}/batch_variance"), v, opts)?;
             }
-            push_vec(&mut snap, &format!("{base}/moving_mean"), &r.moving_mean, opts)?;
-            push_vec(&mut snap, &format!("{base}/moving_variance"), &r.moving_variance, opts)?;
+            push_vec(
+                &mut snap,
+                &format!("{base}/moving_mean"),
+                &r.moving_mean,
+                opts,
+            )?;
+            push_vec(
+                &mut snap,
+                &format!("{base}/moving_variance"),
+                &r.moving_variance,
+                opts,
+            )?;
         }
     }
     Ok(snap)

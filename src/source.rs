@@ -127,16 +127,16 @@ impl Source {
         let path = path.as_ref();
         if SavedModel::is_saved_model_dir(path) {
             let sm = SavedModel::open(path)?;
-            let bundle = match sm.variables() {
-                Some(_) => Bundle::open(path.join("variables").join("variables"))?,
-                None => {
-                    return Err(crate::Error::SavedModelInvalid {
+            let bundle =
+                match sm.variables() {
+                    Some(_) => Bundle::open(path.join("variables").join("variables"))?,
+                    None => return Err(crate::Error::SavedModelInvalid {
                         path: path.to_path_buf(),
-                        what: "SavedModel has no variables/ bundle, so it holds no batch-norm values"
-                            .into(),
-                    })
-                }
-            };
+                        what:
+                            "SavedModel has no variables/ bundle, so it holds no batch-norm values"
+                                .into(),
+                    }),
+                };
             return Source::build(path, SourceFormat::SavedModel, bundle, Some(sm));
         }
         let bundle = Bundle::open(path)?;
@@ -250,7 +250,10 @@ fn role_from_name(key: &str) -> VariableRole {
     let last = last_component(key);
     if key == OBJECT_GRAPH_KEY || last == "global_step" || key.starts_with("save_counter/") {
         VariableRole::Bookkeeping
-    } else if key.split('/').any(|c| c.starts_with("ExponentialMovingAverage")) {
+    } else if key
+        .split('/')
+        .any(|c| c.starts_with("ExponentialMovingAverage"))
+    {
         VariableRole::EmaShadow
     } else if key.contains("/.OPTIMIZER_SLOT/") {
         VariableRole::OptimizerSlot
@@ -432,7 +435,10 @@ mod tests {
     fn tf1_roles_from_names() {
         assert_eq!(role_from_name("bn/gamma"), VariableRole::Model);
         assert_eq!(role_from_name("bn/gamma/Adam"), VariableRole::OptimizerSlot);
-        assert_eq!(role_from_name("bn/gamma/Adam_1"), VariableRole::OptimizerSlot);
+        assert_eq!(
+            role_from_name("bn/gamma/Adam_1"),
+            VariableRole::OptimizerSlot
+        );
         assert_eq!(role_from_name("beta1_power"), VariableRole::OptimizerState);
         assert_eq!(role_from_name("global_step"), VariableRole::Bookkeeping);
         assert_eq!(

@@ -115,6 +115,9 @@ pub(crate) fn zip_chunks<A: Sync, B: Send>(
     });
 }
 
+/// One block of [`zip_blocks_rev`]: its start and the matching slices.
+type Block<'a, A, B> = (usize, &'a [A], &'a mut [B]);
+
 /// Runs `f(start, x_block, y_block)` over blocks of `block` elements taken
 /// from the **end** of `x` and `y` backwards, dealt round-robin to `parts`
 /// threads. After a forward pass over `x`, its tail is what the last-level
@@ -131,7 +134,7 @@ pub(crate) fn zip_blocks_rev<A: Sync, B: Send>(
     let n = x.len();
     let block = block.max(1);
     let parts = parts.max(1);
-    let mut lists: Vec<Vec<(usize, &[A], &mut [B])>> = (0..parts).map(|_| Vec::new()).collect();
+    let mut lists: Vec<Vec<Block<'_, A, B>>> = (0..parts).map(|_| Vec::new()).collect();
     for (j, (xc, yc)) in x.rchunks(block).zip(y.rchunks_mut(block)).enumerate() {
         let start = n.saturating_sub((j + 1) * block);
         lists[j % parts].push((start, xc, yc));

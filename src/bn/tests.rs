@@ -570,7 +570,11 @@ fn phase_timings() {
     let p2 = best(|| {
         std::hint::black_box(kernels::rows_sums_all(&x, r, k, SumMap::SqDiff(&mean)));
     });
-    let prm = Affine { p: mean.clone(), q: vec![1.1; k], r: vec![0.2; k] };
+    let prm = Affine {
+        p: mean.clone(),
+        q: vec![1.1; k],
+        r: vec![0.2; k],
+    };
     let p3 = best(|| kernels::affine_par(Form::F1, &prm, &x, &mut y, (k, 1), true));
     println!("NHWC: copy {copy:.1} ms, sum {p1:.1}, var {p2:.1}, y {p3:.1}");
     let shape = [8usize, 64, 128, 128];
@@ -589,7 +593,29 @@ fn phase_timings() {
     let fu = best(|| {
         std::hint::black_box(crate::bn::fused::batch_stats(&x, l));
     });
-    let prm = Affine { p: vec![0.1; 64], q: vec![1.1; 64], r: vec![0.2; 64] };
+    let prm = Affine {
+        p: vec![0.1; 64],
+        q: vec![1.1; 64],
+        r: vec![0.2; 64],
+    };
     let p3 = best(|| kernels::affine_par(Form::F2, &prm, &x, &mut y, (64, 128 * 128), true));
     println!("NCHW: copy {copy:.1} ms, moments(Q) {q:.1}, fused stats {fu:.1}, y {p3:.1}");
+}
+
+/// Pattern-Q moments alone, for profiling (ignored).
+#[test]
+#[ignore]
+fn q_only() {
+    let shape = [8usize, 64, 128, 128];
+    let n = shape.iter().product::<usize>();
+    let x = lcg_data(n, 2, 4.0, 0.0);
+    let reduced = [true, false, true, true];
+    let t = std::time::Instant::now();
+    for _ in 0..20 {
+        std::hint::black_box(crate::bn::nonfused::moments(&x, &shape, &reduced, 2));
+    }
+    println!(
+        "Q moments: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / 20.0
+    );
 }

@@ -91,14 +91,20 @@ pub fn run(args: Args) -> Result<Outcome> {
     };
     let source = Source::open(&args.path)?;
     let layers = tfbn::layers::discover(&source);
-    let layer = tfbn::layers::find(&layers, &args.layer).ok_or_else(|| {
-        tfbn::Error::LayerNotFound {
+    let layer =
+        tfbn::layers::find(&layers, &args.layer).ok_or_else(|| tfbn::Error::LayerNotFound {
             name: args.layer.clone(),
-            known: layers.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "),
-        }
-    })?;
+            known: layers
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
     let hyper = tfbn::hyper::recover(&source, std::slice::from_ref(layer))?;
-    let hyper = hyper.into_iter().next().context("no hyper-parameters recovered")?;
+    let hyper = hyper
+        .into_iter()
+        .next()
+        .context("no hyper-parameters recovered")?;
     let overrides = Overrides {
         epsilon: args.epsilon,
         momentum: args.momentum,

@@ -208,6 +208,23 @@ fn present(v: &Option<VarJson>, c: char) -> char {
     }
 }
 
+/// Where a value came from, in a few words.
+fn source_label(s: &tfbn::hyper::HyperSource) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| {
+            let kind = v.get("kind")?.as_str()?.to_string();
+            let at = v
+                .get("node")
+                .or_else(|| v.get("path"))
+                .and_then(|n| n.as_str())
+                .map(|n| format!(" {n}"))
+                .unwrap_or_default();
+            Some(format!("{kind}{at}"))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn print_layer(out: &mut impl Write, l: &LayerJson) -> std::io::Result<()> {
     let vars = &l.variables;
     let flags: String = [
@@ -228,6 +245,17 @@ fn print_layer(out: &mut impl Write, l: &LayerJson) -> std::io::Result<()> {
         fmt_range(&l.moving_mean_range),
         fmt_range(&l.moving_variance_range),
         if l.renorm.is_some() { " renorm" } else { "" }
+    )?;
+    let h = &l.hyper;
+    writeln!(
+        out,
+        "      epsilon {} ({}), momentum {} ({}), axis {} ({})",
+        h.epsilon.value,
+        source_label(&h.epsilon.source),
+        h.momentum.value,
+        source_label(&h.momentum.source),
+        h.axis.value,
+        source_label(&h.axis.source)
     )?;
     for (role, v) in [
         ("gamma", &vars.gamma),

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use tfbn::prepare::Overrides;
-use tfbn::snapshot::{compare, snapshot_layers, LayerSnapshotPlan, Snapshot, SnapshotOptions, Tolerance};
+use tfbn::snapshot::{
+    compare, snapshot_layers, LayerSnapshotPlan, Snapshot, SnapshotOptions, Tolerance,
+};
 use tfbn::source::Source;
 
 use super::{InputPath, Outcome};
@@ -94,7 +96,10 @@ pub fn run(args: Args) -> Result<Outcome> {
         println!(
             "{} arrays within {tolerance} of {}",
             snap.arrays.len(),
-            args.check.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+            args.check
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         );
         Ok(Outcome::Ok)
     } else {

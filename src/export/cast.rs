@@ -138,7 +138,7 @@ impl Value {
             }
             DType::F16 => {
                 let v = match self {
-                    Value::F64(v) => f16::from_f64(v),
+                    Value::F64(v) => f16::from_f32(f64_to_f32_round_to_odd(v)),
                     Value::F32(v) => f16::from_f32(v),
                     Value::F16(v) => v,
                     Value::BF16(v) => f16::from_f32(v.to_f32()),
@@ -147,7 +147,7 @@ impl Value {
             }
             _ => {
                 let v = match self {
-                    Value::F64(v) => bf16::from_f64(v),
+                    Value::F64(v) => bf16::from_f32(f64_to_f32_round_to_odd(v)),
                     Value::F32(v) => bf16::from_f32(v),
                     Value::F16(v) => bf16::from_f32(v.to_f32()),
                     Value::BF16(v) => v,
@@ -198,6 +198,23 @@ pub fn encode_constant(dtype: DType, value: f64, count: u64) -> Result<Vec<u8>> 
     Ok(out)
 }
 
+/// f64 → f32 with round-to-odd: truncate toward zero and set the last bit
+/// when anything was dropped. Rounding that f32 once more to a type with at
+/// most 22 significand bits (f16, bf16) then equals a single correct
+/// rounding of the f64, with no double-rounding error.
+fn f64_to_f32_round_to_odd(v: f64) -> f32 {
+    let r = v as f32;
+    if !r.is_finite() || r as f64 == v {
+        return r;
+    }
+    // `as` rounded to nearest; step back toward zero if it rounded away.
+    let mut bits = r.to_bits();
+    if (r as f64).abs() > v.abs() {
+        bits -= 1;
+    }
+    f32::from_bits(bits | 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,8 +255,20 @@ mod tests {
             Cow::Owned(x.to_le_bytes().to_vec()),
         )
         .unwrap();
-        assert_eq!(out.as_ref(), f16::from_f64(x).to_le_bytes());
-        assert_eq!(f16::from_f64(x), f16::from_bits(0x3C01));
+        // `half`'s own from_f64 goes through f32 and rounds twice (1.0 here).
+        assert_eq!(out.as_ref(), f16::from_bits(0x3C01).to_le_bytes());
+        let out = cast_bytes(
+            "t",
+            DType::F64,
+            DType::BF16,
+            Cow::Owned(
+                (1.0f64 + 2f64.powi(-8) + 2f64.powi(-40))
+                    .to_le_bytes()
+                    .to_vec(),
+            ),
+        )
+        .unwrap();
+        assert_eq!(out.as_ref(), bf16::from_bits(0x3F81).to_le_bytes());
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod preset;
 pub mod verify;
 pub mod writer;
 
+use std::borrow::Cow;
 use std::path::Path;
 
 pub use cast::DtypeCast;
@@ -98,6 +99,10 @@ pub struct ExportSummary {
 
 /// Writes `plan` to `out` through a temp file renamed into place. `progress`
 /// receives the data bytes written so far and the total.
+///
+/// Reading (with its crc check) and writing overlap: a helper thread
+/// produces tensor `i + 1` while tensor `i` is written, handing them over
+/// one at a time, so at most two tensors are resident at once.
 pub fn write_plan(
     source: &Source,
     plan: &ExportPlan,
@@ -105,20 +110,43 @@ pub fn write_plan(
     force: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary> {
-    let planned: Vec<writer::PlannedTensor<'_>> = plan
-        .tensors
-        .iter()
-        .map(|t| writer::PlannedTensor {
-            name: t.name.clone(),
-            dtype: t.dtype,
-            shape: t.shape.clone(),
-            nbytes: t.nbytes,
-            bytes: Box::new(move || t.produce(source, &plan.layers)),
-        })
-        .collect();
     let total: u64 = plan.tensors.iter().map(|t| t.nbytes).sum();
-    let bytes = writer::write_safetensors(out, &planned, &plan.metadata, force, &mut |w| {
-        progress(w, total)
+    let bytes = std::thread::scope(|scope| {
+        // A rendezvous channel: the producer computes the next tensor, then
+        // waits until the writer asks for it.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Cow<'_, [u8]>>>(0);
+        scope.spawn(move || {
+            for t in &plan.tensors {
+                if tx.send(t.produce(source, &plan.layers)).is_err() {
+                    break; // the writer stopped (an error); nothing more is needed
+                }
+            }
+        });
+        let rx = std::cell::RefCell::new(rx);
+        let planned: Vec<writer::PlannedTensor<'_>> = plan
+            .tensors
+            .iter()
+            .map(|t| writer::PlannedTensor {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                nbytes: t.nbytes,
+                bytes: Box::new(|| {
+                    rx.borrow_mut().recv().map_err(|_| {
+                        crate::Error::InvalidArgument(
+                            "export: the reading thread stopped early".into(),
+                        )
+                    })?
+                }),
+            })
+            .collect();
+        let written = writer::write_safetensors(out, &planned, &plan.metadata, force, &mut |w| {
+            progress(w, total)
+        });
+        // Dropping the receiver releases a producer still waiting to send.
+        drop(planned);
+        drop(rx);
+        written
     })?;
     Ok(ExportSummary {
         layers: plan.layers.len(),

@@ -107,6 +107,7 @@ pub fn write_safetensors(
     write_atomic(out, force, |w| {
         w.write_all(&(header.len() as u64).to_le_bytes())?;
         w.write_all(&header)?;
+        let data_start = 8 + header.len() as u64;
         let mut written = 0u64;
         for t in tensors {
             let data = (t.bytes)()?;
@@ -129,10 +130,14 @@ pub fn write_safetensors(
                 }
                 Cow::Owned(b) => w.write_all(b)?,
             }
+            if t.nbytes >= mapped::MIN_MAPPED_BYTES as u64 {
+                w.flush()?;
+                mapped::start_writeback(w.get_ref(), data_start + written, t.nbytes);
+            }
             written += t.nbytes;
             progress(written);
         }
-        Ok(8 + header.len() as u64 + written)
+        Ok(data_start + written)
     })
 }
 

@@ -1,9 +1,9 @@
 //! Protobuf messages TF writes, as hand-written prost derives (checked in;
 //! no protoc at build time). Field numbers: `shared/format-spec.md`.
 
-pub mod tensor;
+pub mod bundle;
 pub mod graph;
 pub mod keras;
 pub mod saved_model;
+pub mod tensor;
 pub mod trackable;
-pub mod bundle;

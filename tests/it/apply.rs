@@ -52,14 +52,20 @@ fn apply_reproduces_every_eigen_golden_bit_for_bit() {
             let ours = found
                 .iter()
                 .find(|l| {
-                    l.var(tfbn::layers::BnRole::MovingMean).map(|v| v.key.as_str())
+                    l.var(tfbn::layers::BnRole::MovingMean)
+                        .map(|v| v.key.as_str())
                         == Some(mean_key)
                 })
                 .unwrap();
             for mode in ["inference", "training"] {
                 let dir = out.path().join(&fx.name).join(name).join(mode);
                 let o = Command::new(env!("CARGO_BIN_EXE_tfbn"))
-                    .args(["apply", fx.open_path().to_str().unwrap(), "--layer", &ours.name])
+                    .args([
+                        "apply",
+                        fx.open_path().to_str().unwrap(),
+                        "--layer",
+                        &ours.name,
+                    ])
                     .args(["--input", golden.join("input.npy").to_str().unwrap()])
                     .args(["--mode", mode, "--api", layer["api"].as_str().unwrap()])
                     .args(["--epsilon", &hyper["epsilon"].to_string()])
@@ -78,7 +84,11 @@ fn apply_reproduces_every_eigen_golden_bit_for_bit() {
                 let eigen = golden.join("eigen");
                 let what = |f: &str| format!("{}/{name} {mode} {f}", fx.name);
                 if mode == "inference" {
-                    assert_same_bits(&dir.join("y.npy"), &eigen.join("inference_y.npy"), &what("y"));
+                    assert_same_bits(
+                        &dir.join("y.npy"),
+                        &eigen.join("inference_y.npy"),
+                        &what("y"),
+                    );
                     compared += 1;
                 } else {
                     for (ours, theirs) in [

@@ -33,7 +33,10 @@ fn inspect_prints_a_table_and_json() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["layers"].as_array().unwrap().len(), fx.layers().len());
-    assert_eq!(v["variables"].as_array().unwrap().len(), fx.variables().len());
+    assert_eq!(
+        v["variables"].as_array().unwrap().len(),
+        fx.variables().len()
+    );
 }
 
 #[test]
@@ -56,12 +59,27 @@ fn export_all_variables_round_trips_bit_for_bit() {
             let key = var["key"].as_str().unwrap();
             let dtype = tfbn::DType::from_name(var["dtype"].as_str().unwrap()).unwrap();
             if dtype.to_safetensors().is_none() {
-                assert!(st.tensor(key).is_err(), "{}: {key} should be skipped", fx.name);
-                assert!(stderr(&o).contains(key), "{}: skipped {key} not listed", fx.name);
+                assert!(
+                    st.tensor(key).is_err(),
+                    "{}: {key} should be skipped",
+                    fx.name
+                );
+                assert!(
+                    stderr(&o).contains(key),
+                    "{}: skipped {key} not listed",
+                    fx.name
+                );
                 continue;
             }
-            let t = st.tensor(key).unwrap_or_else(|e| panic!("{}: {key}: {e}", fx.name));
-            assert_eq!(t.data(), fx.expected_bytes(var).as_slice(), "{}: {key}", fx.name);
+            let t = st
+                .tensor(key)
+                .unwrap_or_else(|e| panic!("{}: {key}: {e}", fx.name));
+            assert_eq!(
+                t.data(),
+                fx.expected_bytes(var).as_slice(),
+                "{}: {key}",
+                fx.name
+            );
             let shape: Vec<usize> = var["shape"]
                 .as_array()
                 .unwrap()
@@ -82,7 +100,12 @@ fn export_all_variables_round_trips_bit_for_bit() {
             again.to_str().unwrap(),
         ]);
         assert_eq!(o.status.code(), Some(0));
-        assert_eq!(std::fs::read(&again).unwrap(), bytes, "{}: not deterministic", fx.name);
+        assert_eq!(
+            std::fs::read(&again).unwrap(),
+            bytes,
+            "{}: not deterministic",
+            fx.name
+        );
     }
 }
 
@@ -119,7 +142,10 @@ fn export_keeps_an_existing_file_unless_forced() {
 fn assert_no_files_but(dir: &Path, allowed: &[&str]) {
     for e in std::fs::read_dir(dir).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(allowed.contains(&name.as_str()), "unexpected file {name} left behind");
+        assert!(
+            allowed.contains(&name.as_str()),
+            "unexpected file {name} left behind"
+        );
     }
 }
 

@@ -21,7 +21,8 @@ pub struct Fixture {
 impl Fixture {
     /// The path a reader opens.
     pub fn open_path(&self) -> PathBuf {
-        self.dir.join(self.manifest["open"].as_str().expect("manifest.open"))
+        self.dir
+            .join(self.manifest["open"].as_str().expect("manifest.open"))
     }
 
     /// The same path relative to the repository root (for stable snapshots).
@@ -33,7 +34,9 @@ impl Fixture {
 
     /// The manifest's variables.
     pub fn variables(&self) -> &Vec<Value> {
-        self.manifest["variables"].as_array().expect("manifest.variables")
+        self.manifest["variables"]
+            .as_array()
+            .expect("manifest.variables")
     }
 
     /// The manifest's BN layers.

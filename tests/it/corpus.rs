@@ -35,7 +35,12 @@ fn every_variable_equals_tensorflows_value_bit_for_bit() {
             let t = source
                 .read(key)
                 .unwrap_or_else(|e| panic!("{}: {key}: {e}", fx.name));
-            assert_eq!(t.dtype, DType::from_name(dtype).unwrap(), "{}: {key}", fx.name);
+            assert_eq!(
+                t.dtype,
+                DType::from_name(dtype).unwrap(),
+                "{}: {key}",
+                fx.name
+            );
             assert_eq!(t.shape, shape, "{}: {key}: shape", fx.name);
             match &t.data {
                 TensorData::Bytes(b) => {
@@ -116,7 +121,10 @@ fn optimizer_slots_and_ema_shadows_are_never_layers_and_are_reported() {
         let source = Source::open(fx.open_path()).unwrap();
         let non_layer = &fx.manifest["non_layer"];
         for (group, roles) in [
-            ("optimizer", &[VariableRole::OptimizerSlot, VariableRole::OptimizerState][..]),
+            (
+                "optimizer",
+                &[VariableRole::OptimizerSlot, VariableRole::OptimizerState][..],
+            ),
             ("ema", &[VariableRole::EmaShadow][..]),
             ("bookkeeping", &[VariableRole::Bookkeeping][..]),
         ] {
@@ -139,7 +147,12 @@ fn optimizer_slots_and_ema_shadows_are_never_layers_and_are_reported() {
             .collect();
         for v in source.variables() {
             if v.role != VariableRole::Model {
-                assert!(!layer_keys.contains(&v.key), "{}: {} in a layer", fx.name, v.key);
+                assert!(
+                    !layer_keys.contains(&v.key),
+                    "{}: {} in a layer",
+                    fx.name,
+                    v.key
+                );
             }
         }
     }

@@ -83,11 +83,22 @@ fn snapshot_is_the_same_with_one_and_two_threads() {
     let run = |threads: &str, out: &std::path::Path| {
         let o = Command::new(env!("CARGO_BIN_EXE_tfbn"))
             .env("TFBN_THREADS", threads)
-            .args(["snapshot", fx.open_path().to_str().unwrap(), "--batch", "64", "-o"])
+            .args([
+                "snapshot",
+                fx.open_path().to_str().unwrap(),
+                "--batch",
+                "64",
+                "-o",
+            ])
             .arg(out)
             .output()
             .unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         std::fs::read(out).unwrap()
     };
     let dir = tempfile::tempdir().unwrap();
@@ -119,20 +130,36 @@ fn cli_check_exits_0_1_2() {
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("bn.snap");
     let tfbn = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_tfbn")).args(args).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_tfbn"))
+            .args(args)
+            .output()
+            .unwrap()
     };
     let path = fx.open_path();
     let path = path.to_str().unwrap();
     let o = tfbn(&["snapshot", path, "-o", snap.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = tfbn(&["snapshot", path, "--check", snap.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 
     // Move one channel of one array by 1e-3 relative: exit 1, a readable diff.
     let mut s = Snapshot::parse(&std::fs::read_to_string(&snap).unwrap()).unwrap();
     let a = &mut s.arrays[2];
     let c = a.shape[a.channel_axis];
-    let inner: usize = a.shape[a.channel_axis + 1..].iter().product::<usize>().max(1);
+    let inner: usize = a.shape[a.channel_axis + 1..]
+        .iter()
+        .product::<usize>()
+        .max(1);
     for (i, v) in a.values.as_mut().unwrap().iter_mut().enumerate() {
         if (i / inner) % c == 1 {
             *v = ((*v as f32) * 1.001) as f64;
@@ -141,7 +168,14 @@ fn cli_check_exits_0_1_2() {
     let name = a.name.clone();
     let moved = dir.path().join("moved.snap");
     std::fs::write(&moved, s.to_text(&SnapshotOptions::default())).unwrap();
-    let o = tfbn(&["snapshot", path, "--check", moved.to_str().unwrap(), "--tolerance", "ulp:4"]);
+    let o = tfbn(&[
+        "snapshot",
+        path,
+        "--check",
+        moved.to_str().unwrap(),
+        "--tolerance",
+        "ulp:4",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&name) && out.contains("channel 1"), "{out}");
@@ -151,7 +185,14 @@ fn cli_check_exits_0_1_2() {
     std::fs::write(&junk, "not a snapshot").unwrap();
     let o = tfbn(&["snapshot", path, "--check", junk.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    let o = tfbn(&["snapshot", path, "--check", snap.to_str().unwrap(), "--tolerance", "ulp:x"]);
+    let o = tfbn(&[
+        "snapshot",
+        path,
+        "--check",
+        snap.to_str().unwrap(),
+        "--tolerance",
+        "ulp:x",
+    ]);
     assert_eq!(o.status.code(), Some(2));
 }
 
