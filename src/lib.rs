@@ -14,7 +14,9 @@
 //!    role (model, optimizer slot, EMA shadow, bookkeeping).
 //! 4. [`layers`] groups variables into batch-norm layers for every naming
 //!    style (TF1 scopes, TF-slim, tf_keras, Keras 3).
-//! 5. [`export`] writes safetensors files atomically.
+//! 5. [`export`] writes the layers (named for TF, PyTorch, candle or burn,
+//!    with every convention in the metadata) or all variables to safetensors
+//!    files, deterministically and atomically.
 //!
 //! No TensorFlow is needed for any of it.
 

@@ -270,3 +270,171 @@ fn temp_sibling(out: &Path) -> PathBuf {
         None => PathBuf::from(tmp_name),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*: a fixed-seed generator for the round-trip property test.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn owned(name: &str, dtype: DType, shape: Vec<u64>, data: Vec<u8>) -> PlannedTensor<'static> {
+        PlannedTensor {
+            name: name.to_string(),
+            dtype,
+            shape,
+            nbytes: data.len() as u64,
+            bytes: Box::new(move || Ok(Cow::Owned(data.clone()))),
+        }
+    }
+
+    /// reliability.md case 47: whatever tfbn writes, the safetensors crate
+    /// reads back exactly (no gap, overlap, trailing byte or duplicate), and
+    /// the same input gives the same bytes.
+    #[test]
+    fn random_files_round_trip_through_the_safetensors_crate() {
+        let dtypes = [
+            DType::F32,
+            DType::F64,
+            DType::F16,
+            DType::BF16,
+            DType::I8,
+            DType::I64,
+            DType::Bool,
+            DType::U16,
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(0x7f4a_7c15_9e37_79b9);
+        for case in 0..64 {
+            let n = rng.below(6) as usize;
+            let mut expected = Vec::new();
+            let mut tensors = Vec::new();
+            for i in 0..n {
+                let dtype = dtypes[rng.below(dtypes.len() as u64) as usize];
+                let rank = rng.below(4) as usize;
+                let shape: Vec<u64> = (0..rank).map(|_| rng.below(5)).collect();
+                let count: u64 = shape.iter().product();
+                let len = (count as usize) * dtype.byte_width().unwrap();
+                let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let name = format!(
+                    "t{}/{}.{}",
+                    rng.below(1000),
+                    i,
+                    ["a", "é", "_", ""][rng.below(4) as usize]
+                );
+                expected.push((name.clone(), dtype, shape.clone(), data.clone()));
+                tensors.push(owned(&name, dtype, shape, data));
+            }
+            let mut meta = BTreeMap::new();
+            for k in 0..rng.below(4) {
+                meta.insert(format!("k{k}"), format!("v{}", rng.next()));
+            }
+            let out = dir.path().join(format!("{case}.safetensors"));
+            let again = dir.path().join(format!("{case}-again.safetensors"));
+            write_safetensors(&out, &tensors, &meta, false, &mut |_| {}).unwrap();
+            write_safetensors(&again, &tensors, &meta, false, &mut |_| {}).unwrap();
+            let bytes = std::fs::read(&out).unwrap();
+            assert_eq!(
+                bytes,
+                std::fs::read(&again).unwrap(),
+                "case {case}: not deterministic"
+            );
+            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            assert_eq!(st.len(), expected.len());
+            for (name, dtype, shape, data) in &expected {
+                let t = st.tensor(name).unwrap();
+                assert_eq!(Some(t.dtype()), dtype.to_safetensors());
+                let s: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
+                assert_eq!(&s, shape);
+                assert_eq!(t.data(), data.as_slice());
+            }
+            let (header_len, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+            assert_eq!((8 + header_len) % 8, 0, "data area is 8-aligned");
+            let got: BTreeMap<String, String> = m
+                .metadata()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            assert_eq!(got, meta);
+        }
+    }
+
+    #[test]
+    fn duplicate_and_reserved_names_are_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.safetensors");
+        let meta = BTreeMap::new();
+        let dup = vec![
+            owned("a", DType::F32, vec![1], vec![0; 4]),
+            owned("a", DType::F32, vec![1], vec![0; 4]),
+        ];
+        assert!(matches!(
+            write_safetensors(&out, &dup, &meta, false, &mut |_| {}),
+            Err(Error::ExportNamesNotUnique { .. })
+        ));
+        let reserved = vec![owned("__metadata__", DType::F32, vec![1], vec![0; 4])];
+        assert!(matches!(
+            write_safetensors(&out, &reserved, &meta, false, &mut |_| {}),
+            Err(Error::ExportNamesNotUnique { .. })
+        ));
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn bytes_borrowed_from_a_mapped_file_are_copied_exactly() {
+        use std::io::Write as _;
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..(5usize << 20) + 3)
+            .map(|i| (i * 7 % 253) as u8)
+            .collect();
+        f.write_all(&data).unwrap();
+        f.flush().unwrap();
+        let file = File::open(f.path()).unwrap();
+        // SAFETY: test-owned temp file, not modified while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        let (a, b) = (&map[1..(2 << 20) + 1], &map[(2 << 20) + 1..]);
+        let tensors = vec![
+            PlannedTensor {
+                name: "small".into(),
+                dtype: DType::U8,
+                shape: vec![3],
+                nbytes: 3,
+                bytes: Box::new(|| Ok(Cow::Owned(vec![1, 2, 3]))),
+            },
+            PlannedTensor {
+                name: "a".into(),
+                dtype: DType::U8,
+                shape: vec![a.len() as u64],
+                nbytes: a.len() as u64,
+                bytes: Box::new(move || Ok(Cow::Borrowed(a))),
+            },
+            PlannedTensor {
+                name: "b".into(),
+                dtype: DType::U8,
+                shape: vec![b.len() as u64],
+                nbytes: b.len() as u64,
+                bytes: Box::new(move || Ok(Cow::Borrowed(b))),
+            },
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.safetensors");
+        write_safetensors(&out, &tensors, &BTreeMap::new(), false, &mut |_| {}).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("small").unwrap().data(), &[1, 2, 3]);
+        assert_eq!(st.tensor("a").unwrap().data(), &data[1..(2 << 20) + 1]);
+        assert_eq!(st.tensor("b").unwrap().data(), &data[(2 << 20) + 1..]);
+    }
+}

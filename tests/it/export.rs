@@ -629,9 +629,7 @@ fn dtype_casts_round_once_to_nearest_even() {
                 .collect(),
             "float64" => src
                 .chunks_exact(8)
-                .flat_map(|c| {
-                    f16::from_f64(f64::from_le_bytes(c.try_into().unwrap())).to_le_bytes()
-                })
+                .flat_map(|c| nearest_f16(f64::from_le_bytes(c.try_into().unwrap())).to_le_bytes())
                 .collect(),
             "bfloat16" => src
                 .chunks_exact(2)
@@ -648,6 +646,33 @@ fn dtype_casts_round_once_to_nearest_even() {
         assert_eq!(t.data(), want.as_slice(), "{key}");
     }
     assert!(casts >= 3, "only {casts} tensors were cast");
+}
+
+/// The f16 nearest to `v` (ties to even), found by comparing neighbours in
+/// f64, independently of any conversion routine (`half`'s `from_f64`
+/// rounds through f32, i.e. twice).
+fn nearest_f16(v: f64) -> half::f16 {
+    use half::f16;
+    let guess = f16::from_f64(v);
+    if !v.is_finite() || !guess.is_finite() {
+        return guess;
+    }
+    let mut best = guess;
+    for bits in [
+        guess.to_bits().wrapping_sub(1),
+        guess.to_bits().wrapping_add(1),
+    ] {
+        let c = f16::from_bits(bits);
+        // Stay on the same side of zero (bits ± 1 across 0 wraps to NaN or −0).
+        if !c.is_finite() || c.is_sign_negative() != guess.is_sign_negative() {
+            continue;
+        }
+        let (dc, db) = ((c.to_f64() - v).abs(), (best.to_f64() - v).abs());
+        if dc < db || (dc == db && c.to_bits() % 2 == 0) {
+            best = c;
+        }
+    }
+    best
 }
 
 fn read_f32(source: &Source, key: &str) -> Vec<f32> {
