@@ -17,6 +17,8 @@
 //!
 //! * `tfbn export PREFIX --all-variables -o OUT -q`: reads and crc-checks
 //!   every tensor, streams it to a temp file, `fdatasync`s it, renames it;
+//! * the same with `--no-sync`: no `fdatasync` before the rename (the
+//!   durability of `cp`);
 //! * `cp DATA OUT`: the kernel copy (`copy_file_range`), nothing synced;
 //! * `cp DATA OUT && sync --data OUT`: the same copy made durable, which is
 //!   what tfbn's atomic write guarantees.
@@ -181,19 +183,26 @@ fn main() {
         }
     };
 
-    let (mut t_export, mut t_cp, mut t_sync) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t_export, mut t_nosync, mut t_cp, mut t_sync) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut peak = Peak::default();
-    for run in 0..runs {
-        remove();
-        settle();
-        let (t, p) = run_measured(Command::new(bin).args([
+    let export_args = |extra: &'static [&'static str]| {
+        let mut c = Command::new(bin);
+        c.args([
             "export",
             prefix.to_str().expect("utf-8 prefix"),
             "--all-variables",
             "-q",
             "-o",
             out.to_str().expect("utf-8 out"),
-        ]));
+        ])
+        .args(extra);
+        c
+    };
+    for run in 0..runs {
+        remove();
+        settle();
+        let (t, p) = run_measured(&mut export_args(&[]));
         if run == 0 {
             let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             assert!(
@@ -206,20 +215,32 @@ fn main() {
         t_export.push(t);
         remove();
         settle();
+        let (t, p) = run_measured(&mut export_args(&["--no-sync"]));
+        peak.hwm_kib = peak.hwm_kib.max(p.hwm_kib);
+        peak.anon_kib = peak.anon_kib.max(p.anon_kib);
+        t_nosync.push(t);
+        remove();
+        settle();
         t_cp.push(time_shell(&cp_script));
         remove();
         settle();
         t_sync.push(time_shell(&sync_script));
         println!(
-            "  run {}: export {:.2}s, cp {:.2}s, cp+sync {:.2}s",
+            "  run {}: export {:.2}s, export --no-sync {:.2}s, cp {:.2}s, cp+sync {:.2}s",
             run + 1,
             t_export[run],
+            t_nosync[run],
             t_cp[run],
             t_sync[run]
         );
     }
     remove();
-    let (e, c, s) = (median(t_export), median(t_cp), median(t_sync));
+    let (e, n, c, s) = (
+        median(t_export),
+        median(t_nosync),
+        median(t_cp),
+        median(t_sync),
+    );
     let gib = total as f64 / (1u64 << 30) as f64;
     println!();
     println!("| contender | median | GiB/s | vs cp | vs cp + fdatasync |");
@@ -229,6 +250,12 @@ fn main() {
         gib / e,
         e / c,
         e / s
+    );
+    println!(
+        "| `tfbn export --all-variables --no-sync` | {n:.2} s | {:.2} | {:.2}× | {:.2}× |",
+        gib / n,
+        n / c,
+        n / s
     );
     println!("| `cp` | {c:.2} s | {:.2} | 1.00× | |", gib / c);
     println!(

@@ -188,7 +188,9 @@ fn abs_rel<T: ParityFloat>(expected: T, actual: T) -> (f64, f64) {
     }
     let abs = (a - e).abs();
     let abs = if abs.is_nan() { f64::INFINITY } else { abs };
-    let rel = if e == 0.0 {
+    // An infinite error is infinitely relative too (∞/∞ would be NaN, which
+    // a running maximum silently drops).
+    let rel = if e == 0.0 || abs.is_infinite() {
         f64::INFINITY
     } else {
         abs / e.abs()
@@ -316,6 +318,49 @@ impl Comparison {
     }
 }
 
+/// Every measure of one element's error, as [`compare`] and
+/// [`Tolerance::accepts_element`] use it.
+struct ElementError {
+    equal: bool,
+    ulp: u64,
+    abs: f64,
+    rel: f64,
+    ulp_of_max: u64,
+}
+
+/// Measures `actual` against `expected`; `unit` is the ULP of the expected
+/// array's largest finite magnitude ([`ulp_at`]).
+fn element_error<T: ParityFloat>(expected: T, actual: T, unit: f64) -> ElementError {
+    let (abs, rel) = abs_rel(expected, actual);
+    let ulp_of_max = if !abs.is_finite() {
+        u64::MAX
+    } else {
+        let q = (abs / unit).ceil();
+        if q >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            q as u64
+        }
+    };
+    ElementError {
+        equal: exact_equal(expected, actual),
+        ulp: ulp_distance(expected, actual),
+        abs,
+        rel,
+        ulp_of_max,
+    }
+}
+
+/// The largest finite magnitude of `values` (0 when there is none): the
+/// scale that [`Tolerance::UlpOfMax`] measures against.
+pub fn finite_scale<T: ParityFloat>(values: impl IntoIterator<Item = T>) -> f64 {
+    values
+        .into_iter()
+        .map(|e| e.to_f64().abs())
+        .filter(|m| m.is_finite())
+        .fold(0.0f64, f64::max)
+}
+
 /// Compares `actual` against `expected` (the reference, e.g. TensorFlow's
 /// output) element by element.
 pub fn compare<T: ParityFloat>(
@@ -354,11 +399,7 @@ pub fn compare<T: ParityFloat>(
         worst_channel: None,
         channels: Vec::new(),
     };
-    let scale = expected
-        .iter()
-        .map(|e| e.to_f64().abs())
-        .filter(|m| m.is_finite())
-        .fold(0.0f64, f64::max);
+    let scale = finite_scale(expected.iter().copied());
     let unit = ulp_at::<T>(scale);
     let mut worst_abs = 0.0f64;
     for (i, (&e, &a)) in expected.iter().zip(actual).enumerate() {
@@ -370,23 +411,17 @@ pub fn compare<T: ParityFloat>(
             ch.equal += 1;
             continue;
         }
-        let equal = exact_equal(e, a);
+        let ElementError {
+            equal,
+            ulp,
+            abs,
+            rel,
+            ulp_of_max: scaled,
+        } = element_error(e, a, unit);
         if equal {
             c.equal += 1;
             ch.equal += 1;
         }
-        let ulp = ulp_distance(e, a);
-        let (abs, rel) = abs_rel(e, a);
-        let scaled = if !abs.is_finite() {
-            u64::MAX
-        } else {
-            let q = (abs / unit).ceil();
-            if q >= u64::MAX as f64 {
-                u64::MAX
-            } else {
-                q as u64
-            }
-        };
         c.max_ulp_of_max = c.max_ulp_of_max.max(scaled);
         c.max_abs = c.max_abs.max(abs);
         c.max_rel = c.max_rel.max(rel);
@@ -424,7 +459,10 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
 }
 
 /// How close is close enough: a named preset, parsed from and printed as
-/// `exact`, `ulp:N`, `ulp-of-max:N` or `abs:X`.
+/// `exact`, `ulp:N`, `ulp-of-max:N`, `abs:X` or `rel:X`. Used by `tfbn
+/// verify` (whole arrays, [`Tolerance::accepts`]) and by numeric snapshots
+/// (element by element, [`Tolerance::accepts_element`]); both apply the same
+/// rule to each element.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Tolerance {
     /// Every element bitwise equal (NaNs: same class; see the module docs).
@@ -437,6 +475,9 @@ pub enum Tolerance {
     UlpOfMax(u64),
     /// Every element within an absolute error of `x`.
     Abs(f64),
+    /// Every element within a relative error of `x`: `|a − e| ≤ x·|e|`
+    /// (an expected 0 must be matched exactly).
+    Rel(f64),
 }
 
 impl Tolerance {
@@ -447,7 +488,32 @@ impl Tolerance {
             Tolerance::Ulp(n) => c.max_ulp <= n,
             Tolerance::UlpOfMax(n) => c.max_ulp_of_max <= n,
             Tolerance::Abs(x) => c.max_abs <= x,
+            Tolerance::Rel(x) => c.max_rel <= x,
         }
+    }
+
+    /// True when one element, `actual` against `expected`, is within this
+    /// tolerance; `scale` is the expected array's largest finite magnitude
+    /// ([`finite_scale`]), used only by [`Tolerance::UlpOfMax`]. Agrees with
+    /// [`Tolerance::accepts`]: an array passes exactly when every element
+    /// does.
+    pub fn accepts_element<T: ParityFloat>(&self, expected: T, actual: T, scale: f64) -> bool {
+        if expected.bits() == actual.bits() {
+            return true;
+        }
+        let e = element_error(expected, actual, ulp_at::<T>(scale));
+        match *self {
+            Tolerance::Exact => e.equal,
+            Tolerance::Ulp(n) => e.ulp <= n,
+            Tolerance::UlpOfMax(n) => e.ulp_of_max <= n,
+            Tolerance::Abs(x) => e.abs <= x,
+            Tolerance::Rel(x) => e.rel <= x,
+        }
+    }
+
+    /// Parses the textual form (the same as [`FromStr`]).
+    pub fn parse(s: &str) -> Result<Tolerance> {
+        s.parse()
     }
 }
 
@@ -458,6 +524,7 @@ impl fmt::Display for Tolerance {
             Tolerance::Ulp(n) => write!(f, "ulp:{n}"),
             Tolerance::UlpOfMax(n) => write!(f, "ulp-of-max:{n}"),
             Tolerance::Abs(x) => write!(f, "abs:{x:e}"),
+            Tolerance::Rel(x) => write!(f, "rel:{x:e}"),
         }
     }
 }
@@ -468,7 +535,7 @@ impl FromStr for Tolerance {
     fn from_str(s: &str) -> Result<Tolerance> {
         let bad = || {
             Error::InvalidArgument(format!(
-                "tolerance {s:?}: expected `exact`, `ulp:N`, `ulp-of-max:N` (N a whole number of ULPs) or `abs:X` (X ≥ 0)"
+                "tolerance {s:?}: expected `exact`, `ulp:N`, `ulp-of-max:N` (N a whole number of ULPs), `abs:X` or `rel:X` (X ≥ 0)"
             ))
         };
         let t = s.trim().to_ascii_lowercase();
@@ -487,12 +554,16 @@ impl FromStr for Tolerance {
                 .parse::<u64>()
                 .map(Tolerance::UlpOfMax)
                 .map_err(|_| bad()),
-            "abs" => {
+            "abs" | "rel" => {
                 let x: f64 = value.trim().parse().map_err(|_| bad())?;
                 if x.is_nan() || x < 0.0 {
                     return Err(bad());
                 }
-                Ok(Tolerance::Abs(x))
+                Ok(if kind == "abs" {
+                    Tolerance::Abs(x)
+                } else {
+                    Tolerance::Rel(x)
+                })
             }
             _ => Err(bad()),
         }
@@ -601,13 +672,22 @@ mod tests {
 
     #[test]
     fn tolerances_parse_and_print() {
-        for s in ["exact", "ulp:0", "ulp:12", "ulp-of-max:64", "abs:1e-6"] {
+        for s in [
+            "exact",
+            "ulp:0",
+            "ulp:12",
+            "ulp-of-max:64",
+            "abs:1e-6",
+            "rel:1e-4",
+        ] {
             let t: Tolerance = s.parse().unwrap();
             assert_eq!(t.to_string().parse::<Tolerance>().unwrap(), t);
         }
         assert_eq!("ULP:3".parse::<Tolerance>().unwrap(), Tolerance::Ulp(3));
         assert_eq!("abs:0.5".parse::<Tolerance>().unwrap(), Tolerance::Abs(0.5));
-        for bad in ["", "ulp", "ulp:-1", "ulp:1.5", "abs:-1", "abs:nan", "rel:1"] {
+        for bad in [
+            "", "ulp", "ulp:-1", "ulp:1.5", "abs:-1", "abs:nan", "rel:-1", "rel:x",
+        ] {
             assert!(bad.parse::<Tolerance>().is_err(), "{bad}");
         }
         let e = [1.0f32];
@@ -617,5 +697,57 @@ mod tests {
         assert!(Tolerance::Ulp(2).accepts(&c));
         assert!(Tolerance::Abs(1e-6).accepts(&c));
         assert!(!Tolerance::Abs(1e-8).accepts(&c));
+    }
+
+    /// `accepts` on a whole comparison and `accepts_element` on each element
+    /// must give the same verdict: verify and snapshots share one rule.
+    #[test]
+    fn element_and_array_verdicts_agree() {
+        fn check<T: ParityFloat + std::fmt::Debug>(e: &[T], a: &[T]) {
+            let c = compare(e, a, ChannelLayout::last(1)).unwrap();
+            let scale = finite_scale(e.iter().copied());
+            for t in [
+                Tolerance::Exact,
+                Tolerance::Ulp(0),
+                Tolerance::Ulp(1),
+                Tolerance::Ulp(3),
+                Tolerance::UlpOfMax(1),
+                Tolerance::UlpOfMax(2),
+                Tolerance::Abs(0.0),
+                Tolerance::Abs(1e-7),
+                Tolerance::Abs(1e-3),
+                Tolerance::Rel(0.0),
+                Tolerance::Rel(1e-7),
+                Tolerance::Rel(1e-2),
+            ] {
+                let elementwise = e
+                    .iter()
+                    .zip(a)
+                    .all(|(&x, &y)| t.accepts_element(x, y, scale));
+                assert_eq!(t.accepts(&c), elementwise, "{t} on {e:?} vs {a:?}");
+            }
+        }
+        let up = |v: f32, n: u32| f32::from_bits(v.to_bits() + n);
+        check(&[1.0f32, 2.0, -0.0], &[1.0, up(2.0, 1), 0.0]);
+        check(&[4.0f32, 1e-6], &[4.0, 1.2e-6]);
+        check(&[1.0f32, f32::NAN], &[1.0, f32::NAN]);
+        check(&[1.0f32, f32::NAN], &[1.0, 1.0]);
+        check(&[0.0f32, 3.0], &[1e-45, up(3.0, 3)]);
+        check(&[f32::INFINITY], &[f32::MAX]);
+        check(&[1.0f64, 1e300], &[1.0 + f64::EPSILON, 1e300]);
+        check(
+            &[f16::from_f32(1.0), f16::from_f32(-2.0)],
+            &[
+                f16::from_bits(f16::from_f32(1.0).to_bits() + 1),
+                f16::from_f32(-2.0),
+            ],
+        );
+        check(
+            &[bf16::from_f32(0.5), bf16::from_f32(8.0)],
+            &[
+                bf16::from_f32(0.5),
+                bf16::from_bits(bf16::from_f32(8.0).to_bits() + 2),
+            ],
+        );
     }
 }

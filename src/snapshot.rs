@@ -25,7 +25,8 @@
 //! The `exact` section holds every value's bits (up to
 //! [`SnapshotOptions::max_exact`] values; beyond that, the per-channel
 //! statistics' f64 bits), so [`compare`] can apply a real tolerance
-//! (`exact`, `ulp:N`, `abs:X`, `rel:X`) and name the channel and value that
+//! ([`Tolerance`], shared with `tfbn verify`: `exact`, `ulp:N`, `ulp-of-max:N`,
+//! `abs:X`, `rel:X`) and name the channel and value that
 //! moved. The digest hashes the per-channel mean and standard deviation
 //! quantized to `quantum` (a fraction of the array's largest magnitude): it
 //! stays put under noise well below the quantum and changes for drift above
@@ -517,96 +518,29 @@ impl Snapshot {
     }
 }
 
-/// How far two values may be apart.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Tolerance {
-    /// Same bits (NaN equals NaN).
-    Exact,
-    /// At most N units in the last place of the array's dtype.
-    Ulp(u64),
-    /// |a − b| ≤ X.
-    Abs(f64),
-    /// |a − b| ≤ X·max(|a|, |b|).
-    Rel(f64),
-}
+pub use crate::parity::Tolerance;
 
-impl Tolerance {
-    /// Parses `exact`, `ulp:N`, `abs:X` or `rel:X`.
-    pub fn parse(s: &str) -> Result<Tolerance> {
-        let bad = || {
-            Error::InvalidArgument(format!(
-                "tolerance {s:?}: expected exact, ulp:N, abs:X or rel:X"
-            ))
-        };
-        if s == "exact" {
-            return Ok(Tolerance::Exact);
-        }
-        let (kind, v) = s.split_once(':').ok_or_else(bad)?;
-        match kind {
-            "ulp" => v.parse().map(Tolerance::Ulp).map_err(|_| bad()),
-            "abs" => v
-                .parse()
-                .ok()
-                .filter(|x: &f64| *x >= 0.0)
-                .map(Tolerance::Abs)
-                .ok_or_else(bad),
-            "rel" => v
-                .parse()
-                .ok()
-                .filter(|x: &f64| *x >= 0.0)
-                .map(Tolerance::Rel)
-                .ok_or_else(bad),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl std::fmt::Display for Tolerance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Tolerance::Exact => write!(f, "exact"),
-            Tolerance::Ulp(n) => write!(f, "ulp:{n}"),
-            Tolerance::Abs(x) => write!(f, "abs:{x}"),
-            Tolerance::Rel(x) => write!(f, "rel:{x}"),
-        }
-    }
-}
-
-/// Distance in units in the last place, in `dtype`'s own precision
-/// (f16/bf16 values are compared as f32: their f32 widening is exact and
-/// the f32 ULP count is scaled down to theirs).
-pub fn ulp_distance(a: f64, b: f64, dtype: ValueType) -> u64 {
-    if a.is_nan() && b.is_nan() {
-        return 0;
-    }
-    if a.is_nan() || b.is_nan() {
-        return u64::MAX;
-    }
-    fn ordered64(x: f64) -> i128 {
-        let b = x.to_bits() as i64;
-        (if b < 0 { i64::MIN - b } else { b }) as i128
-    }
-    fn ordered32(x: f32) -> i64 {
-        let b = x.to_bits() as i32;
-        (if b < 0 { i32::MIN - b } else { b }) as i64
-    }
+/// True when `new` is within `tol` of `old`, both values of `dtype` (held
+/// exactly in `f64`); `scale` is the old array's largest finite magnitude.
+/// The rule is [`Tolerance::accepts_element`] in the dtype's own precision.
+fn within(old: f64, new: f64, tol: Tolerance, dtype: ValueType, scale: f64) -> bool {
     match dtype {
-        ValueType::F64 => (ordered64(a) - ordered64(b)).unsigned_abs() as u64,
-        ValueType::F32 => (ordered32(a as f32) - ordered32(b as f32)).unsigned_abs(),
-        ValueType::F16 => (ordered32(a as f32) - ordered32(b as f32)).unsigned_abs() >> 13,
-        ValueType::BF16 => (ordered32(a as f32) - ordered32(b as f32)).unsigned_abs() >> 16,
+        ValueType::F64 => tol.accepts_element(old, new, scale),
+        ValueType::F32 => tol.accepts_element(old as f32, new as f32, scale),
+        ValueType::F16 => tol.accepts_element(f16_of(old), f16_of(new), scale),
+        ValueType::BF16 => tol.accepts_element(bf16_of(old), bf16_of(new), scale),
     }
 }
 
-fn within(a: f64, b: f64, tol: Tolerance, dtype: ValueType) -> bool {
-    match tol {
-        Tolerance::Exact => a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
-        Tolerance::Ulp(n) => ulp_distance(a, b, dtype) <= n,
-        Tolerance::Abs(x) => (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= x,
-        Tolerance::Rel(x) => {
-            (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= x * a.abs().max(b.abs())
-        }
-    }
+/// A float16 value held in `f64` back in float16 (exact: it came from one,
+/// through `f32`, so one rounding step cannot move it).
+fn f16_of(v: f64) -> half::f16 {
+    half::f16::from_f32(v as f32)
+}
+
+/// A bfloat16 value held in `f64` back in bfloat16 (exact, as [`f16_of`]).
+fn bf16_of(v: f64) -> half::bf16 {
+    half::bf16::from_f32(v as f32)
 }
 
 /// One value that moved beyond the tolerance.
@@ -679,10 +613,11 @@ pub fn compare(old: &Snapshot, new: &Snapshot, tol: Tolerance) -> Vec<Drift> {
         let c = o.shape.get(o.channel_axis).copied().unwrap_or(1).max(1);
         match (&o.values, &n.values) {
             (Some(ov), Some(nv)) => {
+                let scale = crate::parity::finite_scale(ov.iter().copied());
                 let mut first: Option<usize> = None;
                 let mut worst: Option<(usize, f64)> = None;
                 for (i, (&a, &b)) in ov.iter().zip(nv).enumerate() {
-                    if !within(a, b, tol, o.dtype) {
+                    if !within(a, b, tol, o.dtype, scale) {
                         first.get_or_insert(i);
                         let d = if a.is_nan() != b.is_nan() {
                             f64::INFINITY
@@ -710,6 +645,11 @@ pub fn compare(old: &Snapshot, new: &Snapshot, tol: Tolerance) -> Vec<Drift> {
                 }
             }
             _ => {
+                let scale = crate::parity::finite_scale(
+                    o.channels
+                        .iter()
+                        .flat_map(|s| [s.mean, s.std, s.min, s.max]),
+                );
                 for (ch, (a, b)) in o.channels.iter().zip(&n.channels).enumerate() {
                     for (stat, x, y) in [
                         ("mean", a.mean, b.mean),
@@ -717,7 +657,7 @@ pub fn compare(old: &Snapshot, new: &Snapshot, tol: Tolerance) -> Vec<Drift> {
                         ("min", a.min, b.min),
                         ("max", a.max, b.max),
                     ] {
-                        if !within(x, y, tol, o.dtype) {
+                        if !within(x, y, tol, o.dtype, scale) {
                             drifts.push(Drift {
                                 array: o.name.clone(),
                                 what: format!("channel {stat}"),

@@ -1,7 +1,7 @@
 //! `tfbn export PATH -o OUT.safetensors [--preset tf|pytorch|candle|burn]
 //! [--layers GLOB…] [--rename FROM=TO…] [--fold] [--dtype keep|f32|f16|bf16]
 //! [--all-variables] [--epsilon [GLOB=]V…] [--momentum [GLOB=]V…]
-//! [--variance [GLOB=]biased|bessel…] [--verify] [--force] [--quiet]`,
+//! [--variance [GLOB=]biased|bessel…] [--verify] [--force] [--no-sync] [--quiet]`,
 //! and the safetensors half of `tfbn inspect`.
 
 use std::io::{IsTerminal, Write};
@@ -66,6 +66,11 @@ pub struct Args {
     /// Replace an existing output file.
     #[arg(long)]
     force: bool,
+    /// Do not fdatasync the output before renaming it into place: about
+    /// `cp` speed on a slow disk, but a power loss right after the export
+    /// may leave an empty or partial file on some file systems.
+    #[arg(long)]
+    no_sync: bool,
     /// No progress bar, notes or summary line.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -224,6 +229,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         rename: args.rename,
         fold: args.fold,
         overrides: Vec::new(),
+        no_sync: args.no_sync,
     };
     opts.overrides.extend(args.epsilon);
     opts.overrides.extend(args.momentum);
@@ -251,9 +257,13 @@ pub fn run(args: Args) -> Result<Outcome> {
     }
     let show = !args.quiet && std::io::stderr().is_terminal();
     let mut bar = Progress::new(show, start);
-    let summary = write_plan(&source, &plan, &args.output, opts.force, &mut |d, t| {
-        bar.update("exporting", d, t)
-    });
+    let summary = write_plan(
+        &source,
+        &plan,
+        &args.output,
+        opts.output_policy(),
+        &mut |d, t| bar.update("exporting", d, t),
+    );
     bar.clear();
     let summary = summary?;
     let mut verified = None;

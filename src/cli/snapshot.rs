@@ -34,7 +34,7 @@ pub struct Args {
     /// Compare against this snapshot instead of writing one.
     #[arg(long)]
     check: Option<PathBuf>,
-    /// Tolerance for --check: exact, ulp:N, abs:X or rel:X.
+    /// Tolerance for --check: exact, ulp:N, ulp-of-max:N, abs:X or rel:X.
     #[arg(long, default_value = "exact")]
     tolerance: String,
     /// Only these layers (repeatable).
@@ -82,11 +82,18 @@ pub fn run(args: Args) -> Result<Outcome> {
     let snap = snapshot_layers(&source, &plan, &Overrides::default(), &opts)?;
     if let Some(out) = &args.output {
         let text = snap.to_text(&opts);
-        tfbn::export::writer::write_atomic(out, args.force, |w| {
-            use std::io::Write;
-            w.write_all(text.as_bytes())?;
-            Ok(())
-        })?;
+        tfbn::export::writer::write_atomic(
+            out,
+            tfbn::export::writer::OutputPolicy {
+                force: args.force,
+                sync: true,
+            },
+            |w| {
+                use std::io::Write;
+                w.write_all(text.as_bytes())?;
+                Ok(())
+            },
+        )?;
         eprintln!("wrote {} ({} arrays)", out.display(), snap.arrays.len());
         return Ok(Outcome::Ok);
     }

@@ -57,61 +57,54 @@ pub struct Folded<T> {
     pub shift: Vec<T>,
 }
 
-/// Folds a `float32` layer (see the module docs for the exact arithmetic).
-pub fn fold_f32(
-    layer: &str,
-    gamma: Option<&[f32]>,
-    beta: Option<&[f32]>,
-    moving_mean: &[f32],
-    moving_variance: &[f32],
-    epsilon: f32,
-) -> Result<Folded<f32>> {
-    check_lengths(
-        layer,
-        gamma.map(<[f32]>::len),
-        beta.map(<[f32]>::len),
-        moving_mean.len(),
-        moving_variance.len(),
-    )?;
-    let mut scale = Vec::with_capacity(moving_mean.len());
-    let mut shift = Vec::with_capacity(moving_mean.len());
-    for c in 0..moving_mean.len() {
-        let r = 1.0f32 / (moving_variance[c] + epsilon).sqrt();
-        let s = match gamma {
-            Some(g) => r * g[c],
-            None => r,
-        };
-        let ms = moving_mean[c] * s;
-        let t = match beta {
-            Some(b) => b[c] - ms,
-            None => -ms,
-        };
-        scale.push(s);
-        shift.push(t);
-    }
-    Ok(Folded { scale, shift })
+/// The two precisions a layer is folded in.
+trait FoldFloat:
+    Copy
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+{
+    const ONE: Self;
+    fn sqrt(self) -> Self;
 }
 
-/// Folds a `float64` layer (same arithmetic in `float64`).
-pub fn fold_f64(
+impl FoldFloat for f32 {
+    const ONE: f32 = 1.0;
+    fn sqrt(self) -> f32 {
+        f32::sqrt(self)
+    }
+}
+
+impl FoldFloat for f64 {
+    const ONE: f64 = 1.0;
+    fn sqrt(self) -> f64 {
+        f64::sqrt(self)
+    }
+}
+
+/// The arithmetic of the module docs, in `T`, each operation rounded on its
+/// own.
+fn fold<T: FoldFloat>(
     layer: &str,
-    gamma: Option<&[f64]>,
-    beta: Option<&[f64]>,
-    moving_mean: &[f64],
-    moving_variance: &[f64],
-    epsilon: f64,
-) -> Result<Folded<f64>> {
+    gamma: Option<&[T]>,
+    beta: Option<&[T]>,
+    moving_mean: &[T],
+    moving_variance: &[T],
+    epsilon: T,
+) -> Result<Folded<T>> {
     check_lengths(
         layer,
-        gamma.map(<[f64]>::len),
-        beta.map(<[f64]>::len),
+        gamma.map(<[T]>::len),
+        beta.map(<[T]>::len),
         moving_mean.len(),
         moving_variance.len(),
     )?;
     let mut scale = Vec::with_capacity(moving_mean.len());
     let mut shift = Vec::with_capacity(moving_mean.len());
     for c in 0..moving_mean.len() {
-        let r = 1.0f64 / (moving_variance[c] + epsilon).sqrt();
+        let r = T::ONE / (moving_variance[c] + epsilon).sqrt();
         let s = match gamma {
             Some(g) => r * g[c],
             None => r,
@@ -124,6 +117,30 @@ pub fn fold_f64(
         });
     }
     Ok(Folded { scale, shift })
+}
+
+/// Folds a `float32` layer (see the module docs for the exact arithmetic).
+pub fn fold_f32(
+    layer: &str,
+    gamma: Option<&[f32]>,
+    beta: Option<&[f32]>,
+    moving_mean: &[f32],
+    moving_variance: &[f32],
+    epsilon: f32,
+) -> Result<Folded<f32>> {
+    fold(layer, gamma, beta, moving_mean, moving_variance, epsilon)
+}
+
+/// Folds a `float64` layer (same arithmetic in `float64`).
+pub fn fold_f64(
+    layer: &str,
+    gamma: Option<&[f64]>,
+    beta: Option<&[f64]>,
+    moving_mean: &[f64],
+    moving_variance: &[f64],
+    epsilon: f64,
+) -> Result<Folded<f64>> {
+    fold(layer, gamma, beta, moving_mean, moving_variance, epsilon)
 }
 
 fn check_lengths(

@@ -69,9 +69,19 @@ pub struct ExportOptions {
     /// User-given hyper-parameters, marked `flag` in the metadata (layer
     /// mode only).
     pub overrides: Vec<HyperOverride>,
+    /// Skip the `fdatasync` before the rename ([`writer::OutputPolicy`]).
+    pub no_sync: bool,
 }
 
 impl ExportOptions {
+    /// How the output file is put in place.
+    pub fn output_policy(&self) -> writer::OutputPolicy {
+        writer::OutputPolicy {
+            force: self.force,
+            sync: !self.no_sync,
+        }
+    }
+
     /// True when an option that only layer exports understand is set.
     pub fn has_layer_options(&self) -> bool {
         self.preset != Preset::Tf
@@ -107,7 +117,7 @@ pub fn write_plan(
     source: &Source,
     plan: &ExportPlan,
     out: &Path,
-    force: bool,
+    policy: writer::OutputPolicy,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary> {
     let total: u64 = plan.tensors.iter().map(|t| t.nbytes).sum();
@@ -140,7 +150,7 @@ pub fn write_plan(
                 }),
             })
             .collect();
-        let written = writer::write_safetensors(out, &planned, &plan.metadata, force, &mut |w| {
+        let written = writer::write_safetensors(out, &planned, &plan.metadata, policy, &mut |w| {
             progress(w, total)
         });
         // Dropping the receiver releases a producer still waiting to send.
@@ -165,7 +175,7 @@ pub fn export_layers(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary> {
     let plan = plan_layers(source, opts)?;
-    write_plan(source, &plan, out, opts.force, progress)
+    write_plan(source, &plan, out, opts.output_policy(), progress)
 }
 
 /// Writes every numeric variable of `source` to `out`, under its checkpoint
@@ -185,5 +195,5 @@ pub fn export_all_variables(
         ));
     }
     let plan = plan_all_variables(source, opts)?;
-    write_plan(source, &plan, out, opts.force, progress)
+    write_plan(source, &plan, out, opts.output_policy(), progress)
 }

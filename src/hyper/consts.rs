@@ -4,6 +4,25 @@
 
 use crate::proto::tensor::TensorProto;
 
+/// The number of elements `t`'s shape holds, checked: an error for a
+/// negative dimension or a product beyond 64 bits.
+fn element_count(t: &TensorProto) -> std::result::Result<u64, String> {
+    t.tensor_shape
+        .iter()
+        .flat_map(|s| s.dim.iter())
+        .try_fold(1u64, |elements, d| {
+            let size = u64::try_from(d.size).map_err(|_| {
+                format!(
+                    "constant has dimension {}; shapes must be non-negative",
+                    d.size
+                )
+            })?;
+            elements
+                .checked_mul(size)
+                .ok_or_else(|| "constant's shape overflows 64 bits".to_string())
+        })
+}
+
 /// One float constant that holds a single value (or the same value in every
 /// element). `Ok(None)` for a non-float or non-uniform constant; an error
 /// when its bytes contradict its shape (reliability case 45).
@@ -15,18 +34,7 @@ pub(crate) fn const_scalar(t: &TensorProto) -> std::result::Result<Option<f64>, 
         19 => 2, // DT_HALF
         _ => return Ok(None),
     };
-    let mut elements: u64 = 1;
-    for d in t.tensor_shape.iter().flat_map(|s| s.dim.iter()) {
-        let size = u64::try_from(d.size).map_err(|_| {
-            format!(
-                "constant has dimension {}; shapes must be non-negative",
-                d.size
-            )
-        })?;
-        elements = elements
-            .checked_mul(size)
-            .ok_or_else(|| "constant's shape overflows 64 bits".to_string())?;
-    }
+    let elements = element_count(t)?;
     let values: Vec<f64> = if !t.tensor_content.is_empty() {
         let expected = elements.saturating_mul(width);
         if t.tensor_content.len() as u64 != expected {
@@ -92,18 +100,7 @@ pub(crate) fn const_ints(t: &TensorProto) -> std::result::Result<Option<Vec<i64>
         9 => 8, // DT_INT64
         _ => return Ok(None),
     };
-    let mut elements: u64 = 1;
-    for d in t.tensor_shape.iter().flat_map(|s| s.dim.iter()) {
-        let size = u64::try_from(d.size).map_err(|_| {
-            format!(
-                "constant has dimension {}; shapes must be non-negative",
-                d.size
-            )
-        })?;
-        elements = elements
-            .checked_mul(size)
-            .ok_or_else(|| "constant's shape overflows 64 bits".to_string())?;
-    }
+    let elements = element_count(t)?;
     if elements > 64 {
         return Ok(None);
     }

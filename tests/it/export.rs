@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use safetensors::SafeTensors;
 use serde_json::Value;
 use tfbn::bn::{self, BnApi, BnConfig, BnInput, BnParams};
+use tfbn::export::writer::OutputPolicy;
 use tfbn::export::{self, plan_layers, verify_file, write_plan, ExportOptions, Preset};
 use tfbn::source::Source;
 
@@ -313,7 +314,8 @@ fn two_exports_of_the_same_input_are_byte_identical() {
                 .path()
                 .join(format!("{}-{preset}-b.safetensors", fx.name));
             export(&fx, preset, &a, &[]);
-            export(&fx, preset, &b, &[]);
+            // `--no-sync` changes durability, never the bytes.
+            export(&fx, preset, &b, &["--no-sync"]);
             assert_eq!(
                 std::fs::read(&a).unwrap(),
                 std::fs::read(&b).unwrap(),
@@ -831,7 +833,14 @@ fn verify_catches_a_tampered_file() {
     let plan = plan_layers(&source, &opts).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.safetensors");
-    write_plan(&source, &plan, &out, false, &mut |_, _| {}).unwrap();
+    write_plan(
+        &source,
+        &plan,
+        &out,
+        OutputPolicy::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
     let report = verify_file(&source, &plan, &out).unwrap();
     assert!(report.ok(), "{:?}", report.mismatches);
     assert_eq!(report.tensors, plan.tensors.len());
