@@ -152,6 +152,11 @@ fn check_against_manifest(fx: &Fixture, layers: &[BnLayer], hyper: &[LayerHyper]
             (None, g) => assert_ne!(g, Some(true), "{ctx}: fused"),
             (Some(_), None) => assert!(h.fused.is_default(), "{ctx}"),
         }
+        // Renorm layers never run the fused kernel, and their variables say
+        // so even where no graph or config does.
+        if want["renorm"].as_bool() == Some(true) {
+            assert_eq!(h.fused.value, Some(false), "{ctx}: renorm layer fused");
+        }
     }
 }
 
