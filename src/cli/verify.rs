@@ -10,7 +10,9 @@ use tfbn::parity::Tolerance;
 use tfbn::prepare::Overrides;
 use tfbn::source::Source;
 use tfbn::tf::Backend;
-use tfbn::verify::{self, Fault, InputCase, Mode, Spatial, Status, VerifyReport, VerifySettings};
+use tfbn::verify::{
+    self, BnDtype, Fault, InputCase, Mode, Spatial, Status, VerifyReport, VerifySettings,
+};
 
 use super::{InputPath, Outcome};
 
@@ -83,11 +85,24 @@ pub struct Args {
     /// tiny. Default: all for eigen, normal,tiny for onednn.
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
+    /// Input types (x and y; repeatable or comma-separated): f32, f16, bf16,
+    /// f64, or all. Each runs on both sides as the API runs it in TF
+    /// (16-bit: fused op with float32 statistics, or the Keras layers'
+    /// float32 upcast; f64: a float64 layer); a type the API refuses in TF
+    /// is reported not applicable.
+    #[arg(
+        long = "dtype",
+        value_name = "TYPE",
+        value_delimiter = ',',
+        default_value = "f32"
+    )]
+    dtypes: Vec<String>,
     /// Print the report as JSON (schema in the README).
     #[arg(long)]
     json: bool,
     /// Write inputs, TF outputs and native outputs as .npy files here
-    /// (DIR/<layer>/<mode>/<case>/).
+    /// (DIR/<layer>/<dtype>/<mode>/<case>/, in their own types; bfloat16 as
+    /// <u2 bit patterns).
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
     /// Override epsilon (both sides).
@@ -147,6 +162,16 @@ fn settings(args: &Args) -> Result<VerifySettings> {
             })
             .collect::<Result<_>>()?
     };
+    let mut dtypes = Vec::new();
+    for d in &args.dtypes {
+        match d.trim() {
+            "all" => dtypes.extend(BnDtype::ALL),
+            other => match BnDtype::parse(other) {
+                Some(t) => dtypes.push(t),
+                None => bail!("--dtype {d:?}: expected f32, f16, bf16, f64 or all"),
+            },
+        }
+    }
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -182,6 +207,7 @@ fn settings(args: &Args) -> Result<VerifySettings> {
         spatial,
         seed: args.seed,
         cases,
+        dtypes,
         dump: args.dump.clone(),
         inject_fault: args.inject_fault.map(|f| match f {
             FaultArg::Epsilon => Fault::Epsilon,
@@ -231,7 +257,7 @@ fn fmt_ulp(u: u64) -> String {
 fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
     writeln!(
         out,
-        "{}: {} naming; TensorFlow {} ({}), {}, {} threads; tolerance {}; seed {}, batch {}, cases {}",
+        "{}: {} naming; TensorFlow {} ({}), {}, {} threads; tolerance {}; seed {}, batch {}, cases {}; dtypes {}",
         r.path,
         r.style.label(),
         r.host.tf_version,
@@ -241,7 +267,12 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
         r.tolerance,
         r.seed,
         r.batch,
-        r.cases.iter().map(|c| c.label()).collect::<Vec<_>>().join(",")
+        r.cases.iter().map(|c| c.label()).collect::<Vec<_>>().join(","),
+        r.dtypes
+            .iter()
+            .map(|d| d.short())
+            .collect::<Vec<_>>()
+            .join(",")
     )?;
     if let Some(f) = r.injected_fault {
         writeln!(out, "self-test: fault {f:?} injected into the native side")?;
@@ -263,17 +294,26 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
         .clamp(5, 40);
     writeln!(
         out,
-        "  {:<name_w$} {:<10} {:<9} {:<9} {:>9} {:>8} {:>8} {:>9}  {:<28} result",
-        "layer", "api", "path", "mode", "bitwise", "max ulp", "ulp/max", "max abs", "worst",
+        "  {:<name_w$} {:<10} {:<5} {:<9} {:<9} {:>9} {:>8} {:>8} {:>9}  {:<28} result",
+        "layer",
+        "api",
+        "dtype",
+        "path",
+        "mode",
+        "bitwise",
+        "max ulp",
+        "ulp/max",
+        "max abs",
+        "worst",
     )?;
     let mut notes: Vec<String> = Vec::new();
     for l in &r.layers {
-        let path = match l.path {
-            Some(tfbn::tf::bn::TfPath::Fused) => "fused",
-            Some(tfbn::tf::bn::TfPath::NonFused) => "non-fused",
-            None => "-",
-        };
         for m in &l.modes {
+            let path = match m.path {
+                Some(tfbn::tf::bn::TfPath::Fused) => "fused",
+                Some(tfbn::tf::bn::TfPath::NonFused) => "non-fused",
+                None => "-",
+            };
             let worst = m
                 .worst_output()
                 .and_then(|o| {
@@ -288,6 +328,7 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
                 Status::Fail => "FAIL",
                 Status::Unsupported => "UNSUPPORTED",
                 Status::Error => "ERROR",
+                Status::NotApplicable => "not applicable",
             };
             let (bitwise, ulp, ulp_max, abs) = if m.outputs.is_empty() {
                 (
@@ -306,9 +347,10 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
             };
             writeln!(
                 out,
-                "  {:<name_w$} {:<10} {:<9} {:<9} {:>9} {:>8} {:>8} {:>9}  {:<28} {}",
+                "  {:<name_w$} {:<10} {:<5} {:<9} {:<9} {:>9} {:>8} {:>8} {:>9}  {:<28} {}",
                 l.name,
                 l.api.label(),
+                m.dtype.short(),
                 path,
                 m.mode.label(),
                 bitwise,
@@ -318,17 +360,12 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
                 worst,
                 result
             )?;
+            let row = format!("{} {} {}", l.name, m.dtype.short(), m.mode.label());
             if let Some(e) = &m.error {
-                notes.push(format!("{} {}: {e}", l.name, m.mode.label()));
+                notes.push(format!("{row}: {e}"));
             }
             for c in &m.causes {
-                notes.push(format!(
-                    "{} {}: cause {}: {}",
-                    l.name,
-                    m.mode.label(),
-                    c.kind,
-                    c.message
-                ));
+                notes.push(format!("{row}: cause {}: {}", c.kind, c.message));
             }
         }
     }
@@ -339,9 +376,14 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
     if !notes.is_empty() {
         writeln!(out)?;
     }
+    let na = if r.summary.not_applicable > 0 {
+        format!(", {} not applicable", r.summary.not_applicable)
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "{} layers, {} layer-modes: {} passed, {} failed — {}",
+        "{} layers, {} layer-modes: {} passed, {} failed{na} — {}",
         r.summary.layers,
         r.summary.modes,
         r.summary.passed,

@@ -3,8 +3,8 @@
 //! each mapping TF's status to [`Error::TensorFlowFailed`] with the op's name.
 
 use tensorflow::{
-    ops, DataType, Graph, Operation, Output, Scope, Session, SessionOptions, SessionRunArgs, Shape,
-    Tensor, TensorType,
+    ops, DataType, Graph, Operation, Output, Scope, Session, SessionOptions, Shape, Tensor,
+    TensorType,
 };
 
 use super::tf_error;
@@ -150,6 +150,25 @@ impl G {
         self.constant(&[], &[v])
     }
 
+    /// A scalar constant of `dtype` (`float32` or `float64`) holding the
+    /// Python float `v`: how TF converts a Python float that meets a tensor
+    /// of that type (rounded to nearest for `float32`, exact for `float64`).
+    pub(crate) fn scalar(&mut self, dtype: DataType, v: f64) -> Result<Output> {
+        match dtype {
+            DataType::Double => self.constant(&[], &[v]),
+            _ => self.scalar_f32(v as f32),
+        }
+    }
+
+    /// `tf.cast(x, dtype)` (round to nearest even when narrowing).
+    pub(crate) fn cast(&mut self, x: impl Into<Output>, dtype: DataType) -> Result<Output> {
+        ops::Cast::new()
+            .DstT(dtype)
+            .build(x, &mut self.scope)
+            .map(Output::from)
+            .map_err(|s| tf_error("building Cast", s))
+    }
+
     /// A 1-D `int32` constant (axes, shapes).
     pub(crate) fn i32s(&mut self, v: &[i32]) -> Result<Output> {
         self.constant(&[v.len()], v)
@@ -194,35 +213,6 @@ impl G {
     pub(crate) fn graph(&self) -> impl std::ops::Deref<Target = Graph> + '_ {
         self.scope.graph()
     }
-}
-
-/// Runs `outputs` with `feeds` and returns each output as `f32` values with
-/// its dimensions.
-pub(crate) fn run_f32(
-    session: &Session,
-    feeds: &[(&Operation, &Tensor<f32>)],
-    outputs: &[&Output],
-) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
-    let mut args = SessionRunArgs::new();
-    for (op, t) in feeds {
-        args.add_feed(op, 0, t);
-    }
-    let tokens: Vec<_> = outputs
-        .iter()
-        .map(|o| args.request_fetch(&o.operation, o.index))
-        .collect();
-    session
-        .run(&mut args)
-        .map_err(|s| tf_error("running the graph", s))?;
-    let mut out = Vec::with_capacity(tokens.len());
-    for t in tokens {
-        let tensor: Tensor<f32> = args
-            .fetch(t)
-            .map_err(|s| tf_error("fetching an output", s))?;
-        let dims = tensor.dims().iter().map(|&d| d as usize).collect();
-        out.push((dims, tensor.to_vec()));
-    }
-    Ok(out)
 }
 
 /// Rejects shapes TF cannot take (dimensions beyond `i64`).

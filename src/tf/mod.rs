@@ -144,7 +144,10 @@ fn backend_from_env() -> Backend {
     }
 }
 
-fn cpu_default_backend() -> Backend {
+/// The backend TF 2.21 picks on this CPU when `TF_ENABLE_ONEDNN_OPTS` is
+/// unset: oneDNN only on x86 CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or
+/// AMX (read from `/proc/cpuinfo`), else Eigen (bn-semantics §0).
+pub fn cpu_default_backend() -> Backend {
     #[cfg(target_arch = "x86_64")]
     {
         let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

@@ -21,6 +21,7 @@
 use serde::Serialize;
 
 use crate::bn::{BnApi, BnConfig, BnParams};
+use crate::parity::ChannelLayout;
 use crate::tf::Backend;
 
 /// A likely cause of a mismatch.
@@ -64,7 +65,9 @@ pub struct Evidence<'a> {
     pub native: SideOutputs<'a>,
 }
 
-/// Per-channel views of a row-major tensor.
+/// Per-channel index of a row-major tensor (channel `c`, `inner` values
+/// after the channel axis per step).
+#[derive(Debug, Clone, Copy)]
 struct Channels {
     c: usize,
     inner: usize,
@@ -72,14 +75,27 @@ struct Channels {
 
 impl Channels {
     fn new(shape: &[usize], axis: usize) -> Channels {
+        let l = ChannelLayout::of(shape, axis);
         Channels {
-            c: shape[axis].max(1),
-            inner: shape[axis + 1..].iter().product::<usize>().max(1),
+            c: l.channels.max(1),
+            inner: l.inner.max(1),
         }
     }
 
     fn of(&self, i: usize) -> usize {
         (i / self.inner) % self.c
+    }
+
+    /// Per-channel sums of `f(i)` over every element `i` of a tensor of `n`
+    /// elements, with the count per channel.
+    fn sums(&self, n: usize, f: impl Fn(usize) -> f64) -> (Vec<f64>, Vec<usize>) {
+        let mut sum = vec![0.0f64; self.c];
+        let mut count = vec![0usize; self.c];
+        for i in 0..n {
+            sum[self.of(i)] += f(i);
+            count[self.of(i)] += 1;
+        }
+        (sum, count)
     }
 }
 
@@ -92,31 +108,37 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-/// Per-channel mean and biased variance in `f64`.
-fn batch_moments(ev: &Evidence) -> (Vec<f64>, Vec<f64>, usize) {
-    let ch = Channels::new(ev.shape, ev.axis);
-    let mut sum = vec![0.0f64; ch.c];
-    let mut n = vec![0usize; ch.c];
-    for (i, &v) in ev.x.iter().enumerate() {
-        sum[ch.of(i)] += v as f64;
-        n[ch.of(i)] += 1;
-    }
-    let mean: Vec<f64> = sum
-        .iter()
-        .zip(&n)
-        .map(|(s, &k)| s / k.max(1) as f64)
-        .collect();
-    let mut sq = vec![0.0f64; ch.c];
-    for (i, &v) in ev.x.iter().enumerate() {
-        let d = v as f64 - mean[ch.of(i)];
-        sq[ch.of(i)] += d * d;
-    }
-    let var = sq
-        .iter()
-        .zip(&n)
-        .map(|(s, &k)| s / k.max(1) as f64)
-        .collect();
+/// Per-channel mean and biased variance of `x` (row-major, `shape`, the
+/// channels on `axis`) in `f64`, two passes, and the count of the first
+/// channel.
+pub(crate) fn channel_moments(
+    x: &[f64],
+    shape: &[usize],
+    axis: usize,
+) -> (Vec<f64>, Vec<f64>, usize) {
+    let ch = Channels::new(shape, axis);
+    let per = |(s, n): (Vec<f64>, Vec<usize>)| -> Vec<f64> {
+        s.iter()
+            .zip(&n)
+            .map(|(s, &k)| s / k.max(1) as f64)
+            .collect()
+    };
+    let (sum, n) = ch.sums(x.len(), |i| x[i]);
+    let mean = per((sum, n.clone()));
+    let var = per(ch.sums(x.len(), |i| (x[i] - mean[ch.of(i)]).powi(2)));
     (mean, var, n.first().copied().unwrap_or(0))
+}
+
+/// Per-channel mean and biased variance of the evidence's input.
+fn batch_moments(ev: &Evidence) -> (Vec<f64>, Vec<f64>, usize) {
+    let x: Vec<f64> = ev.x.iter().map(|&v| v as f64).collect();
+    channel_moments(&x, ev.shape, ev.axis)
+}
+
+/// `f` applied to TF's outputs and to the native ones, when both give a
+/// value.
+fn both<T>(ev: &Evidence, f: impl Fn(&SideOutputs) -> Option<T>) -> Option<(T, T)> {
+    Some((f(&ev.tf)?, f(&ev.native)?))
 }
 
 /// ε implied by `y`, from the element of each channel farthest from the mean.
@@ -192,35 +214,24 @@ fn variance_factor(old: &[f32], new: &[f32], var: &[f64], w: f64) -> Option<f64>
 /// Largest relative residual of the per-channel affine fit `y ≈ a·x + b`.
 fn affine_residual(ev: &Evidence, y: &[f32]) -> Option<f64> {
     let ch = Channels::new(ev.shape, ev.axis);
-    let c = ch.c;
-    let (mut sx, mut sy, mut sxx, mut sxy, mut syy) = (
-        vec![0.0f64; c],
-        vec![0.0f64; c],
-        vec![0.0f64; c],
-        vec![0.0f64; c],
-        vec![0.0f64; c],
-    );
-    let mut n = vec![0.0f64; c];
-    for (i, (&xv, &yv)) in ev.x.iter().zip(y).enumerate() {
-        let k = ch.of(i);
-        let (x, y) = (xv as f64, yv as f64);
-        sx[k] += x;
-        sy[k] += y;
-        sxx[k] += x * x;
-        sxy[k] += x * y;
-        syy[k] += y * y;
-        n[k] += 1.0;
-    }
+    let n = ev.x.len().min(y.len());
+    let (x, y) = (|i: usize| ev.x[i] as f64, |i: usize| y[i] as f64);
+    let (sx, count) = ch.sums(n, x);
+    let (sy, _) = ch.sums(n, y);
+    let (sxx, _) = ch.sums(n, |i| x(i) * x(i));
+    let (sxy, _) = ch.sums(n, |i| x(i) * y(i));
+    let (syy, _) = ch.sums(n, |i| y(i) * y(i));
     let mut worst: Option<f64> = None;
-    for k in 0..c {
-        if n[k] < 3.0 {
+    for k in 0..ch.c {
+        let m = count[k] as f64;
+        if m < 3.0 {
             continue;
         }
-        let vx = sxx[k] / n[k] - (sx[k] / n[k]).powi(2);
-        let vy = syy[k] / n[k] - (sy[k] / n[k]).powi(2);
-        let cxy = sxy[k] / n[k] - sx[k] / n[k] * sy[k] / n[k];
+        let vx = sxx[k] / m - (sx[k] / m).powi(2);
+        let vy = syy[k] / m - (sy[k] / m).powi(2);
+        let cxy = sxy[k] / m - sx[k] / m * sy[k] / m;
         // Only channels whose input and output really vary.
-        if vx <= 1e-12 * (sxx[k] / n[k]).max(1e-300) || vy <= 1e-12 * (syy[k] / n[k]).max(1e-300) {
+        if vx <= 1e-12 * (sxx[k] / m).max(1e-300) || vy <= 1e-12 * (syy[k] / m).max(1e-300) {
             continue;
         }
         let r2 = (cxy * cxy) / (vx * vy);
@@ -234,18 +245,12 @@ fn affine_residual(ev: &Evidence, y: &[f32]) -> Option<f64> {
 pub fn diagnose(ev: &Evidence) -> Vec<Cause> {
     let mut causes = Vec::new();
     let renorm = ev.config.renorm.is_some();
-    let (bmean, bvar, _) = batch_moments(ev);
-    let rows = {
-        let c = ev.shape[ev.axis].max(1);
-        ev.x.len() / c
-    };
+    // rows: the values per channel.
+    let (bmean, bvar, rows) = batch_moments(ev);
 
     // Layout: TF's y is an affine function of x per channel; a native side
     // that normalises along another axis is not.
-    if let (Some(rt), Some(rn)) = (
-        affine_residual(ev, ev.tf.y),
-        affine_residual(ev, ev.native.y),
-    ) {
+    if let Some((rt, rn)) = both(ev, |s| affine_residual(ev, s.y)) {
         if rt < 1e-4 && rn > 1e-2 {
             causes.push(Cause {
                 kind: "layout",
@@ -274,10 +279,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Cause> {
                     .collect(),
             )
         };
-        if let (Some(et), Some(en)) = (
-            epsilon_estimate(ev, ev.tf.y, &mean, &var),
-            epsilon_estimate(ev, ev.native.y, &mean, &var),
-        ) {
+        if let Some((et, en)) = both(ev, |s| epsilon_estimate(ev, s.y, &mean, &var)) {
             let scale = median(var.clone()).unwrap_or(1.0).abs();
             if (et - en).abs() > (0.05 * et.abs().max(en.abs())).max(1e-5 * (1.0 + scale)) {
                 causes.push(Cause {
@@ -295,15 +297,11 @@ pub fn diagnose(ev: &Evidence) -> Vec<Cause> {
     // Momentum and Bessel, from the moving statistics of a training step.
     if ev.training && ev.config.api != BnApi::Nn {
         let old_mean = &ev.params.moving_mean;
-        let wt = ev
-            .tf
-            .moving_mean
-            .and_then(|m| new_value_weight(old_mean, m, &bmean));
-        let wn = ev
-            .native
-            .moving_mean
-            .and_then(|m| new_value_weight(old_mean, m, &bmean));
-        if let (Some(wt), Some(wn)) = (wt, wn) {
+        let weights = both(ev, |s| {
+            s.moving_mean
+                .and_then(|m| new_value_weight(old_mean, m, &bmean))
+        });
+        if let Some((wt, wn)) = weights {
             if (wt - wn).abs() > 1e-3 {
                 let flipped = (wn - (1.0 - wt)).abs() < 1e-3;
                 let message = if flipped {
@@ -329,15 +327,14 @@ pub fn diagnose(ev: &Evidence) -> Vec<Cause> {
         }
         if !renorm {
             let old_var = &ev.params.moving_variance;
-            let kt = match (ev.tf.moving_variance, wt) {
-                (Some(v), Some(w)) => variance_factor(old_var, v, &bvar, w),
-                _ => None,
-            };
-            let kn = match (ev.native.moving_variance, wn) {
-                (Some(v), Some(w)) => variance_factor(old_var, v, &bvar, w),
-                _ => None,
-            };
-            if let (Some(kt), Some(kn)) = (kt, kn) {
+            // Each side's factor under its own weight of the new value.
+            let factors = weights.and_then(|(wt, wn)| {
+                Some((
+                    variance_factor(old_var, ev.tf.moving_variance?, &bvar, wt)?,
+                    variance_factor(old_var, ev.native.moving_variance?, &bvar, wn)?,
+                ))
+            });
+            if let Some((kt, kn)) = factors {
                 let bessel = rows as f64 / (rows.max(2) - 1) as f64;
                 let name = |k: f64| {
                     if (k - bessel).abs() < (k - 1.0).abs() {
@@ -443,6 +440,22 @@ mod tests {
         (y, mm, mv)
     }
 
+    /// The kinds [`diagnose`] names for TF's outputs `tf` against `native`.
+    fn kinds(
+        cfg: &BnConfig,
+        p: &BnParams,
+        x: &[f32],
+        shape: &[usize],
+        tf: SideOutputs,
+        native: SideOutputs,
+    ) -> Vec<Cause> {
+        diagnose(&ev(cfg, p, x, shape, tf, native))
+    }
+
+    fn names(causes: &[Cause]) -> Vec<&'static str> {
+        causes.iter().map(|c| c.kind).collect()
+    }
+
     #[test]
     fn recognises_epsilon_momentum_and_bessel() {
         let c = 4;
@@ -466,75 +479,48 @@ mod tests {
             center: false,
             ..Default::default()
         };
-        let (y, mm, mv) = step(&x, c, 1e-3, 0.01, false, &p);
-        let side = |y: &'static [f32], m: &'static [f32], v: &'static [f32]| SideOutputs {
-            y,
-            moving_mean: Some(m),
-            moving_variance: Some(v),
+        let side = |(y, m, v): &(Vec<f32>, Vec<f32>, Vec<f32>)| -> SideOutputs<'static> {
+            let leak = |v: &Vec<f32>| -> &'static [f32] { Box::leak(v.clone().into_boxed_slice()) };
+            SideOutputs {
+                y: leak(y),
+                moving_mean: Some(leak(m)),
+                moving_variance: Some(leak(v)),
+            }
         };
-        let leak = |v: Vec<f32>| -> &'static [f32] { Box::leak(v.into_boxed_slice()) };
-        let tf = side(leak(y.clone()), leak(mm.clone()), leak(mv.clone()));
+        let good = step(&x, c, 1e-3, 0.01, false, &p);
+        let tf = side(&good);
+        let check =
+            |native: (Vec<f32>, Vec<f32>, Vec<f32>)| kinds(&cfg, &p, &x, &shape, tf, side(&native));
 
-        let (y2, _, _) = step(&x, c, 1e-1, 0.01, false, &p);
-        let got = diagnose(&ev(
-            &cfg,
-            &p,
-            &x,
-            &shape,
-            tf,
-            side(leak(y2), leak(mm.clone()), leak(mv.clone())),
-        ));
-        assert_eq!(
-            got.iter().map(|c| c.kind).collect::<Vec<_>>(),
-            ["epsilon"],
-            "{got:?}"
-        );
+        // Each fault alone: (ε, weight of the new value, Bessel) → its name.
+        let (y_eps, _, _) = step(&x, c, 1e-1, 0.01, false, &p);
+        let got = check((y_eps, good.1.clone(), good.2.clone()));
+        assert_eq!(names(&got), ["epsilon"], "{got:?}");
 
-        let (_, mm3, mv3) = step(&x, c, 1e-3, 0.99, false, &p);
-        let got = diagnose(&ev(
-            &cfg,
-            &p,
-            &x,
-            &shape,
-            tf,
-            side(leak(y.clone()), leak(mm3), leak(mv3)),
-        ));
-        assert_eq!(
-            got.iter().map(|c| c.kind).collect::<Vec<_>>(),
-            ["momentum"],
-            "{got:?}"
-        );
+        let (_, mm, mv) = step(&x, c, 1e-3, 0.99, false, &p);
+        let got = check((good.0.clone(), mm, mv));
+        assert_eq!(names(&got), ["momentum"], "{got:?}");
         assert!(got[0].message.contains("flipped"));
 
-        let (_, mm4, mv4) = step(&x, c, 1e-3, 0.01, true, &p);
-        let got = diagnose(&ev(
-            &cfg,
-            &p,
-            &x,
-            &shape,
-            tf,
-            side(leak(y.clone()), leak(mm4), leak(mv4)),
-        ));
-        assert_eq!(
-            got.iter().map(|c| c.kind).collect::<Vec<_>>(),
-            ["bessel"],
-            "{got:?}"
-        );
+        let (_, mm, mv) = step(&x, c, 1e-3, 0.01, true, &p);
+        let got = check((good.0.clone(), mm, mv));
+        assert_eq!(names(&got), ["bessel"], "{got:?}");
 
         // Identical outputs: nothing to name.
-        assert!(diagnose(&ev(&cfg, &p, &x, &shape, tf, tf)).is_empty());
+        assert!(check(good.clone()).is_empty());
 
         // Normalised along the wrong axis.
-        let mut yt = y.clone();
+        let mut yt = good.0.clone();
         yt.reverse();
-        let got = diagnose(&ev(
-            &cfg,
-            &p,
-            &x,
-            &shape,
-            tf,
-            side(leak(yt), leak(mm), leak(mv)),
-        ));
+        let got = check((yt, good.1.clone(), good.2.clone()));
         assert_eq!(got[0].kind, "layout", "{got:?}");
+    }
+
+    #[test]
+    fn channel_moments_are_two_pass_biased() {
+        // NCHW-like [2, 2, 2]: channel 0 = {1, 3, 5, 7}, channel 1 = {2, 2, 2, 2}.
+        let x = [1.0, 3.0, 2.0, 2.0, 5.0, 7.0, 2.0, 2.0];
+        let (m, v, n) = channel_moments(&x, &[2, 2, 2], 1);
+        assert_eq!((m, v, n), (vec![4.0, 2.0], vec![5.0, 0.0], 4));
     }
 }

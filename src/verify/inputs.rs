@@ -108,9 +108,25 @@ fn lerp(lo: f64, hi: f64, c: usize, channels: usize) -> f64 {
 }
 
 /// The input of `case` for a tensor of `shape` with channels on `axis`
-/// (row-major). `salt` separates layers that share a seed (tfbn passes a hash
-/// of the layer name).
+/// (row-major), as `float32`. `salt` separates layers that share a seed
+/// (tfbn passes a hash of the layer name).
 pub fn generate(case: InputCase, shape: &[usize], axis: usize, seed: u64, salt: u64) -> Vec<f32> {
+    generate_f64(case, shape, axis, seed, salt)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}
+
+/// [`generate`] before the rounding to `float32`: the recipe's `f64`
+/// values, to be rounded once to the input type (`float32` gives exactly
+/// [`generate`]'s values; `float64` keeps them).
+pub fn generate_f64(
+    case: InputCase,
+    shape: &[usize],
+    axis: usize,
+    seed: u64,
+    salt: u64,
+) -> Vec<f64> {
     let n: usize = shape.iter().product();
     let channels = shape.get(axis).copied().unwrap_or(1).max(1);
     let inner: usize = shape.get(axis + 1..).map_or(1, |s| s.iter().product());
@@ -119,7 +135,7 @@ pub fn generate(case: InputCase, shape: &[usize], axis: usize, seed: u64, salt: 
         .map(|i| {
             let c = (i / inner.max(1)) % channels;
             let z = rng.normal();
-            let v = match case {
+            match case {
                 InputCase::Normal => {
                     (0.5 + 2.0 * z) * lerp(0.5, 3.0, c, channels) + lerp(-1.5, 2.5, c, channels)
                 }
@@ -137,8 +153,7 @@ pub fn generate(case: InputCase, shape: &[usize], axis: usize, seed: u64, salt: 
                     1 => z * 1.0e-39,
                     _ => z * 1.0e-3,
                 },
-            };
-            v as f32
+            }
         })
         .collect()
 }

@@ -30,14 +30,15 @@ pub use report::{
     VerifyReport, SCHEMA_VERSION,
 };
 
-use crate::bn::{self, BnApi, BnConfig, BnInput, BnParams};
+use crate::bn::{self, BnApi, BnConfig, BnInput, BnParams, RenormState};
 use crate::error::{Error, Result};
 use crate::layers::{self, BnLayer};
 use crate::npy::{write_npy, NpyArray};
-use crate::parity::{compare, ChannelLayout, Tolerance};
+use crate::parity::{compare, ChannelLayout, Comparison, Tolerance};
 use crate::prepare::{prepare_layer, Overrides, PreparedLayer};
 use crate::source::Source;
-use crate::tf::bn::{tf_path, TfBatchNorm, TfBnOutputs};
+pub use crate::tf::bn::BnDtype;
+use crate::tf::bn::{dtype_not_applicable, tf_path, FloatVec, TfBatchNorm, TypedOutputs};
 use crate::tf::{Backend, LoadOptions, TfRuntime};
 use diagnose::{Cause, Evidence, SideOutputs};
 
@@ -122,6 +123,10 @@ pub struct VerifySettings {
     pub seed: u64,
     /// Input cases; empty (the default): [`default_cases`] of the backend.
     pub cases: Vec<InputCase>,
+    /// Element types of the inputs (`x`, `y`), each run on both sides as
+    /// the API runs it in TF ([`TfBatchNorm::new_typed`]). Default
+    /// `[BnDtype::F32]`; empty means the default.
+    pub dtypes: Vec<BnDtype>,
     /// Write inputs and both sides' outputs as `.npy` here.
     pub dump: Option<PathBuf>,
     /// Self-test: break the native side on purpose.
@@ -142,6 +147,7 @@ impl Default for VerifySettings {
             spatial: Spatial::Auto,
             seed: 0,
             cases: Vec::new(),
+            dtypes: vec![BnDtype::F32],
             dump: None,
             inject_fault: None,
             tf_lib: None,
@@ -230,8 +236,17 @@ pub fn verify_with(
     } else {
         settings.cases.clone()
     };
+    let mut dtypes = if settings.dtypes.is_empty() {
+        vec![BnDtype::F32]
+    } else {
+        settings.dtypes.clone()
+    };
+    // Report order, once each.
+    dtypes.sort();
+    dtypes.dedup();
     let settings = &VerifySettings {
         cases: case_list,
+        dtypes,
         ..settings.clone()
     };
     let all = layers::discover(source);
@@ -277,9 +292,10 @@ pub fn verify_with(
         seed: settings.seed,
         batch: settings.batch,
         cases: settings.cases.clone(),
+        dtypes: settings.dtypes.clone(),
         injected_fault: settings.inject_fault,
-        // Nothing verified is not a pass.
-        passed: summary.failed == 0 && summary.layers > 0,
+        // Nothing verified is not a pass (not-applicable rows verify nothing).
+        passed: summary.failed == 0 && summary.passed > 0,
         summary,
         layers: layer_reports,
         timing: Timing::default(),
@@ -354,37 +370,51 @@ fn verify_layer(
     let mut cfg = p.config.clone();
     cfg.axis = channel_axis(cfg.axis);
     cfg.intra_op_threads = Some(rt.host.threads);
-    let path = tf_path(&cfg, shape.len(), axis).ok();
     if p.params.moving_mean.is_empty() {
         notes.push("the layer has no channels".into());
     }
+    let mut layer_path = None;
     let mut modes = Vec::new();
-    for &mode in &settings.modes {
-        let training = mode == Mode::Training;
-        let t_tf = Instant::now();
-        let graph = TfBatchNorm::new(rt, &cfg, &shape, training, &p.params);
-        let build_ms = t_tf.elapsed().as_secs_f64() * 1e3;
-        let graph = match graph {
-            Ok(g) => g,
-            Err(e) => {
-                modes.push(ModeReport::error(
-                    mode,
-                    Status::Unsupported,
-                    format!("TensorFlow side: {e}"),
-                ));
+    for &dtype in &settings.dtypes {
+        let cfg = &config_for_dtype(&cfg, p, dtype, &mut notes);
+        let path = tf_path(cfg, shape.len(), axis, dtype).ok();
+        layer_path = layer_path.or(path);
+        for &mode in &settings.modes {
+            let row = Row { mode, dtype, path };
+            if let Some(why) = dtype_not_applicable(cfg, dtype) {
+                modes.push(row.error(Status::NotApplicable, why));
                 continue;
             }
-        };
-        modes.push(run_mode(
-            rt, p, &cfg, &graph, &shape, axis, mode, settings, tolerance, build_ms,
-        )?);
+            let t_tf = Instant::now();
+            let graph =
+                TfBatchNorm::new_typed(rt, cfg, &shape, dtype, mode == Mode::Training, &p.params);
+            let build_ms = t_tf.elapsed().as_secs_f64() * 1e3;
+            let graph = match graph {
+                Ok(g) => g,
+                Err(e) => {
+                    // TF's own refusal of the type (an op's type constraint,
+                    // no kernel for it) means the API cannot take it.
+                    let status = if refuses_dtype(&e) {
+                        Status::NotApplicable
+                    } else {
+                        Status::Unsupported
+                    };
+                    modes.push(row.error(status, format!("TensorFlow side: {e}")));
+                    continue;
+                }
+            };
+            modes.push(run_mode(
+                rt, p, cfg, &graph, &shape, axis, row, settings, tolerance, build_ms,
+            )?);
+        }
     }
-    let passed = modes.iter().all(|m| m.status == Status::Pass);
+    let passed =
+        modes.iter().all(|m| m.status.is_ok()) && modes.iter().any(|m| m.status == Status::Pass);
     Ok(LayerReport {
         name: p.layer.name.clone(),
         api: p.api,
         api_source: p.api_source.to_string(),
-        path,
+        path: layer_path,
         channels: p.layer.channels,
         input_shape: shape,
         hyper: layer_hyper_json(p, &cfg),
@@ -406,59 +436,172 @@ fn faulty_config(cfg: &BnConfig, fault: Option<Fault>) -> BnConfig {
     c
 }
 
-/// Native outputs in the same form as TF's.
+/// The configuration both sides run for inputs of `dtype`.
+///
+/// A `fused = true` that tfbn read from the graph says that the fused kernel
+/// ran for the layer's own (`float32`) inputs, not that `fused=True` was
+/// passed: fed `float64`, such a layer takes the non-fused path (tf_keras's
+/// `_fused_can_be_used`), so for `float64` it becomes "TF decides". A
+/// `fused = true` from the Keras config or a flag is the layer's argument
+/// and stays (TF then raises: not applicable).
+fn config_for_dtype(
+    cfg: &BnConfig,
+    p: &PreparedLayer,
+    dtype: BnDtype,
+    notes: &mut Vec<String>,
+) -> BnConfig {
+    let mut c = cfg.clone();
+    let observed = matches!(
+        p.hyper.fused.source,
+        crate::hyper::HyperSource::Graph { .. }
+    );
+    if dtype == BnDtype::F64 && c.fused == Some(true) && observed {
+        c.fused = None;
+        let note = "float64: fused=true was read from the graph (the kernel that ran for float32),                     so TF's rule decides (non-fused for float64)"
+            .to_string();
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+    c
+}
+
+/// Which row of the report a run fills: mode, input type and TF's kernel.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    mode: Mode,
+    dtype: BnDtype,
+    path: Option<crate::tf::bn::TfPath>,
+}
+
+impl Row {
+    fn error(self, status: Status, why: impl Into<String>) -> ModeReport {
+        ModeReport::error(self.mode, self.dtype, self.path, status, why.into())
+    }
+}
+
+/// True when TF refused to build a graph because of its element type: an
+/// op's type constraint (`not in the list of allowed values`) or no kernel
+/// registered for it.
+fn refuses_dtype(e: &Error) -> bool {
+    let m = e.to_string();
+    m.contains("not in the list of allowed values")
+        || m.contains("No OpKernel was registered")
+        || m.contains("Could not find device for node")
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// The layer's variables as a `float64` layer holds them.
+fn params_f64(p: &BnParams) -> BnParams<f64> {
+    BnParams {
+        gamma: p.gamma.as_deref().map(widen),
+        beta: p.beta.as_deref().map(widen),
+        moving_mean: widen(&p.moving_mean),
+        moving_variance: widen(&p.moving_variance),
+        renorm: p.renorm.as_ref().map(|r| RenormState {
+            moving_stddev: widen(&r.moving_stddev),
+            renorm_mean: widen(&r.renorm_mean),
+            renorm_stddev: widen(&r.renorm_stddev),
+        }),
+    }
+}
+
+/// A training step's statistics as named [`TypedOutputs::stats`]; `wrap`
+/// makes a [`FloatVec`] of the statistics' type.
+fn named_stats<T>(
+    api: BnApi,
+    batch_mean: Option<Vec<T>>,
+    batch_variance: Option<Vec<T>>,
+    moving_mean: Vec<T>,
+    moving_variance: Vec<T>,
+    renorm: Option<RenormState<T>>,
+    wrap: fn(Vec<T>) -> FloatVec,
+) -> Vec<(&'static str, FloatVec)> {
+    let mut out: Vec<(&'static str, FloatVec)> = Vec::new();
+    out.extend(batch_mean.map(|v| ("batch_mean", wrap(v))));
+    out.extend(batch_variance.map(|v| ("batch_variance", wrap(v))));
+    // nn has no moving statistics.
+    if api != BnApi::Nn {
+        out.push(("moving_mean", wrap(moving_mean)));
+        out.push(("moving_variance", wrap(moving_variance)));
+    }
+    if let Some(r) = renorm {
+        out.push(("moving_stddev", wrap(r.moving_stddev)));
+        out.push(("renorm_mean", wrap(r.renorm_mean)));
+        out.push(("renorm_stddev", wrap(r.renorm_stddev)));
+    }
+    out
+}
+
+/// Native outputs in the same form as TF's: `y` in the input's type, the
+/// statistics in `float32` (`float64` for a `float64` input, whose layer
+/// holds `float64` variables).
 fn native_outputs(
     cfg: &BnConfig,
     params: &BnParams,
-    x: &[f32],
+    x: &FloatVec,
     shape: &[usize],
     training: bool,
-) -> Result<TfBnOutputs> {
-    let arr = ArrayD::from_shape_vec(IxDyn(shape), x.to_vec())
-        .map_err(|e| Error::InvalidArgument(format!("input shape {shape:?}: {e}")))?;
-    let input = BnInput::F32(arr);
-    let y_of = |y: BnInput| -> Result<Vec<f32>> {
-        match y {
-            BnInput::F32(a) => Ok(a.iter().copied().collect()),
-            other => Err(Error::InvalidArgument(format!(
-                "the native layer returned {} for a float32 input",
-                other.dtype_name()
-            ))),
+) -> Result<TypedOutputs> {
+    let input = x.to_bn(shape)?;
+    if let BnInput::F64(a) = &input {
+        let p64 = params_f64(params);
+        if !training {
+            let y = bn::inference_f64(cfg, &p64, a.view())?;
+            return Ok(TypedOutputs {
+                y: FloatVec::F64(y.iter().copied().collect()),
+                stats: Vec::new(),
+            });
         }
-    };
+        let r = bn::training_f64(cfg, &p64, a.view())?;
+        return Ok(TypedOutputs {
+            y: FloatVec::from_bn(&r.y),
+            stats: named_stats(
+                cfg.api,
+                r.batch_mean,
+                r.batch_variance,
+                r.moving_mean,
+                r.moving_variance,
+                r.renorm,
+                FloatVec::F64,
+            ),
+        });
+    }
     if !training {
         let r = bn::inference(cfg, params, &input)?;
-        return Ok(TfBnOutputs {
-            y: y_of(r.y)?,
-            batch_mean: None,
-            batch_variance: None,
-            moving_mean: None,
-            moving_variance: None,
-            renorm: None,
+        return Ok(TypedOutputs {
+            y: FloatVec::from_bn(&r.y),
+            stats: Vec::new(),
         });
     }
     let r = bn::training(cfg, params, &input)?;
-    let nn = cfg.api == BnApi::Nn;
-    Ok(TfBnOutputs {
-        y: y_of(r.y)?,
-        batch_mean: r.batch_mean,
-        batch_variance: r.batch_variance,
-        moving_mean: (!nn).then_some(r.moving_mean),
-        moving_variance: (!nn).then_some(r.moving_variance),
-        renorm: r.renorm,
+    Ok(TypedOutputs {
+        y: FloatVec::from_bn(&r.y),
+        stats: named_stats(
+            cfg.api,
+            r.batch_mean,
+            r.batch_variance,
+            r.moving_mean,
+            r.moving_variance,
+            r.renorm,
+            FloatVec::F32,
+        ),
     })
 }
 
 /// The Bessel fault: re-averages the native moving variance with the other
 /// variance convention, `new' = new + w·v_biased·(k' − k)`.
 fn inject_bessel(
-    out: &mut TfBnOutputs,
+    out: &mut TypedOutputs,
     cfg: &BnConfig,
     path_fused: bool,
     rows: usize,
     x_var_biased: &[f64],
 ) {
-    let Some(mv) = out.moving_variance.as_mut() else {
+    let Some((_, mv)) = out.stats.iter_mut().find(|(n, _)| *n == "moving_variance") else {
         return;
     };
     let w = match (cfg.api, path_fused) {
@@ -472,97 +615,95 @@ fn inject_bessel(
     } else {
         bessel - 1.0
     };
-    for (v, &b) in mv.iter_mut().zip(x_var_biased) {
-        *v = (*v as f64 + w * b * dk) as f32;
+    let shift = |v: f64, b: f64| v + w * b * dk;
+    match mv {
+        FloatVec::F32(v) => v
+            .iter_mut()
+            .zip(x_var_biased)
+            .for_each(|(v, &b)| *v = shift(*v as f64, b) as f32),
+        FloatVec::F64(v) => v
+            .iter_mut()
+            .zip(x_var_biased)
+            .for_each(|(v, &b)| *v = shift(*v, b)),
+        // Statistics are never 16-bit.
+        FloatVec::F16(_) | FloatVec::BF16(_) => {}
     }
 }
 
-fn biased_var(x: &[f32], shape: &[usize], axis: usize) -> Vec<f64> {
-    let l = ChannelLayout::of(shape, axis);
-    let c = l.channels.max(1);
-    let mut sum = vec![0.0f64; c];
-    let mut n = vec![0usize; c];
-    let ch = |i: usize| (i / l.inner.max(1)) % c;
-    for (i, &v) in x.iter().enumerate() {
-        sum[ch(i)] += v as f64;
-        n[ch(i)] += 1;
+/// Compares two outputs of the same type.
+fn compare_vecs(tf: &FloatVec, native: &FloatVec, layout: ChannelLayout) -> Result<Comparison> {
+    match (tf, native) {
+        (FloatVec::F32(a), FloatVec::F32(b)) => compare(a, b, layout),
+        (FloatVec::F16(a), FloatVec::F16(b)) => compare(a, b, layout),
+        (FloatVec::BF16(a), FloatVec::BF16(b)) => compare(a, b, layout),
+        (FloatVec::F64(a), FloatVec::F64(b)) => compare(a, b, layout),
+        (a, b) => Err(Error::InvalidArgument(format!(
+            "TF gave {} values, the native side {}",
+            a.dtype().name(),
+            b.dtype().name()
+        ))),
     }
-    let mean: Vec<f64> = sum
-        .iter()
-        .zip(&n)
-        .map(|(s, &k)| s / k.max(1) as f64)
-        .collect();
-    let mut sq = vec![0.0f64; c];
-    for (i, &v) in x.iter().enumerate() {
-        let d = v as f64 - mean[ch(i)];
-        sq[ch(i)] += d * d;
-    }
-    sq.iter()
-        .zip(&n)
-        .map(|(s, &k)| s / k.max(1) as f64)
-        .collect()
 }
 
 /// One compared output: name, TF's values, the native values, layout.
 type OutputPair<'a> = (
     &'static str,
-    Option<&'a [f32]>,
-    Option<&'a [f32]>,
+    &'a FloatVec,
+    Option<&'a FloatVec>,
     ChannelLayout,
 );
 
-/// The outputs compared, in report order.
+/// The outputs compared, in report order: only what TF exposes (TF always
+/// gives `y`).
 fn output_pairs<'a>(
-    tf: &'a TfBnOutputs,
-    nat: &'a TfBnOutputs,
+    tf: &'a TypedOutputs,
+    nat: &'a TypedOutputs,
     y_layout: ChannelLayout,
     c: usize,
 ) -> Vec<OutputPair<'a>> {
-    let v = ChannelLayout::last(c);
-    let s = |o: &'a Option<Vec<f32>>| o.as_deref();
-    let mut out = vec![
-        ("y", Some(tf.y.as_slice()), Some(nat.y.as_slice()), y_layout),
-        ("batch_mean", s(&tf.batch_mean), s(&nat.batch_mean), v),
-        (
-            "batch_variance",
-            s(&tf.batch_variance),
-            s(&nat.batch_variance),
-            v,
-        ),
-        ("moving_mean", s(&tf.moving_mean), s(&nat.moving_mean), v),
-        (
-            "moving_variance",
-            s(&tf.moving_variance),
-            s(&nat.moving_variance),
-            v,
-        ),
-    ];
-    if let (Some(a), Some(b)) = (&tf.renorm, &nat.renorm) {
-        out.push((
-            "moving_stddev",
-            Some(&a.moving_stddev),
-            Some(&b.moving_stddev),
-            v,
-        ));
-        out.push(("renorm_mean", Some(&a.renorm_mean), Some(&b.renorm_mean), v));
-        out.push((
-            "renorm_stddev",
-            Some(&a.renorm_stddev),
-            Some(&b.renorm_stddev),
-            v,
-        ));
-    } else if tf.renorm.is_some() || nat.renorm.is_some() {
-        let (a, b) = (tf.renorm.as_ref(), nat.renorm.as_ref());
-        out.push((
-            "moving_stddev",
-            a.map(|r| r.moving_stddev.as_slice()),
-            b.map(|r| r.moving_stddev.as_slice()),
-            v,
-        ));
+    let mut out = vec![("y", &tf.y, Some(&nat.y), y_layout)];
+    for (name, v) in &tf.stats {
+        out.push((name, v, nat.stat(name), ChannelLayout::last(c)));
     }
-    // Only what TF exposes is compared; TF always gives y.
-    out.retain(|(_, t, _, _)| t.is_some());
     out
+}
+
+/// Generates a case's input in `dtype` (the `f64` recipe rounded once).
+fn case_input(
+    case: InputCase,
+    shape: &[usize],
+    axis: usize,
+    dtype: BnDtype,
+    seed: u64,
+    salt: u64,
+) -> FloatVec {
+    FloatVec::from_f64(dtype, &inputs::generate_f64(case, shape, axis, seed, salt))
+}
+
+/// Diagnosis view of one side's outputs (`f32`; `float64` rounded).
+struct DiagSide {
+    y: Vec<f32>,
+    moving_mean: Option<Vec<f32>>,
+    moving_variance: Option<Vec<f32>>,
+}
+
+impl DiagSide {
+    fn of(o: &TypedOutputs) -> DiagSide {
+        let stat = |n: &str| o.stat(n).map(FloatVec::to_f32_lossy);
+        DiagSide {
+            y: o.y.to_f32_lossy(),
+            moving_mean: stat("moving_mean"),
+            moving_variance: stat("moving_variance"),
+        }
+    }
+
+    fn view(&self) -> SideOutputs<'_> {
+        SideOutputs {
+            y: &self.y,
+            moving_mean: self.moving_mean.as_deref(),
+            moving_variance: self.moving_variance.as_deref(),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -573,12 +714,12 @@ fn run_mode(
     graph: &TfBatchNorm,
     shape: &[usize],
     axis: usize,
-    mode: Mode,
+    row: Row,
     settings: &VerifySettings,
     tolerance: Tolerance,
     build_ms: f64,
 ) -> Result<ModeReport> {
-    let training = mode == Mode::Training;
+    let training = row.mode == Mode::Training;
     let native_cfg = faulty_config(cfg, settings.inject_fault);
     let salt = inputs::name_salt(&p.layer.name);
     let c = shape[axis];
@@ -587,20 +728,14 @@ fn run_mode(
     let mut outputs: Vec<OutputReport> = Vec::new();
     let mut cases = Vec::new();
     let mut causes: Vec<Cause> = Vec::new();
-    let mut evidence: Option<(Vec<f32>, TfBnOutputs, TfBnOutputs)> = None;
+    let mut evidence: Option<(FloatVec, TypedOutputs, TypedOutputs)> = None;
     let (mut tf_ms, mut native_ms) = (build_ms, 0.0);
     for &case in &settings.cases {
-        let x = inputs::generate(case, shape, axis, settings.seed, salt);
+        let x = case_input(case, shape, axis, row.dtype, settings.seed, salt);
         let t = Instant::now();
-        let tf = match graph.run(&x, &p.params) {
+        let tf = match graph.feeds(&x, &p.params).and_then(|f| graph.run_typed(&f)) {
             Ok(o) => o,
-            Err(e) => {
-                return Ok(ModeReport::error(
-                    mode,
-                    Status::Error,
-                    format!("TensorFlow side: {e}"),
-                ))
-            }
+            Err(e) => return Ok(row.error(Status::Error, format!("TensorFlow side: {e}"))),
         };
         tf_ms += t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
@@ -608,30 +743,25 @@ fn run_mode(
         native_ms += t.elapsed().as_secs_f64() * 1e3;
         let mut nat = match nat {
             Ok(o) => o,
-            Err(e) => {
-                return Ok(ModeReport::error(
-                    mode,
-                    Status::Unsupported,
-                    format!("native side: {e}"),
-                ));
-            }
+            Err(e) => return Ok(row.error(Status::Unsupported, format!("native side: {e}"))),
         };
         if training && settings.inject_fault == Some(Fault::Bessel) {
             let fused = graph.path() == crate::tf::bn::TfPath::Fused;
-            inject_bessel(&mut nat, cfg, fused, rows, &biased_var(&x, shape, axis));
+            let xs = x.to_f64_vec();
+            let (_, var, _) = diagnose::channel_moments(&xs, shape, axis);
+            inject_bessel(&mut nat, cfg, fused, rows, &var);
         }
         if let Some(dir) = &settings.dump {
-            dump_case(dir, &p.layer.name, mode, case, shape, &x, &tf, &nat)?;
+            dump_case(dir, &p.layer.name, row, case, shape, &x, &tf, &nat)?;
         }
         let mut case_ok = true;
         let mut case_equal = 0usize;
         let mut case_n = 0usize;
         for (name, t, n, layout) in output_pairs(&tf, &nat, y_layout, c) {
             let cmp = match n {
-                Some(n) => compare(t.unwrap_or(&[]), n, layout)?,
+                Some(n) => compare_vecs(t, n, layout)?,
                 None => {
-                    return Ok(ModeReport::error(
-                        mode,
+                    return Ok(row.error(
                         Status::Unsupported,
                         format!("native side: produced no {name}, which TF does"),
                     ))
@@ -662,23 +792,17 @@ fn run_mode(
     }
     let passed = cases.iter().all(|c| c.passed);
     if let Some((x, tf, nat)) = &evidence {
+        let x = x.to_f32_lossy();
+        let (tf, nat) = (DiagSide::of(tf), DiagSide::of(nat));
         let ev = Evidence {
             config: cfg,
             params: &p.params,
-            x,
+            x: &x,
             shape,
             axis,
             training,
-            tf: SideOutputs {
-                y: &tf.y,
-                moving_mean: tf.moving_mean.as_deref(),
-                moving_variance: tf.moving_variance.as_deref(),
-            },
-            native: SideOutputs {
-                y: &nat.y,
-                moving_mean: nat.moving_mean.as_deref(),
-                moving_variance: nat.moving_variance.as_deref(),
-            },
+            tf: tf.view(),
+            native: nat.view(),
         };
         causes = diagnose::diagnose(&ev);
     }
@@ -688,7 +812,9 @@ fn run_mode(
         causes.extend(diagnose::fallback(rt.host.backend, max_ulp, max_rel));
     }
     Ok(ModeReport {
-        mode,
+        mode: row.mode,
+        dtype: row.dtype,
+        path: row.path,
         status: if passed { Status::Pass } else { Status::Fail },
         error: None,
         outputs,
@@ -706,57 +832,48 @@ fn layer_dir(name: &str) -> String {
     name.replace('/', "__")
 }
 
+/// An `.npy` array of `dims` holding `v` in its own type (`bfloat16` as
+/// `<u2` bit patterns, the corpus convention).
+fn npy_of(dims: &[usize], v: &FloatVec) -> Result<NpyArray> {
+    let sh = IxDyn(dims);
+    let bad = |e: ndarray::ShapeError| Error::InvalidArgument(format!("dump {dims:?}: {e}"));
+    Ok(match v {
+        FloatVec::F32(v) => NpyArray::F32(ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?),
+        FloatVec::F64(v) => NpyArray::F64(ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?),
+        FloatVec::F16(v) => NpyArray::F16(ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?),
+        FloatVec::BF16(v) => {
+            NpyArray::from_bf16(&ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?)
+        }
+    })
+}
+
+/// Writes `DIR/<layer>/<dtype>/<mode>/<case>/`: `x.npy`, and per side
+/// `{tf,native}_y.npy` (the input's type) and each statistic.
 #[allow(clippy::too_many_arguments)]
 fn dump_case(
     dir: &Path,
     layer: &str,
-    mode: Mode,
+    row: Row,
     case: InputCase,
     shape: &[usize],
-    x: &[f32],
-    tf: &TfBnOutputs,
-    nat: &TfBnOutputs,
+    x: &FloatVec,
+    tf: &TypedOutputs,
+    nat: &TypedOutputs,
 ) -> Result<()> {
     let d = dir
         .join(layer_dir(layer))
-        .join(mode.label())
+        .join(row.dtype.short())
+        .join(row.mode.label())
         .join(case.label());
     std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
-    let write = |name: &str, dims: &[usize], v: &[f32]| -> Result<()> {
-        let a = ArrayD::from_shape_vec(IxDyn(dims), v.to_vec())
-            .map_err(|e| Error::InvalidArgument(format!("dump {name}: {e}")))?;
-        write_npy(d.join(format!("{name}.npy")), &NpyArray::F32(a))
+    let write = |name: &str, dims: &[usize], v: &FloatVec| -> Result<()> {
+        write_npy(d.join(format!("{name}.npy")), &npy_of(dims, v)?)
     };
     write("x", shape, x)?;
     for (side, o) in [("tf", tf), ("native", nat)] {
         write(&format!("{side}_y"), shape, &o.y)?;
-        let stats = [
-            ("batch_mean", &o.batch_mean),
-            ("batch_variance", &o.batch_variance),
-            ("moving_mean", &o.moving_mean),
-            ("moving_variance", &o.moving_variance),
-        ];
-        for (name, v) in stats {
-            if let Some(v) = v {
-                write(&format!("{side}_{name}"), &[v.len()], v)?;
-            }
-        }
-        if let Some(r) = &o.renorm {
-            write(
-                &format!("{side}_moving_stddev"),
-                &[r.moving_stddev.len()],
-                &r.moving_stddev,
-            )?;
-            write(
-                &format!("{side}_renorm_mean"),
-                &[r.renorm_mean.len()],
-                &r.renorm_mean,
-            )?;
-            write(
-                &format!("{side}_renorm_stddev"),
-                &[r.renorm_stddev.len()],
-                &r.renorm_stddev,
-            )?;
+        for (name, v) in &o.stats {
+            write(&format!("{side}_{name}"), &[v.len()], v)?;
         }
     }
     Ok(())

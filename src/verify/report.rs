@@ -10,9 +10,10 @@
 //!   "tolerance": "exact",
 //!   "seed": 0, "batch": 4,
 //!   "cases": ["normal", "large_offset", "near_constant", "tiny"],
+//!   "dtypes": ["float32"],
 //!   "injected_fault": null,
 //!   "passed": true,
-//!   "summary": {"layers": 3, "layers_passed": 3, "modes": 6, "passed": 6, "failed": 0},
+//!   "summary": {"layers": 3, "layers_passed": 3, "modes": 6, "passed": 6, "failed": 0, "not_applicable": 0},
 //!   "layers": [{
 //!     "name": "batch_normalization", "api": "tf1-layers", "api_source": "naming style",
 //!     "path": "fused", "channels": 8, "input_shape": [4, 5, 6, 8], "tolerance": "exact",
@@ -20,7 +21,9 @@
 //!               "axis": -1, "center": true, "scale": true, "fused": true, "renorm": false},
 //!     "notes": [], "passed": true,
 //!     "modes": [{
-//!       "mode": "training", "status": "pass | fail | unsupported | error", "error": null,
+//!       "mode": "training", "dtype": "float32 | float16 | bfloat16 | float64",
+//!       "path": "fused | non_fused | null",
+//!       "status": "pass | fail | unsupported | error | not_applicable", "error": null,
 //!       "outputs": [{"name": "y", "n": 3840, "bitwise_equal": 3840, "bitwise_fraction": 1.0,
 //!                    "max_ulp": 0, "max_ulp_of_max": 0, "max_abs": 0.0, "max_rel": 0.0,
 //!                    "worst": null | {"case": "tiny", "index": 17, "channel": 1, "tf": 0.5, "native": 0.50000006},
@@ -34,13 +37,18 @@
 //! }
 //! ```
 //!
+//! `modes` holds one row per input type (`dtypes`, `--dtype`) and mode, in
+//! that order; a `not_applicable` row (the API refuses the type in TF, e.g.
+//! the raw fused op on `float64`) says why in `error` and counts neither as
+//! passed nor as failed. `passed` needs at least one passing row.
+//!
 //! `max_ulp` is `18446744073709551615` (`u64::MAX`) where a NaN meets a
 //! number; `max_abs`/`max_rel` that are infinite are written as `null`
 //! (JSON has no infinity).
 
 use serde::Serialize;
 
-use super::{InputCase, Mode};
+use super::{BnDtype, InputCase, Mode};
 use crate::bn::BnApi;
 use crate::layers::BnLayer;
 use crate::parity::{Comparison, Tolerance};
@@ -63,6 +71,16 @@ pub enum Status {
     Unsupported,
     /// A side failed while running (counts as a failure).
     Error,
+    /// The API itself refuses this input type in TF (e.g. `FusedBatchNormV3`
+    /// on `float64`): nothing to compare, neither a pass nor a failure.
+    NotApplicable,
+}
+
+impl Status {
+    /// Not a failure: [`Status::Pass`] or [`Status::NotApplicable`].
+    pub fn is_ok(self) -> bool {
+        matches!(self, Status::Pass | Status::NotApplicable)
+    }
 }
 
 /// The worst element of an output over all cases.
@@ -194,14 +212,21 @@ pub struct ModeTiming {
     pub native: f64,
 }
 
-/// One layer in one mode.
+/// One layer in one mode and input type (a row of the report).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModeReport {
     /// The mode.
     pub mode: Mode,
+    /// The type of the input and `y` (`float32`, `float16`, `bfloat16`,
+    /// `float64`); the statistics are `float32` (`float64` for `float64`).
+    pub dtype: BnDtype,
+    /// The kernel TF runs for this type (`null` if TF cannot run the
+    /// layout).
+    pub path: Option<TfPath>,
     /// The verdict.
     pub status: Status,
-    /// Why a side could not run (`unsupported` / `error`).
+    /// Why a side could not run (`unsupported` / `error`), or why the API
+    /// does not take the type (`not_applicable`).
     pub error: Option<String>,
     /// Each output over all cases.
     pub outputs: Vec<OutputReport>,
@@ -214,9 +239,17 @@ pub struct ModeReport {
 }
 
 impl ModeReport {
-    pub(super) fn error(mode: Mode, status: Status, error: String) -> ModeReport {
+    pub(super) fn error(
+        mode: Mode,
+        dtype: BnDtype,
+        path: Option<TfPath>,
+        status: Status,
+        error: String,
+    ) -> ModeReport {
         ModeReport {
             mode,
+            dtype,
+            path,
             status,
             error: Some(error),
             outputs: Vec::new(),
@@ -303,7 +336,8 @@ pub struct LayerReport {
     pub api: BnApi,
     /// Where the API choice came from (`flag`, `naming style`).
     pub api_source: String,
-    /// The kernel TF runs (`null` if TF cannot run the layout).
+    /// The kernel TF runs for the first type run (`float32` by default;
+    /// each row has its own), `null` if TF cannot run the layout.
     pub path: Option<TfPath>,
     /// Channels.
     pub channels: u64,
@@ -315,9 +349,9 @@ pub struct LayerReport {
     pub tolerance: Tolerance,
     /// Notes (overrides, assumptions).
     pub notes: Vec<String>,
-    /// Every mode passed.
+    /// Every row passed or was not applicable, and at least one passed.
     pub passed: bool,
-    /// Each mode.
+    /// Each row: every requested type, each mode.
     pub modes: Vec<ModeReport>,
 }
 
@@ -344,7 +378,13 @@ impl LayerReport {
             tolerance: Tolerance::Exact,
             notes: vec![why.clone()],
             passed: false,
-            modes: vec![ModeReport::error(Mode::Inference, Status::Unsupported, why)],
+            modes: vec![ModeReport::error(
+                Mode::Inference,
+                BnDtype::F32,
+                None,
+                Status::Unsupported,
+                why,
+            )],
         }
     }
 }
@@ -356,28 +396,36 @@ pub struct Summary {
     pub layers: usize,
     /// Layers whose every mode passed.
     pub layers_passed: usize,
-    /// Layer × mode runs.
+    /// Layer × type × mode rows.
     pub modes: usize,
-    /// Runs that passed.
+    /// Rows that passed.
     pub passed: usize,
-    /// Runs that failed (fail, unsupported or error).
+    /// Rows that failed (fail, unsupported or error).
     pub failed: usize,
+    /// Rows whose API does not take the type in TF (neither passed nor
+    /// failed).
+    pub not_applicable: usize,
 }
 
 impl Summary {
     pub(super) fn of(layers: &[LayerReport]) -> Summary {
         let modes: usize = layers.iter().map(|l| l.modes.len()).sum();
-        let passed = layers
-            .iter()
-            .flat_map(|l| &l.modes)
-            .filter(|m| m.status == Status::Pass)
-            .count();
+        let count = |s: Status| {
+            layers
+                .iter()
+                .flat_map(|l| &l.modes)
+                .filter(|m| m.status == s)
+                .count()
+        };
+        let passed = count(Status::Pass);
+        let not_applicable = count(Status::NotApplicable);
         Summary {
             layers: layers.len(),
             layers_passed: layers.iter().filter(|l| l.passed).count(),
             modes,
             passed,
-            failed: modes - passed,
+            failed: modes - passed - not_applicable,
+            not_applicable,
         }
     }
 }
@@ -412,6 +460,8 @@ pub struct VerifyReport {
     pub batch: usize,
     /// Input cases.
     pub cases: Vec<InputCase>,
+    /// Input types run (each layer has a row per type and mode).
+    pub dtypes: Vec<BnDtype>,
     /// The self-test fault, if any.
     pub injected_fault: Option<super::Fault>,
     /// Every layer passed.

@@ -12,7 +12,7 @@ use tfbn::npy::{read_npy, NpyArray};
 use tfbn::parity::{compare, ChannelLayout};
 use tfbn::prepare::{prepare_layer, Overrides};
 use tfbn::source::Source;
-use tfbn::tf::bn::TfBatchNorm;
+use tfbn::tf::bn::{BnDtype, FloatVec, TfBatchNorm};
 use tfbn::tf::{Backend, LoadOptions, TfRuntime};
 use tfbn::{DType, TensorData};
 
@@ -391,4 +391,132 @@ fn one_process_runs_one_backend() {
     })
     .unwrap_err();
     assert!(e.to_string().contains("separate process"), "{e}");
+}
+
+/// What TF itself accepts, which `dtype_not_applicable` and the graphs rely
+/// on: `FusedBatchNormV3` refuses `float64` (its `T`), and runs `float16`
+/// and `bfloat16` with `float32` statistics; the Keras 3 graph runs every
+/// type.
+#[test]
+fn tf_accepts_the_types_verify_runs() {
+    let Some(rt) = live_tf("tf_accepts_the_types_verify_runs") else {
+        return;
+    };
+    let shape = [2, 3, 4, 5];
+    let params = tfbn::bn::BnParams::initial(5, false);
+    let cfg = |api| tfbn::bn::BnConfig {
+        api,
+        ..Default::default()
+    };
+    let e = TfBatchNorm::new_typed(
+        rt,
+        &cfg(tfbn::bn::BnApi::Fused),
+        &shape,
+        BnDtype::F64,
+        true,
+        &params,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("double") && e.contains("not in the list of allowed values"),
+        "{e}"
+    );
+    let x: Vec<f64> = (0..120).map(|i| (i % 7) as f64 * 0.25).collect();
+    for api in [tfbn::bn::BnApi::Fused, tfbn::bn::BnApi::Keras3] {
+        for dtype in BnDtype::ALL {
+            if api == tfbn::bn::BnApi::Fused && dtype == BnDtype::F64 {
+                continue;
+            }
+            let g = TfBatchNorm::new_typed(rt, &cfg(api), &shape, dtype, true, &params)
+                .unwrap_or_else(|e| panic!("{api} {dtype}: {e}"));
+            let out = g
+                .run_typed(&g.feeds(&FloatVec::from_f64(dtype, &x), &params).unwrap())
+                .unwrap();
+            assert_eq!(out.y.dtype(), dtype, "{api}");
+            assert_eq!(out.y.len(), 120);
+            let mm = out.stat("moving_mean").unwrap();
+            assert_eq!(mm.dtype(), dtype.stats_dtype(), "{api} {dtype}");
+        }
+    }
+}
+
+/// Every test here and in `verify` that needs TensorFlow says so when it is
+/// missing: without `TFBN_REQUIRE_TF` it passes, printing `SKIPPED <name>`;
+/// with `TFBN_REQUIRE_TF=1` it fails, saying TF cannot be loaded. Checked by
+/// running this test binary again with TF made unfindable.
+#[test]
+fn live_tests_skip_or_fail_loudly_without_tensorflow() {
+    // Tests in these modules that need no TensorFlow.
+    const NO_TF: [&str; 3] = [
+        "verify::bad_input_exits_2",
+        "verify::missing_tensorflow_exits_2_and_lists_what_was_tried",
+        "tf_live::live_tests_skip_or_fail_loudly_without_tensorflow",
+    ];
+    let exe = std::env::current_exe().unwrap();
+    let run = |require: bool| {
+        let mut c = std::process::Command::new(&exe);
+        c.args([
+            "verify::",
+            "tf_live::",
+            "--skip",
+            "live_tests_skip_or_fail_loudly",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("TFBN_TF_EXPLICIT_ONLY", "1")
+        .env("TFBN_TF_LIB", "/nonexistent/tensorflow")
+        .env_remove("TFBN_REQUIRE_TF");
+        if require {
+            c.env("TFBN_REQUIRE_TF", "1");
+        }
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), text)
+    };
+    let listed = std::process::Command::new(&exe)
+        .args(["verify::", "tf_live::", "--list"])
+        .output()
+        .unwrap();
+    let live: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .filter(|n| !NO_TF.contains(n))
+        .map(str::to_string)
+        .collect();
+    assert!(live.len() >= 15, "{live:?}");
+
+    let (ok, text) = run(false);
+    assert!(
+        ok,
+        "without TFBN_REQUIRE_TF every test passes (skips):\n{text}"
+    );
+    for name in &live {
+        let short = name.rsplit("::").next().unwrap();
+        assert!(
+            text.contains(&format!("SKIPPED {short}: no TensorFlow")),
+            "{name} does not say it was skipped:\n{text}"
+        );
+    }
+
+    let (ok, text) = run(true);
+    assert!(!ok, "with TFBN_REQUIRE_TF=1 the live tests must fail");
+    for name in &live {
+        assert!(
+            text.contains(&format!("test {name} ... FAILED")),
+            "{name} did not fail with TFBN_REQUIRE_TF=1:\n{text}"
+        );
+        let short = name.rsplit("::").next().unwrap();
+        assert!(
+            text.contains(&format!(
+                "{short}: TFBN_REQUIRE_TF=1 but TensorFlow cannot be loaded"
+            )),
+            "{name} failed without saying why:\n{text}"
+        );
+    }
 }

@@ -315,6 +315,35 @@ fn verify_json_snapshot_of_a_named_failure() {
     insta::assert_json_snapshot!("verify_keras3_bessel_fault", v);
 }
 
+/// Rows per type: a 16-bit pass and a not-applicable float64 row.
+#[test]
+fn verify_json_snapshot_of_dtypes() {
+    if live_tf("verify_json_snapshot_of_dtypes").is_none() {
+        return;
+    }
+    let o = tfbn(&[
+        "verify",
+        "testdata/keras3_functional/ckpt/ckpt-1",
+        "--layer",
+        "bn",
+        "--api",
+        "fused",
+        "--mode",
+        "inference",
+        "--cases",
+        "normal",
+        "--dtype",
+        "f16",
+        "--dtype",
+        "f64",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut v = json(&o);
+    stabilize(&mut v);
+    insta::assert_json_snapshot!("verify_keras3_dtypes", v);
+}
+
 #[test]
 fn table_output_names_layers_and_the_verdict() {
     if live_tf("table_output_names_layers_and_the_verdict").is_none() {
@@ -374,7 +403,7 @@ fn dump_writes_inputs_and_both_sides_outputs() {
         dir.path().to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let d = dir.path().join("bn_renorm");
+    let d = dir.path().join("bn_renorm").join("f32");
     for mode in ["inference", "training"] {
         for case in ["normal", "tiny"] {
             let c = d.join(mode).join(case);
@@ -403,6 +432,135 @@ fn dump_writes_inputs_and_both_sides_outputs() {
             }
         }
     }
+}
+
+/// `--dump` writes each type's arrays in that type (`bfloat16` as `<u2`
+/// bits), statistics in `float32` (`float64` for `float64`).
+#[test]
+fn dump_writes_each_dtype_in_its_own_type() {
+    if live_tf("dump_writes_each_dtype_in_its_own_type").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = tfbn(&[
+        "verify",
+        "testdata/keras3_functional/ckpt/ckpt-1",
+        "--layer",
+        "bn",
+        "--mode",
+        "training",
+        "--cases",
+        "normal",
+        "--dtype",
+        "all",
+        "--dump",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for (dtype, x_descr, stat_descr) in [
+        ("f32", "<f4", "<f4"),
+        ("f16", "<f2", "<f4"),
+        ("bf16", "<u2", "<f4"),
+        ("f64", "<f8", "<f8"),
+    ] {
+        let c = dir.path().join("bn").join(dtype).join("training/normal");
+        let read = |n: &str| tfbn::npy::read_npy(c.join(format!("{n}.npy"))).unwrap();
+        for n in ["x", "tf_y", "native_y"] {
+            assert_eq!(read(n).descr(), x_descr, "{dtype} {n}");
+        }
+        assert_eq!(read("tf_y"), read("native_y"), "{dtype}");
+        for n in ["tf_moving_mean", "native_batch_variance"] {
+            assert_eq!(read(n).descr(), stat_descr, "{dtype} {n}");
+        }
+    }
+}
+
+/// Every input type, both modes, on a fixture of each naming style: bit
+/// for bit against Eigen, where the API takes the type. The JSON, the table
+/// and the summary name the type of every row.
+#[test]
+fn every_dtype_passes_bit_for_bit_on_each_style() {
+    if live_tf("every_dtype_passes_bit_for_bit_on_each_style").is_none() {
+        return;
+    }
+    for fx in ["tf1_trained", "tfkeras_ckpt", "keras3_functional"] {
+        let path = fixture(fx).rel_open_path().to_string_lossy().into_owned();
+        let o = tfbn(&["verify", &path, "--dtype", "all", "--json"]);
+        let v = json(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{fx}: {}",
+            serde_json::to_string_pretty(&v).unwrap()
+        );
+        assert_eq!(
+            v["dtypes"],
+            serde_json::json!(["float32", "float16", "bfloat16", "float64"])
+        );
+        let mut passed = std::collections::BTreeSet::new();
+        for (what, m) in modes(&v) {
+            let dtype = m["dtype"].as_str().unwrap().to_string();
+            match m["status"].as_str().unwrap() {
+                "pass" => {
+                    for out in m["outputs"].as_array().unwrap() {
+                        assert_eq!(out["bitwise_fraction"], 1.0, "{fx} {what} {dtype}");
+                    }
+                    passed.insert((dtype, m["mode"].as_str().unwrap().to_string()));
+                }
+                "not_applicable" => {
+                    assert!(m["error"].as_str().unwrap().contains("float64"), "{what}")
+                }
+                other => panic!("{fx} {what} {dtype}: {other}"),
+            }
+        }
+        // Every (type, mode) passed on at least one layer of the fixture.
+        assert_eq!(passed.len(), 8, "{fx}: {passed:?}");
+        let text =
+            String::from_utf8(tfbn(&["verify", &path, "--dtype", "bf16,f64"]).stdout).unwrap();
+        assert!(text.contains("dtypes bf16,f64"), "{text}");
+        assert!(text.contains(" bf16 ") && text.contains(" f64 "), "{text}");
+    }
+}
+
+/// The raw op has no float64 kernel in TF: not applicable, not a pass and
+/// not a failure; a run of nothing but such rows verified nothing.
+#[test]
+fn fused_op_on_float64_is_not_applicable() {
+    if live_tf("fused_op_on_float64_is_not_applicable").is_none() {
+        return;
+    }
+    let args = |dtypes: &'static str| {
+        vec![
+            "verify",
+            "testdata/keras3_functional/ckpt/ckpt-1",
+            "--layer",
+            "bn",
+            "--api",
+            "fused",
+            "--dtype",
+            dtypes,
+            "--json",
+        ]
+    };
+    let o = tfbn(&args("f64"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["summary"]["not_applicable"], 2);
+    assert_eq!(v["summary"]["failed"], 0);
+    for (what, m) in modes(&v) {
+        assert_eq!(m["status"], "not_applicable", "{what}");
+        assert_eq!(m["dtype"], "float64", "{what}");
+        assert!(
+            m["error"].as_str().unwrap().contains("no float64 kernel"),
+            "{what}"
+        );
+    }
+    let o = tfbn(&args("f32,f64"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["summary"]["passed"], 2);
+    assert_eq!(v["summary"]["not_applicable"], 2);
+    assert_eq!(v["layers"][0]["passed"], true);
 }
 
 #[test]
@@ -522,6 +680,15 @@ fn bad_input_exits_2() {
             "--batch",
         ),
         (vec!["verify", "testdata/nope"], "nope"),
+        (
+            vec![
+                "verify",
+                "testdata/tf1_trained/ckpt/model.ckpt",
+                "--dtype",
+                "f8",
+            ],
+            "--dtype",
+        ),
         (
             vec![
                 "verify",
