@@ -13,6 +13,7 @@
 //! [`slices`] (OrderedCode slice keys and reassembly); the V2 and V1 readers;
 //! [`write`](mod@write).
 
+mod buf;
 pub mod crc;
 mod entry;
 mod path;

@@ -165,6 +165,40 @@ fn big_endian_bytes_on_disk_are_swapped() {
 }
 
 #[test]
+fn large_tensors_read_back_in_both_endiannesses() {
+    // Several copy chunks (512 KiB) and a huge-page-advised output buffer;
+    // big-endian elements are swapped chunk by chunk.
+    let dir = tempfile::tempdir().unwrap();
+    let n = (5 << 20) / 8 + 3;
+    let f = Tensor {
+        dtype: DType::F64,
+        shape: vec![n],
+        data: TensorData::Bytes(
+            (0..n)
+                .flat_map(|i| (i as f64 * 0.5).to_le_bytes())
+                .collect(),
+        ),
+    };
+    let c = Tensor {
+        dtype: DType::Complex64,
+        shape: vec![n],
+        data: TensorData::Bytes((0..2 * n).flat_map(|i| (i as f32).to_le_bytes()).collect()),
+    };
+    for endianness in [Endianness::Little, Endianness::Big] {
+        let prefix = dir.path().join(format!("{endianness:?}"));
+        let opts = WriteOptions {
+            endianness,
+            ..Default::default()
+        };
+        write_v2_with(&prefix, &[("c", &c), ("f", &f)], &opts).unwrap();
+        let b = Bundle::open(&prefix).unwrap();
+        assert_eq!(b.read("f").unwrap(), f);
+        assert_eq!(b.read("c").unwrap(), c);
+        assert_eq!(b.read_raw("f").unwrap().as_ref(), f.bytes().unwrap());
+    }
+}
+
+#[test]
 fn spec_entry_example_decodes() {
     // format-spec.md §1.3: float, shape [2], offset 8, size 8, crc 0xFF697889.
     let bytes = [

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use crate::bundle::buf::advise_huge_pages;
 use crate::bundle::crc::copy_with_crc;
 use crate::bundle::entry::{self, Entry, Location, ShardInfo};
 use crate::bundle::path::with_suffix;
@@ -244,14 +245,17 @@ impl V2 {
         }
     }
 
-    /// The bytes of `loc`, copied, crc-checked and converted to little-endian.
+    /// The bytes of `loc`, copied, crc-checked and converted to little-endian,
+    /// in one pass over the source (copy, crc and byte swap chunk by chunk).
     fn fixed(&self, key: &str, dtype: DType, loc: &Location) -> Result<Vec<u8>> {
-        let (mut out, crc) = copy_with_crc(self.bytes(key, loc)?);
+        let src = self.bytes(key, loc)?;
+        let (out, crc) = if self.big_endian {
+            copy_with_crc(src, |chunk| swap_element_bytes(chunk, dtype))
+        } else {
+            copy_with_crc(src, |_| {})
+        };
         if crc != loc.crc {
             return Err(self.crc_error(key, loc, crc));
-        }
-        if self.big_endian {
-            swap_element_bytes(&mut out, dtype);
         }
         Ok(out)
     }
@@ -314,7 +318,9 @@ impl V2 {
         let width = dtype.byte_width().unwrap_or(1) as u64;
         // Bounded at open by the shards' total length.
         let total = info.num_bytes.unwrap_or(0) as usize;
+        // Zeroed by the kernel when large (calloc), and not yet touched.
         let mut out = vec![0u8; total];
+        advise_huge_pages(&mut out);
         for (b, loc, shown) in slices {
             let src = self.bytes(shown, loc)?;
             let crc = crc32c::crc32c(src);
