@@ -27,25 +27,13 @@
 //! runs (sampled every 2 ms): `VmHWM` (peak resident set, including pages
 //! of the memory-mapped checkpoint) and the largest `RssAnon` seen (heap).
 
+mod common;
+
+use common::median;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use tfbn::bundle::Bundle;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn python() -> PathBuf {
-    let venv = Path::new(".venv/bin/python");
-    if venv.exists() {
-        venv.to_path_buf()
-    } else {
-        PathBuf::from("python3")
-    }
-}
 
 /// Flushes everything dirty and lets the disk settle, untimed.
 fn settle() {
@@ -117,34 +105,11 @@ fn main() {
         }
     }
     let runs = runs.max(5);
-    let index = PathBuf::from(format!("{}.index", prefix.display()));
-    if !index.exists() {
-        eprintln!("generating {} with TensorFlow …", prefix.display());
-        let ok = Command::new(python())
-            .args([
-                "scripts/gen_big_checkpoint.py",
-                prefix.to_str().expect("utf-8 prefix"),
-            ])
-            .env("TF_CPP_MIN_LOG_LEVEL", "2")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "could not generate the benchmark checkpoint (run scripts/setup-tensorflow.sh)"
-        );
-    }
-    let bundle = Bundle::open(&prefix).expect("open checkpoint");
-    let data_files: Vec<PathBuf> = bundle
-        .files()
-        .iter()
-        .filter(|p| !p.to_string_lossy().ends_with(".index"))
-        .cloned()
-        .collect();
-    let total: u64 = data_files
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let common::BigCheckpoint {
+        bundle,
+        data_files,
+        total,
+    } = common::BigCheckpoint::open(&prefix);
     println!(
         "checkpoint: {} ({} tensors, {:.2} GiB of data in {} file(s)); outputs in {}; {runs} runs each",
         prefix.display(),

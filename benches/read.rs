@@ -13,17 +13,15 @@
 //! `--no-tf` skips TensorFlow's reader (for quick comparisons of tfbn
 //! variants against the plain read).
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+mod common;
 
+use common::{median, python};
 use tfbn::bundle::Bundle;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
 
 /// Runs `f` `n` times; the median time until it returned. What it returns is
 /// dropped after the clock stops.
@@ -38,15 +36,6 @@ fn time_runs<T>(n: usize, mut f: impl FnMut() -> T) -> f64 {
     median(times)
 }
 
-fn python() -> PathBuf {
-    let venv = Path::new(".venv/bin/python");
-    if venv.exists() {
-        venv.to_path_buf()
-    } else {
-        PathBuf::from("python3")
-    }
-}
-
 fn main() {
     let no_tf = std::env::args().any(|a| a == "--no-tf");
     let args: Vec<String> = std::env::args()
@@ -58,31 +47,11 @@ fn main() {
             .map(String::as_str)
             .unwrap_or("bench-data/big/ckpt"),
     );
-    let index = PathBuf::from(format!("{}.index", prefix.display()));
-    if !index.exists() {
-        eprintln!("generating {} with TensorFlow …", prefix.display());
-        let ok = Command::new(python())
-            .args(["scripts/gen_big_checkpoint.py", prefix.to_str().unwrap()])
-            .env("TF_CPP_MIN_LOG_LEVEL", "2")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "could not generate the benchmark checkpoint (run scripts/setup-tensorflow.sh)"
-        );
-    }
-    let bundle = Bundle::open(&prefix).expect("open checkpoint");
-    let data_files: Vec<PathBuf> = bundle
-        .files()
-        .iter()
-        .filter(|p| !p.to_string_lossy().ends_with(".index"))
-        .cloned()
-        .collect();
-    let total: u64 = data_files
-        .iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let common::BigCheckpoint {
+        bundle,
+        data_files,
+        total,
+    } = common::BigCheckpoint::open(&prefix);
     let n_float = bundle
         .entries()
         .iter()

@@ -508,9 +508,13 @@ fn merge(layer: &BnLayer, index: usize, g: &GraphFindings, keras: &[KerasBn]) ->
     }));
     // A layer with renorm variables never ran the fused kernel: tf_keras and
     // the TF1 layers fall back to the non-fused path when `renorm=True`.
-    let has_renorm = [BnRole::RenormMean, BnRole::RenormStddev, BnRole::MovingStddev]
-        .iter()
-        .any(|r| layer.var(*r).is_some());
+    let has_renorm = [
+        BnRole::RenormMean,
+        BnRole::RenormStddev,
+        BnRole::MovingStddev,
+    ]
+    .iter()
+    .any(|r| layer.var(*r).is_some());
     if has_renorm {
         fused.push((DisplayOpt(Some(false)), HyperSource::Variables));
     }
