@@ -180,34 +180,46 @@ pub(crate) fn runs_sum(
 
 // ------------------------------------------------------------------ pattern Q
 
-/// Pattern-Q sums (`B` outer, `A` inner, strictly sequential) of channels
-/// `[c0, c0 + out.len())` of an `(a, k, b)` tensor, `out.len() ≤ 8`.
-pub(crate) fn outer_sums(
+/// Pattern-Q moments (`B` outer, `A` inner, strictly sequential) of the
+/// channels `[c0, c0 + mean.len())` of an `(a, k, b)` tensor
+/// (`mean.len() ≤ 8`): `mean[j] = finalize(Σ x)` and `var_sum[j] =
+/// Σ (x − mean[j])²`, each sum in TF's order.
+pub(crate) fn outer_moments(
     x: &[f32],
     (a, k, b): (usize, usize, usize),
     c0: usize,
-    map: SumMap<'_>,
-    out: &mut [f32],
+    finalize: &dyn Fn(f32) -> f32,
+    mean: &mut [f32],
+    var_sum: &mut [f32],
 ) {
-    debug_assert!(out.len() <= 8 && c0 + out.len() <= k);
+    let n = mean.len();
+    debug_assert!(n <= 8 && c0 + n <= k && var_sum.len() == n);
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx2() {
             // SAFETY: AVX2 detected; reads stay inside the given channels.
-            if unsafe { avx2::outer_sums(x, (a, k, b), c0, map, out) } {
+            if unsafe { avx2::outer_moments(x, (a, k, b), c0, finalize, mean, var_sum) } {
                 return;
             }
         }
     }
-    for (j, o) in out.iter_mut().enumerate() {
-        let ch = c0 + j;
+    let q_sum = |ch: usize, f: &dyn Fn(f32) -> f32| {
         let mut acc = 0.0f32;
         for jb in 0..b {
             for ia in 0..a {
-                acc = acc.add(map.apply_exact(x[(ia * k + ch) * b + jb], ch));
+                acc = acc.add(f(x[(ia * k + ch) * b + jb]));
             }
         }
-        *o = acc;
+        acc
+    };
+    for j in 0..n {
+        let ch = c0 + j;
+        mean[j] = finalize(q_sum(ch, &|v| v.daz()));
+        let m = mean[j];
+        var_sum[j] = q_sum(ch, &|v| {
+            let d = v.sub(m);
+            d.mul(d)
+        });
     }
 }
 
@@ -457,21 +469,6 @@ mod avx2 {
             }
         };
 
-        macro_rules! term {
-            ($row:expr, $g:expr, $gi:expr) => {{
-                // SAFETY: row < r and 8·g + 8 ≤ full ≤ k.
-                let v = unsafe { _mm256_loadu_ps(xp.add($row * k + 8 * $g)) };
-                if SQ {
-                    let d = _mm256_sub_ps(v, means[$gi]);
-                    keys = key_min(keys, d);
-                    _mm256_mul_ps(d, d)
-                } else {
-                    keys = key_min(keys, v);
-                    v
-                }
-            }};
-        }
-
         // Software prefetch of the rows PF ahead: one thread streams whole
         // rows, and the hardware prefetchers alone leave it latency-bound.
         const PF: usize = 24;
@@ -493,23 +490,30 @@ mod avx2 {
         if four {
             let r4 = r / 4 * 4;
             while row < r4 {
-                for j in 0..4 {
+                // One quad per call: four quads per call (fewer accumulator
+                // loads and stores) measured no faster, the pass is memory-bound.
+                let quads = 1;
+                for j in 0..4 * quads {
                     prefetch_row(row + PF + j);
                 }
-                for gi in 0..ng {
-                    let g = g_lo + gi;
-                    let a = &mut acc[4 * gi..4 * gi + 4];
-                    a[0] = _mm256_add_ps(a[0], term!(row, g, gi));
-                    a[1] = _mm256_add_ps(a[1], term!(row + 1, g, gi));
-                    a[2] = _mm256_add_ps(a[2], term!(row + 2, g, gi));
-                    a[3] = _mm256_add_ps(a[3], term!(row + 3, g, gi));
-                }
+                // SAFETY: rows row..row + 4·quads ≤ r4 ≤ r; groups g_lo..g_lo + ng
+                // lie in each row.
+                unsafe {
+                    rows_quads::<SQ>(
+                        xp.add(row * k + 8 * g_lo),
+                        k,
+                        quads,
+                        &mut acc,
+                        &means,
+                        &mut keys,
+                    )
+                };
                 if nt > 0 {
-                    for j in 0..4 {
+                    for j in 0..4 * quads {
                         tail_row(row + j, &mut tail, &mut tail_key);
                     }
                 }
-                row += 4;
+                row += 4 * quads;
             }
             for gi in 0..ng {
                 let a = &mut acc[4 * gi..4 * gi + 4];
@@ -518,10 +522,8 @@ mod avx2 {
         }
         while row < r {
             prefetch_row(row + PF);
-            for gi in 0..ng {
-                let g = g_lo + gi;
-                acc[4 * gi] = _mm256_add_ps(acc[4 * gi], term!(row, g, gi));
-            }
+            // SAFETY: row < r; groups g_lo..g_lo + ng lie in the row.
+            unsafe { rows_single::<SQ>(xp.add(row * k + 8 * g_lo), &mut acc, &means, &mut keys) };
             if nt > 0 {
                 tail_row(row, &mut tail, &mut tail_key);
             }
@@ -540,6 +542,102 @@ mod avx2 {
             out[t_lo - c_lo + t] = tail[t];
         }
         true
+    }
+
+    /// `quads` quads of rows of [`rows_sums`]: `base` points at the first
+    /// group of the first row; `acc` holds the 4 partials of each group,
+    /// partial `j` taking rows `4q + j`. Kept out of line so that the
+    /// running key stays in a register.
+    #[target_feature(enable = "avx2")]
+    #[inline(never)]
+    unsafe fn rows_quads<const SQ: bool>(
+        base: *const f32,
+        k: usize,
+        quads: usize,
+        acc: &mut [__m256],
+        means: &[__m256],
+        keys_io: &mut __m256i,
+    ) {
+        let mut keys = *keys_io;
+        for (gi, a) in acc.chunks_exact_mut(4).enumerate() {
+            let mut p = [a[0], a[1], a[2], a[3]];
+            for q in 0..quads {
+                for (j, pj) in p.iter_mut().enumerate() {
+                    // SAFETY: the caller guarantees 4·quads rows of the groups.
+                    let v = unsafe { _mm256_loadu_ps(base.add((4 * q + j) * k + 8 * gi)) };
+                    let t = if SQ {
+                        let d = _mm256_sub_ps(v, means[gi]);
+                        keys = unsafe { key_min(keys, d) };
+                        _mm256_mul_ps(d, d)
+                    } else {
+                        keys = unsafe { key_min(keys, v) };
+                        v
+                    };
+                    *pj = _mm256_add_ps(*pj, t);
+                }
+            }
+            a.copy_from_slice(&p);
+        }
+        *keys_io = keys;
+    }
+
+    /// One row of [`rows_sums`] into the first partial of each group.
+    #[target_feature(enable = "avx2")]
+    #[inline(never)]
+    unsafe fn rows_single<const SQ: bool>(
+        base: *const f32,
+        acc: &mut [__m256],
+        means: &[__m256],
+        keys_io: &mut __m256i,
+    ) {
+        let mut keys = *keys_io;
+        for (gi, a) in acc.chunks_exact_mut(4).enumerate() {
+            // SAFETY: the caller guarantees the row's groups.
+            let v = unsafe { _mm256_loadu_ps(base.add(8 * gi)) };
+            let t = if SQ {
+                let d = _mm256_sub_ps(v, means[gi]);
+                keys = unsafe { key_min(keys, d) };
+                _mm256_mul_ps(d, d)
+            } else {
+                keys = unsafe { key_min(keys, v) };
+                v
+            };
+            a[0] = _mm256_add_ps(a[0], t);
+        }
+        *keys_io = keys;
+    }
+
+    /// The ordered sum of one staged chunk of [`outer_moments`]: position
+    /// outer, `ia` inner. Out of line so that `acc` and the key stay in
+    /// registers.
+    #[target_feature(enable = "avx2")]
+    #[inline(never)]
+    unsafe fn q_accumulate<const SQ: bool>(
+        buf: &[__m256],
+        chunk: usize,
+        len: usize,
+        a: usize,
+        mv: __m256,
+        acc_io: &mut __m256,
+        keys_io: &mut __m256i,
+    ) {
+        let (mut acc, mut keys) = (*acc_io, *keys_io);
+        for jj in 0..len {
+            for ia in 0..a {
+                let v = buf[ia * chunk + jj];
+                let t = if SQ {
+                    let d = _mm256_sub_ps(v, mv);
+                    keys = unsafe { key_min(keys, d) };
+                    _mm256_mul_ps(d, d)
+                } else {
+                    keys = unsafe { key_min(keys, v) };
+                    v
+                };
+                acc = _mm256_add_ps(acc, t);
+            }
+        }
+        *acc_io = acc;
+        *keys_io = keys;
     }
 
     /// See [`super::runs_sum`] (four partials, ≥ 16 rows). `None` when a
@@ -672,128 +770,193 @@ mod avx2 {
         ]
     }
 
-    /// See [`super::outer_sums`]. Returns false when a tiny value was seen.
+    /// Fills `buf[ia·chunk + jj]` (jj < len) with the 8 channels at
+    /// `(ia, jb + jj)`: for each `ia`, 8 rows read in lockstep, 8×8
+    /// transposes, sequential stores. `len` is a multiple of 8.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn outer_sums(
+    #[inline(never)]
+    unsafe fn q_fill(
+        x: &[f32],
+        (a, k, b): (usize, usize, usize),
+        c0: usize,
+        n: usize,
+        (jb, len, chunk): (usize, usize, usize),
+        buf: &mut [__m256],
+    ) {
+        let xp = x.as_ptr();
+        let zeros = [0.0f32; 8];
+        for ia in 0..a {
+            let rows: [*const f32; 8] = std::array::from_fn(|j| {
+                if j < n {
+                    // SAFETY: channel c0 + j < k, so the row lies inside x.
+                    unsafe { xp.add((ia * k + c0 + j) * b + jb) }
+                } else {
+                    zeros.as_ptr()
+                }
+            });
+            let mut sub = 0;
+            while sub < len {
+                // SAFETY: sub + 8 ≤ len ≤ b − jb for real rows; padding rows
+                // point at 8 zeros and do not advance.
+                let r: [__m256; 8] = std::array::from_fn(|j| unsafe {
+                    _mm256_loadu_ps(rows[j].add(if j < n { sub } else { 0 }))
+                });
+                let t = unsafe { transpose8(r) };
+                buf[ia * chunk + sub..ia * chunk + sub + 8].copy_from_slice(&t);
+                sub += 8;
+            }
+        }
+    }
+
+    /// See [`super::outer_moments`]. Returns false when a tiny value was
+    /// seen. When the whole transposed block fits in 8 MiB it is staged
+    /// once and both passes read it; otherwise it is staged in chunks that
+    /// keep the buffer near 4 MiB, once per pass.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn outer_moments(
         x: &[f32],
         dims: (usize, usize, usize),
         c0: usize,
-        map: SumMap<'_>,
-        out: &mut [f32],
+        finalize: &dyn Fn(f32) -> f32,
+        mean: &mut [f32],
+        var_sum: &mut [f32],
     ) -> bool {
-        // SAFETY: forwarded (specialized per map, see rows_sums).
-        match map {
-            SumMap::Identity => unsafe { outer_sums_g::<false>(x, dims, c0, map, out) },
-            SumMap::SqDiff(_) => unsafe { outer_sums_g::<true>(x, dims, c0, map, out) },
+        let (a, _, b) = dims;
+        let b8 = b / 8 * 8;
+        let whole = a.saturating_mul(b8).saturating_mul(32) <= (8 << 20);
+        let chunk = if whole {
+            b8.max(8)
+        } else {
+            ((4 << 20) / (a.max(1) * 32) / 8 * 8).clamp(64.min(b8.max(8)), b8.max(8))
+        };
+        let mut buf = take_staging(a * chunk);
+        let ok = unsafe {
+            outer_moments_in(x, dims, c0, finalize, mean, var_sum, &mut buf, chunk, whole)
+        };
+        give_back_staging(buf);
+        ok
+    }
+
+    /// Staging buffers kept across calls: a fresh multi-MiB allocation costs
+    /// page faults, which on virtual machines can take longer than the whole
+    /// kernel (≈ 5 µs per 4 KiB page measured on the benchmark host).
+    static STAGING: std::sync::Mutex<Vec<Vec<__m256>>> = std::sync::Mutex::new(Vec::new());
+
+    fn take_staging(len: usize) -> Vec<__m256> {
+        let mut v = STAGING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        if v.len() < len {
+            // SAFETY: SSE is baseline on x86-64.
+            v.resize(len, unsafe { _mm256_setzero_ps() });
+        }
+        v
+    }
+
+    fn give_back_staging(v: Vec<__m256>) {
+        let mut pool = STAGING.lock().unwrap_or_else(|e| e.into_inner());
+        // Keep one buffer per core at most.
+        if pool.len() < super::super::par::host_threads() {
+            pool.push(v);
         }
     }
 
     #[target_feature(enable = "avx2")]
-    unsafe fn outer_sums_g<const SQ: bool>(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn outer_moments_in(
         x: &[f32],
-        (a, k, b): (usize, usize, usize),
+        dims: (usize, usize, usize),
         c0: usize,
-        map: SumMap<'_>,
-        out: &mut [f32],
+        finalize: &dyn Fn(f32) -> f32,
+        mean: &mut [f32],
+        var_sum: &mut [f32],
+        buf: &mut [__m256],
+        chunk: usize,
+        whole: bool,
     ) -> bool {
-        let n = out.len();
-        let (limit, mean) = match map {
-            SumMap::Identity => (SUM_SAFE_KEY_LIMIT, None),
-            SumMap::SqDiff(m) => (SQUARE_SAFE_KEY_LIMIT, Some(m)),
-        };
-        let mut mlanes = [0.0f32; 8];
-        if let Some(m) = mean {
-            mlanes[..n].copy_from_slice(&m[c0..c0 + n]);
-        }
-        let mv = unsafe { _mm256_loadu_ps(mlanes.as_ptr()) };
-        let zeros = [0.0f32; 8];
-        let xp = x.as_ptr();
-        let mut keys = _mm256_set1_epi32(-1);
-        let mut acc = _mm256_setzero_ps();
-        // Staging: for a chunk of spatial positions, buf[ia·chunk + jj] holds
-        // the 8 channels at (ia, chunk start + jj). Filling it reads 8 rows
-        // (one per channel) in lockstep and writes sequentially; summing it
-        // in TF's order (position outer, ia inner) reads `a` sequential
-        // streams. Both patterns stream well; reading all 8·a rows in
-        // lockstep does not (measured 5× slower). The buffer stays in L2.
+        let (a, k, b) = dims;
+        let n = mean.len();
         let b8 = b / 8 * 8;
-        let chunk = ((256 * 1024) / (a.max(1) * 32) / 8 * 8).clamp(8, b8.max(8));
-        let mut buf = vec![_mm256_setzero_ps(); chunk * a];
+        let mut keys = _mm256_set1_epi32(-1);
+        let mut skey = u32::MAX;
+
+        // The scalar tail positions b8..b come last in TF's order.
+        let tail = |lanes: &mut [f32; 8], m: Option<&[f32; 8]>, skey: &mut u32| {
+            for jb in b8..b {
+                for ia in 0..a {
+                    for (j, lane) in lanes.iter_mut().enumerate().take(n) {
+                        let v = x[(ia * k + c0 + j) * b + jb];
+                        let t = match m {
+                            None => {
+                                *skey = (*skey).min(tiny_key(v));
+                                v
+                            }
+                            Some(m) => {
+                                let d = v - m[j];
+                                *skey = (*skey).min(tiny_key(d));
+                                d * d
+                            }
+                        };
+                        *lane += t;
+                    }
+                }
+            }
+        };
+
+        // Pass 1: sums.
+        let mut acc = _mm256_setzero_ps();
         let mut jb = 0;
         while jb < b8 {
             let len = chunk.min(b8 - jb);
-            for ia in 0..a {
-                let mut sub = 0;
-                while sub < len {
-                    // Prefetch the same rows one chunk ahead: 8·a concurrent
-                    // streams are more than the hardware prefetchers follow.
-                    let ahead = jb + len + sub;
-                    if sub % 16 == 0 && ahead < b {
-                        for j in 0..n {
-                            // SAFETY: a prefetch never faults; the address is inside x.
-                            unsafe {
-                                _mm_prefetch::<_MM_HINT_T0>(
-                                    xp.add((ia * k + c0 + j) * b + ahead) as *const i8
-                                )
-                            };
-                        }
-                    }
-                    let rows: [__m256; 8] = std::array::from_fn(|j| {
-                        if j < n {
-                            // SAFETY: channel c0 + j < k, position jb + sub + 8 ≤ b.
-                            unsafe { _mm256_loadu_ps(xp.add((ia * k + c0 + j) * b + jb + sub)) }
-                        } else {
-                            unsafe { _mm256_loadu_ps(zeros.as_ptr()) }
-                        }
-                    });
-                    let t = unsafe { transpose8(rows) };
-                    buf[ia * chunk + sub..ia * chunk + sub + 8].copy_from_slice(&t);
-                    sub += 8;
-                }
-            }
-            for jj in 0..len {
-                for ia in 0..a {
-                    let v = buf[ia * chunk + jj];
-                    let t = if SQ {
-                        let d = _mm256_sub_ps(v, mv);
-                        keys = unsafe { key_min(keys, d) };
-                        _mm256_mul_ps(d, d)
-                    } else {
-                        keys = unsafe { key_min(keys, v) };
-                        v
-                    };
-                    acc = _mm256_add_ps(acc, t);
-                }
+            // SAFETY: forwarded bounds; buf holds a·chunk vectors.
+            unsafe {
+                q_fill(x, dims, c0, n, (jb, len, chunk), buf);
+                q_accumulate::<false>(buf, chunk, len, a, _mm256_setzero_ps(), &mut acc, &mut keys);
             }
             jb += len;
         }
-        let mut lanes = [0.0f32; 8];
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-        let mut skey = u32::MAX;
-        for jb in b8..b {
-            for ia in 0..a {
-                for (j, lane) in lanes.iter_mut().enumerate().take(n) {
-                    let v = x[(ia * k + c0 + j) * b + jb];
-                    let t = match mean {
-                        None => {
-                            skey = skey.min(tiny_key(v));
-                            v
-                        }
-                        Some(m) => {
-                            let d = v - m[c0 + j];
-                            skey = skey.min(tiny_key(d));
-                            d * d
-                        }
-                    };
-                    *lane += t;
-                }
-            }
-        }
-        // Padding lanes hold zeros, whose key is u32::MAX.
-        if unsafe { key_below(keys, limit) } || skey < limit {
+        let mut sums = [0.0f32; 8];
+        unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), acc) };
+        tail(&mut sums, None, &mut skey);
+        if unsafe { key_below(keys, SUM_SAFE_KEY_LIMIT) } || skey < SUM_SAFE_KEY_LIMIT {
             return false;
         }
-        out.copy_from_slice(&lanes[..n]);
+        let mut m = [0.0f32; 8];
+        for j in 0..n {
+            m[j] = finalize(sums[j]);
+            mean[j] = m[j];
+        }
+        let mv = unsafe { _mm256_loadu_ps(m.as_ptr()) };
+
+        // Pass 2: squared differences.
+        let mut acc = _mm256_setzero_ps();
+        let mut keys = _mm256_set1_epi32(-1);
+        let mut skey = u32::MAX;
+        if whole {
+            // SAFETY: buf still holds the whole staged block.
+            unsafe { q_accumulate::<true>(buf, chunk, b8, a, mv, &mut acc, &mut keys) };
+        } else {
+            let mut jb = 0;
+            while jb < b8 {
+                let len = chunk.min(b8 - jb);
+                // SAFETY: as in pass 1.
+                unsafe {
+                    q_fill(x, dims, c0, n, (jb, len, chunk), buf);
+                    q_accumulate::<true>(buf, chunk, len, a, mv, &mut acc, &mut keys);
+                }
+                jb += len;
+            }
+        }
+        let mut sq = [0.0f32; 8];
+        unsafe { _mm256_storeu_ps(sq.as_mut_ptr(), acc) };
+        tail(&mut sq, Some(&m), &mut skey);
+        // Padding lanes hold zeros (key u32::MAX) and mean 0.
+        if unsafe { key_below(keys, SQUARE_SAFE_KEY_LIMIT) } || skey < SQUARE_SAFE_KEY_LIMIT {
+            return false;
+        }
+        var_sum.copy_from_slice(&sq[..n]);
         true
     }
 
@@ -1036,7 +1199,7 @@ mod tests {
     }
 
     #[test]
-    fn outer_sums_match_reference() {
+    fn outer_moments_match_reference() {
         for &(a, k, b) in &[
             (2, 3, 9),
             (4, 8, 16),
@@ -1044,27 +1207,36 @@ mod tests {
             (1, 9, 33),
             (5, 2, 24),
             (2, 9, 5003),
+            (300, 8, 4100),
         ] {
             let x = data(a * k * b, (a + 3 * k + 5 * b) as u64);
-            let mean: Vec<f32> = (0..k).map(|c| c as f32 * 0.3).collect();
-            for map in [SumMap::Identity, SumMap::SqDiff(&mean)] {
-                let mut c0 = 0;
-                while c0 < k {
-                    let n = (k - c0).min(8);
-                    let mut got = vec![0.0; n];
-                    outer_sums(&x, (a, k, b), c0, map, &mut got);
-                    for (j, g) in got.iter().enumerate() {
-                        let ch = c0 + j;
+            let rt = (a * b) as f32;
+            let fin = |s: f32| s.div(rt);
+            let mut c0 = 0;
+            while c0 < k {
+                let n = (k - c0).min(8);
+                let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+                outer_moments(&x, (a, k, b), c0, &fin, &mut m, &mut v);
+                for j in 0..n {
+                    let ch = c0 + j;
+                    let q = |f: &dyn Fn(f32) -> f32| {
                         let mut acc = 0.0f32;
                         for jb in 0..b {
                             for ia in 0..a {
-                                acc = acc.add(map.apply_exact(x[(ia * k + ch) * b + jb], ch));
+                                acc = acc.add(f(x[(ia * k + ch) * b + jb]));
                             }
                         }
-                        assert_eq!(g.to_bits(), acc.to_bits(), "{a} {k} {b} ch {ch}");
-                    }
-                    c0 += n;
+                        acc
+                    };
+                    let want_m = fin(q(&|v| v));
+                    let want_v = q(&|v| {
+                        let d = v.sub(want_m);
+                        d.mul(d)
+                    });
+                    assert_eq!(m[j].to_bits(), want_m.to_bits(), "{a} {k} {b} ch {ch}");
+                    assert_eq!(v[j].to_bits(), want_v.to_bits(), "{a} {k} {b} ch {ch}");
                 }
+                c0 += n;
             }
         }
     }

@@ -267,6 +267,21 @@ fn subnormal_inputs_read_as_zero() {
         assert_eq!(a.moving_variance, b.moving_variance, "{api}");
         assert_eq!(y32(&a.y), y32(&b.y), "{api}");
     }
+    // Channels-first (pattern Q for Keras 3, runs for the fused kernel).
+    let shape = [4, 8, 5, 6];
+    let mut x = lcg_data(960, 6, 2.0, 0.0);
+    let mut zeroed = x.clone();
+    for i in (0..960).step_by(7) {
+        x[i] = 2e-39;
+        zeroed[i] = 0.0;
+    }
+    for api in [BnApi::Fused, BnApi::Keras3] {
+        let cf = cfg(api, 1);
+        let a = training(&cf, &params(8), &arr(&shape, x.clone())).unwrap();
+        let b = training(&cf, &params(8), &arr(&shape, zeroed.clone())).unwrap();
+        assert_eq!(a.moving_variance, b.moving_variance, "{api} NCHW");
+        assert_eq!(y32(&a.y), y32(&b.y), "{api} NCHW");
+    }
     // An all-subnormal batch normalizes to beta exactly.
     let x = arr(&[4, 2, 2, 3], vec![1e-39; 48]);
     let t = training(&cfg(BnApi::Fused, -1), &params(3), &x).unwrap();
@@ -600,22 +615,4 @@ fn phase_timings() {
     };
     let p3 = best(|| kernels::affine_par(Form::F2, &prm, &x, &mut y, (64, 128 * 128), true));
     println!("NCHW: copy {copy:.1} ms, moments(Q) {q:.1}, fused stats {fu:.1}, y {p3:.1}");
-}
-
-/// Pattern-Q moments alone, for profiling (ignored).
-#[test]
-#[ignore]
-fn q_only() {
-    let shape = [8usize, 64, 128, 128];
-    let n = shape.iter().product::<usize>();
-    let x = lcg_data(n, 2, 4.0, 0.0);
-    let reduced = [true, false, true, true];
-    let t = std::time::Instant::now();
-    for _ in 0..20 {
-        std::hint::black_box(crate::bn::nonfused::moments(&x, &shape, &reduced, 2));
-    }
-    println!(
-        "Q moments: {:.2} ms",
-        t.elapsed().as_secs_f64() * 1e3 / 20.0
-    );
 }
