@@ -147,17 +147,12 @@ fn rsqrt_half<H: Half>(v: &[H]) -> Vec<H> {
 
 /// `tf.nn.batch_normalization(x, mean, variance, beta, gamma, eps)` in the
 /// input's type, into `y`.
-fn batch_normalization<H: Half>(
-    x: &[H],
-    l: Layout,
-    mean: &[H],
-    var: &[H],
-    gamma: Option<&[H]>,
-    beta: Option<&[H]>,
-    eps: H,
-    y: &mut [H],
-) {
-    let t: Vec<H> = var.iter().map(|&v| op(v, eps, |a, b| a.add(b))).collect();
+fn batch_normalization<H: Half>(x: &[H], pr: &Prepared<H>, mean: &[H], var: &[H], y: &mut [H]) {
+    let (l, gamma, beta) = (pr.l, pr.gamma.as_deref(), pr.beta.as_deref());
+    let t: Vec<H> = var
+        .iter()
+        .map(|&v| op(v, pr.eps, |a, b| a.add(b)))
+        .collect();
     let mut inv = rsqrt_half(&t);
     if let Some(g) = gamma {
         for (i, g) in inv.iter_mut().zip(g) {
@@ -191,6 +186,7 @@ fn widened<H: Half>(v: &[H]) -> Vec<f32> {
     v.iter().map(|h| h.widen()).collect()
 }
 
+/// A call's layout and its parameters in the input's type.
 struct Prepared<H> {
     l: Layout,
     gamma: Option<Vec<H>>,
@@ -240,16 +236,7 @@ pub(crate) fn inference<H: Half>(
     let (_, pr) = prepared::<H>(cfg, p, x.len(), shape, y.len())?;
     let mean: Vec<H> = rounded(&p.moving_mean);
     let var: Vec<H> = rounded(&p.moving_variance);
-    batch_normalization(
-        x,
-        pr.l,
-        &mean,
-        &var,
-        pr.gamma.as_deref(),
-        pr.beta.as_deref(),
-        pr.eps,
-        y,
-    );
+    batch_normalization(x, &pr, &mean, &var, y);
     Ok(())
 }
 
@@ -269,16 +256,7 @@ pub(crate) fn training<H: Half>(
     let reduced: Vec<bool> = (0..shape.len()).map(|i| i != axis).collect();
     let xw = widened(x);
     let (mean, var) = H::moments(x, &xw, shape, &reduced, pr.l);
-    batch_normalization(
-        x,
-        pr.l,
-        &mean,
-        &var,
-        pr.gamma.as_deref(),
-        pr.beta.as_deref(),
-        pr.eps,
-        y,
-    );
+    batch_normalization(x, &pr, &mean, &var, y);
     Ok(TrainingStats {
         batch_mean: widened(&mean),
         batch_variance: widened(&var),
