@@ -31,9 +31,14 @@ FIXTURES = ("ops_nn_half",)
 SEED = 4343
 
 
-def case(id, T, layout, c, eps, inference=False):
-    return dict(id=id, op="moments+batch_normalization", T=T, data_format=layout, channels=c,
-                epsilon=eps, inference=inference)
+def case(id, T, layout, c, eps, inference=False, shape=None, edge=False):
+    d = dict(id=id, op="moments+batch_normalization", T=T, data_format=layout, channels=c,
+             epsilon=eps, inference=inference)
+    if shape is not None:
+        d["shape"] = shape
+    if edge:
+        d["edge"] = True
+    return d
 
 
 CASES = []
@@ -47,10 +52,19 @@ for _t, _s in (("float16", "f16"), ("bfloat16", "bf16")):
         # 2-D, R = 20, C = 64: packets only.
         case(f"nn_{_s}_2d_c64_train", _t, "NC", 64, 1e-2),
         case(f"nn_{_s}_nhwc_c13_infer", _t, "NHWC", 13, 1e-3, inference=True),
+        # Edge cases (see edge_values): NaN, Inf, -0, 16-bit subnormals, huge
+        # values, a near-constant channel; C = 9 puts channel 8 on the tail.
+        case(f"nn_{_s}_nhwc_c9_edge_train", _t, "NHWC", 9, 1e-3, shape=[2, 2, 5, 9], edge=True),
+        case(f"nn_{_s}_nhwc_c9_edge_infer", _t, "NHWC", 9, 1e-3, inference=True, shape=[2, 2, 5, 9], edge=True),
+        # R = 1 (the reduction is a copy) and an empty batch (NaN moments).
+        case(f"nn_{_s}_nhwc_c5_r1_train", _t, "NHWC", 5, 1e-3, shape=[1, 1, 1, 5]),
+        case(f"nn_{_s}_2d_c4_empty_train", _t, "NC", 4, 1e-3, shape=[0, 4]),
     ]
 
 
 def x_shape(case):
+    if "shape" in case:
+        return list(case["shape"])
     c = case["channels"]
     fmt = case["data_format"]
     if fmt == "NC":
@@ -64,17 +78,45 @@ def channel_axis(case):
     return 1 if case["data_format"] in ("NCHW", "NC") else len(x_shape(case)) - 1
 
 
+def edge_values(x, t):
+    """Special values per channel of a channels-last float32 array (rounded to
+    `t` afterwards): 0 NaN, 1 +Inf, 2 near-constant (one value one 16-bit ulp
+    up), 3 all -0, 4 16-bit subnormals among normal values, 5 huge (the f32
+    sum overflows for bfloat16, x*inv overflows float16), 6 one -Inf."""
+    rows = x.reshape(-1, x.shape[-1])
+    ulp = 2.0**-10 if t == "float16" else 2.0**-7
+    tiny = 3e-7 if t == "float16" else 1e-39
+    huge = 60000.0 if t == "float16" else 2e38
+    rows[1, 0] = np.nan
+    rows[2, 1] = np.inf
+    rows[:, 2] = 1.5
+    rows[3, 2] = 1.5 + 1.5 * ulp
+    rows[:, 3] = -0.0
+    rows[::2, 4] = tiny
+    rows[1::4, 4] = -tiny
+    rows[:, 5] = huge
+    rows[0, 5] = -huge
+    rows[4, 6] = -np.inf
+    return x
+
+
 def make_inputs(case, rng):
     shape = x_shape(case)
     c = case["channels"]
     x = common.make_input(shape, channel_axis(case), rng.integers(2**31))
     t = case["T"]
+    if case.get("edge"):
+        x = edge_values(x, t)
+    variance = rng.uniform(0.5, 2.0, c).astype(np.float32)
+    if case.get("edge") and case["inference"]:
+        # +Inf, NaN, -eps (var + eps = 0) and 0 variances.
+        variance[:4] = [np.inf, np.nan, -case["epsilon"], 0.0]
     return {
         "x": tf.cast(tf.constant(x), t),
         "scale": tf.cast(tf.constant(rng.uniform(0.5, 1.5, c).astype(np.float32)), t),
         "offset": tf.cast(tf.constant(rng.normal(0.0, 0.5, c).astype(np.float32)), t),
         "mean": tf.cast(tf.constant(rng.normal(0.0, 1.0, c).astype(np.float32)), t),
-        "variance": tf.cast(tf.constant(rng.uniform(0.5, 2.0, c).astype(np.float32)), t),
+        "variance": tf.cast(tf.constant(variance), t),
     }
 
 
@@ -91,7 +133,9 @@ def build(fixture, fixture_dir):
             common.save_npy(os.path.join(fixture_dir, rel), a)
             inputs[name] = ops.array_ref(rel, a)
         outs = ops.run_case(c, inp)
-        entry = dict(c)
+        entry = {k: v for k, v in c.items() if k not in ("shape", "edge")}
+        if c.get("edge"):
+            entry["edge_values"] = edge_values.__doc__.split(":", 1)[1].strip().replace("\n", " ")
         entry.update(
             {
                 "U": c["T"],
@@ -133,6 +177,9 @@ def build(fixture, fixture_dir):
             "batch_normalization runs in the input's type (rsqrt, products and sums each rounded to 16 bits)",
             "cases: NHWC C=13 (R=30), NCHW C=3 (R=30), 2-D C=64 (R=20) in training; NHWC C=13 inference "
             "with given mean/variance",
+            "edge cases (NHWC C=9, R=20, training and inference): per channel NaN, +Inf, near-constant, all -0, "
+            "16-bit subnormals, huge values, -Inf (manifest `edge_values`); inference variances +Inf, NaN, -eps, 0",
+            "R = 1 (`_r1`, the reduction is a copy) and an empty batch (`_empty`, shape [0, 4]: NaN moments)",
             "inputs under `inputs/<case>/`, outputs under `goldens/eigen/<case>/` (TF_ENABLE_ONEDNN_OPTS=0) and "
             "`goldens/onednn/<case>/` (=1), one env.json per mode in `goldens/<mode>/`",
             "bfloat16 arrays are stored as '<u2' bit patterns (the manifest says `bfloat16`)",
@@ -171,6 +218,8 @@ def sanity(fixture_dir):
     tol = {"float16": 5e-3, "bfloat16": 3e-2}
     report = []
     for c in m["cases"]:
+        if "edge_values" in c or 0 in c["x_shape"]:
+            continue  # special values by design; the Rust tests compare them bit for bit
         inp = {k: s._load(os.path.join(fixture_dir, r["file"]), r["dtype"]) for k, r in c["inputs"].items()}
         x = inp["x"]
         axis = c["channel_axis"]
