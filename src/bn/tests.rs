@@ -563,6 +563,80 @@ fn into_variants_match_allocating_ones() {
     assert_eq!(t1.moving_mean, t2.moving_mean);
 }
 
+/// Every result is the same whatever the thread count: work is only split
+/// where the split cannot change a bit (channel ranges of reductions,
+/// element ranges of the element-wise pass). Shapes are large enough to
+/// cross the parallel thresholds: NHWC with narrow rows (one thread per
+/// reduction) and with rows wider than `SPLIT_ROW_BYTES` (channel split),
+/// NCHW (fused runs and pattern-Q blocks split by channel), and 2-D.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    use crate::bn::par::with_threads;
+    let cases: [(&[usize], isize); 4] = [
+        (&[8, 16, 16, 40], -1),
+        (&[2, 3, 3, 8200], -1),
+        (&[4, 20, 30, 31], 1),
+        (&[600, 136], -1),
+    ];
+    for (shape, axis) in cases {
+        let n: usize = shape.iter().product();
+        let x = lcg_data(n, 31, 3.0, 0.5);
+        let c = shape[if axis < 0 {
+            shape.len() - 1
+        } else {
+            axis as usize
+        }];
+        let p = params(c);
+        let xh = BnInput::F16(
+            ArrayD::from_shape_vec(
+                IxDyn(shape),
+                x.iter().map(|&v| half::f16::from_f32(v)).collect(),
+            )
+            .unwrap(),
+        );
+        let run = |threads: usize| {
+            with_threads(threads, || {
+                let mut outs = Vec::new();
+                for api in [BnApi::Fused, BnApi::Keras3, BnApi::Nn] {
+                    if api == BnApi::Fused && shape.len() < 4 {
+                        continue; // the fused op takes 4-D and 5-D inputs only
+                    }
+                    let cf = cfg(api, axis);
+                    let inputs = if api == BnApi::Nn {
+                        vec![arr(shape, x.clone()), xh.clone()]
+                    } else {
+                        vec![arr(shape, x.clone())]
+                    };
+                    for input in inputs {
+                        let t = training(&cf, &p, &input).unwrap();
+                        let i = inference(&cf, &p, &input).unwrap();
+                        let y_bits = |y: &BnInput| -> Vec<u64> {
+                            y.to_f64_vec().iter().map(|v| v.to_bits()).collect()
+                        };
+                        let v_bits = |v: &[f32]| -> Vec<u64> {
+                            v.iter().map(|x| u64::from(x.to_bits())).collect()
+                        };
+                        outs.push(y_bits(&t.y));
+                        outs.push(y_bits(&i.y));
+                        outs.push(v_bits(&t.batch_mean.unwrap_or_default()));
+                        outs.push(v_bits(&t.batch_variance.unwrap_or_default()));
+                        outs.push(v_bits(&t.moving_mean));
+                        outs.push(v_bits(&t.moving_variance));
+                    }
+                }
+                outs
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3, 4] {
+            assert!(
+                one == run(threads),
+                "{shape:?}: {threads} threads changed a result"
+            );
+        }
+    }
+}
+
 /// Timings of the individual passes on the benchmark shapes (run with
 /// `cargo test --release --lib bn::tests::phase_timings -- --ignored --nocapture`).
 #[test]
