@@ -71,11 +71,16 @@ pub(crate) fn rows_sums(
 
 /// [`rows_sums`] of all `k` channels, on as many cores as help.
 ///
-/// Threads may only split channels (each channel's rows must be added by one
-/// thread in order), so each thread would read a slice of every row. On the
-/// machines measured that interleaved access reads memory 2–3× slower than
-/// one thread streaming whole rows, so rows narrower than
-/// [`SPLIT_ROW_BYTES`] are summed by a single thread.
+/// Only two splits keep every bit: channel ranges, or the four partials of
+/// pattern P (rows `4q + j`: partial pairs {0, 1} and {2, 3} on two threads,
+/// combined `((s0 + s1) + s2) + s3` afterwards). Both make each thread read
+/// a slice of every row or every other pair of rows. Measured on the 2-core
+/// benchmark host (AMD EPYC VM, float32 `[100352, 256]`, 1 KiB rows, medians
+/// of 9, 3 runs): one thread streaming whole rows 0.55–0.64× a copy; two
+/// threads on partial pairs 0.76–1.27×; two threads on channel halves
+/// 1.15–1.73× (1.18–1.45× with whole-row prefetch); even two threads on
+/// contiguous halves (not exact) read no faster than one. So rows narrower
+/// than [`SPLIT_ROW_BYTES`] are summed by a single thread.
 pub(crate) fn rows_sums_all(x: &[f32], r: usize, k: usize, map: SumMap<'_>) -> Vec<f32> {
     let threads = if k * 4 >= SPLIT_ROW_BYTES {
         crate::bn::par::threads_for(x.len())
