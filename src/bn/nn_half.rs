@@ -1,5 +1,6 @@
-//! `tf.nn.moments` + `tf.nn.batch_normalization` ([`BnApi::Nn`]) on
-//! `float16` and `bfloat16` inputs, as TF 2.21 computes them on a CPU.
+//! `tf.nn.moments` + `tf.nn.batch_normalization`
+//! ([`BnApi::Nn`](super::BnApi::Nn)) on `float16` and `bfloat16` inputs, as
+//! TF 2.21 computes them on a CPU.
 //!
 //! * `tf.nn.moments` (python/ops/nn_impl.py) casts a `float16` input to
 //!   `float32`, takes both moments in `float32` and rounds them back to

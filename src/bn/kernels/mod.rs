@@ -26,7 +26,7 @@
 //! The kernels live by concern: [`rows`] (pattern P over channels-last
 //! rows, used by both kernels), [`runs`] (the fused kernel's pattern P over
 //! channels-first runs), [`outer`] (pattern Q, `tf.nn.moments` on
-//! channels-first data) and [`affine`] (the element-wise pass).
+//! channels-first data) and [`affine`](mod@affine) (the element-wise pass).
 
 mod affine;
 mod outer;
