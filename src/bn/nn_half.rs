@@ -43,13 +43,15 @@ pub(crate) trait Half: Copy + Send + Sync {
     /// (`tf.convert_to_tensor(eps, dtype)`).
     fn from_python(v: f64) -> Self;
     /// `tf.nn.moments` in this type: the mean and the biased variance over
-    /// the `reduced` dimensions, `xw` being `x` widened.
+    /// the `reduced` dimensions, `xw` being `x` widened; `threads` is TF's
+    /// intra-op thread count (it shapes full reductions).
     fn moments(
         x: &[Self],
         xw: &[f32],
         shape: &[usize],
         reduced: &[bool],
         l: Layout,
+        threads: usize,
     ) -> (Vec<Self>, Vec<Self>);
 }
 
@@ -78,8 +80,9 @@ impl Half for f16 {
         shape: &[usize],
         reduced: &[bool],
         _l: Layout,
+        threads: usize,
     ) -> (Vec<f16>, Vec<f16>) {
-        let (m, v) = moments(xw, shape, reduced, par::host_threads());
+        let (m, v) = moments(xw, shape, reduced, threads);
         (
             m.into_iter().map(f16::round).collect(),
             v.into_iter().map(f16::round).collect(),
@@ -107,8 +110,8 @@ impl Half for bf16 {
         shape: &[usize],
         reduced: &[bool],
         l: Layout,
+        threads: usize,
     ) -> (Vec<bf16>, Vec<bf16>) {
-        let threads = par::host_threads();
         // Mean: float32 sum and division, one rounding.
         let mean: Vec<bf16> = moments(xw, shape, reduced, threads)
             .0
@@ -256,7 +259,11 @@ pub(crate) fn training<H: Half>(
     let (axis, pr) = prepared::<H>(cfg, p, x.len(), shape, y.len())?;
     let reduced: Vec<bool> = (0..shape.len()).map(|i| i != axis).collect();
     let xw = widened(x);
-    let (mean, var) = H::moments(x, &xw, shape, &reduced, pr.l);
+    let threads = cfg
+        .intra_op_threads
+        .unwrap_or_else(par::host_threads)
+        .max(1);
+    let (mean, var) = H::moments(x, &xw, shape, &reduced, pr.l, threads);
     batch_normalization(x, &pr, &mean, &var, y);
     Ok(TrainingStats {
         batch_mean: widened(&mean),
