@@ -338,6 +338,20 @@ fn nan_and_inf_stay_in_their_channel() {
         assert_eq!(y[r * c + 1], beta[1]);
         assert!(y[r * c + 3].is_nan());
     }
+    // The same through F2 (Keras 3): inv = 0 gives x·0 + (beta − mean·0) =
+    // beta; a NaN inv gives NaN.
+    let y = y32(&inference(
+        &cfg(BnApi::Keras3, -1),
+        &p,
+        &arr(&[30, 1, 1, c], lcg_data(30 * c, 9, 1.0, 0.0)),
+    )
+    .unwrap()
+    .y);
+    for r in 0..30 {
+        assert_eq!(y[r * c + 1], beta[1]);
+        assert!(y[r * c + 3].is_nan());
+        assert!(y[r * c + 5].is_finite());
+    }
 }
 
 #[test]
