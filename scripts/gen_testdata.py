@@ -16,6 +16,7 @@ running each group of fixtures in worker subprocesses of this same script:
   tfkeras  1                     tf_keras (Keras 2)
   keras3   unset                 Keras 3
   ops      unset                 raw-op goldens, no checkpoint
+  ops_nn_half unset              tf.nn moments + batch_normalization in float16/bfloat16
   serving  1                     tf_keras SavedModel with a training-mode serving signature
 
 Per group: one "build" worker (TF_ENABLE_ONEDNN_OPTS=0) writes checkpoints,
@@ -56,6 +57,7 @@ FIXTURES = {
     "keras3_saved_model": "keras3",
     "keras3_export": "keras3",
     "ops": "ops",
+    "ops_nn_half": "ops_nn_half",
     "tfkeras_training_serving": "serving",
 }
 GROUPS = {
@@ -63,6 +65,7 @@ GROUPS = {
     "tfkeras": {"module": "gen.tfkeras", "legacy_keras": True},
     "keras3": {"module": "gen.keras3", "legacy_keras": False},
     "ops": {"module": "gen.ops", "legacy_keras": False},
+    "ops_nn_half": {"module": "gen.ops_nn_half", "legacy_keras": False},
     "serving": {"module": "gen.serving", "legacy_keras": True},
 }
 
@@ -173,7 +176,12 @@ def sanity_check(selected):
     print("sanity: goldens vs a float64 numpy batch norm from the manifest's bytes")
     for name in selected:
         try:
-            report = sanity.check_ops(tmp_dir(name)) if name == "ops" else sanity.check_fixture(tmp_dir(name))
+            if name == "ops":
+                report = sanity.check_ops(tmp_dir(name))
+            elif name == "ops_nn_half":
+                report = importlib.import_module("gen.ops_nn_half").sanity(tmp_dir(name))
+            else:
+                report = sanity.check_fixture(tmp_dir(name))
         except AssertionError as e:
             print(f"gen_testdata: sanity check of {name} failed: {e}", file=sys.stderr)
             return False

@@ -360,6 +360,25 @@ fn vec_f32(x: &BnInput) -> Vec<f32> {
     x.to_f64_vec().into_iter().map(|v| v as f32).collect()
 }
 
+/// Statistics (returned widened to `f32`) in the golden's element type. A
+/// value that type cannot hold exactly stays `f32`, so its bits differ from
+/// the golden's and the comparison fails.
+fn stat_out(v: Vec<f32>, dtype: &str) -> Out {
+    let exact16 = |to: fn(f32) -> f32| {
+        v.iter()
+            .all(|&x| x.is_nan() || to(x).to_bits() == x.to_bits())
+    };
+    match dtype {
+        "float16" if exact16(|x| f16::from_f32(x).to_f32()) => {
+            Out::F16(v.iter().map(|&x| f16::from_f32(x)).collect())
+        }
+        "bfloat16" if exact16(|x| bf16::from_f32(x).to_f32()) => {
+            Out::BF16(v.iter().map(|&x| bf16::from_f32(x)).collect())
+        }
+        _ => Out::F32(v),
+    }
+}
+
 fn run_case(fixture_dir: &Path, case: &Value) -> Vec<(Produced, String)> {
     let inputs = &case["inputs"];
     let x = read_input(fixture_dir, &inputs["x"]);
@@ -392,13 +411,14 @@ fn run_case(fixture_dir: &Path, case: &Value) -> Vec<(Produced, String)> {
         )
     };
     let stat = |name: &str, v: Vec<f32>| {
+        let dtype = dtype_of(name);
         (
             Produced {
                 file: name.into(),
-                out: Out::F32(v),
+                out: stat_out(v, &dtype),
                 channel_of: None,
             },
-            dtype_of(name),
+            dtype,
         )
     };
     match case["op"].as_str() {
@@ -666,6 +686,52 @@ fn onednn_goldens_are_within_budget() {
         t.outputs,
         t.failures.join("\n")
     );
+}
+
+/// `tf.nn.moments` + `tf.nn.batch_normalization` in float16 and bfloat16
+/// (the `ops_nn_half` fixture): every output bit for bit, every case run.
+#[test]
+fn nn_half_precision_goldens_are_bitwise_equal() {
+    let dir = corpus().join("ops_nn_half");
+    let text = std::fs::read_to_string(dir.join("expected/manifest.json")).expect("manifest");
+    let manifest: Value = serde_json::from_str(&text).expect("manifest JSON");
+    let gdir = dir.join("goldens/eigen");
+    if vendor_of(&gdir.join("env.json")).as_deref() != Some(host_cpu_vendor().as_str()) {
+        println!(
+            "ops_nn_half goldens come from another CPU vendor; the sweep applies the ULP budget"
+        );
+        return;
+    }
+    let mut dtypes = std::collections::BTreeSet::new();
+    let (mut compared, mut expected) = (0, 0);
+    for case in manifest["cases"].as_array().expect("cases") {
+        expected += case["outputs"].as_object().map_or(0, |o| o.len());
+        dtypes.insert(case["T"].as_str().unwrap_or("").to_string());
+        for (p, dtype) in run_case(&dir, case) {
+            let rel = case["outputs"][&p.file]["file"].as_str().expect("file");
+            let golden = read_golden(&gdir.join(rel), &dtype);
+            assert!(
+                !matches!(golden, Out::F32(_)),
+                "{}: {rel} is not a 16-bit golden",
+                case["id"]
+            );
+            let v = compare(&p, &golden);
+            assert_eq!(
+                v.equal,
+                v.total,
+                "{} {}: {}",
+                case["id"],
+                p.file,
+                v.first_diff.unwrap_or_default()
+            );
+            compared += 1;
+        }
+    }
+    assert!(
+        dtypes.contains("float16") && dtypes.contains("bfloat16"),
+        "{dtypes:?}"
+    );
+    assert_eq!(compared, expected, "outputs compared");
 }
 
 #[test]

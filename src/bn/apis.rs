@@ -29,7 +29,7 @@ fn check_len<T>(name: &str, v: &[T], c: usize) -> Result<()> {
 
 /// Checks the shape against the data and the parameters against the
 /// channel count; returns the resolved axis and the `(a, c, b)` view.
-fn prepare<T: TfFloat>(
+pub(super) fn prepare<T: TfFloat>(
     cfg: &BnConfig,
     p: &BnParams<T>,
     x_len: usize,
@@ -67,7 +67,7 @@ fn prepare<T: TfFloat>(
 }
 
 /// `gamma` as the layer feeds it: `None` when `scale` is off.
-fn gamma_of<'a, T>(cfg: &BnConfig, p: &'a BnParams<T>) -> Result<Option<&'a [T]>> {
+pub(super) fn gamma_of<'a, T>(cfg: &BnConfig, p: &'a BnParams<T>) -> Result<Option<&'a [T]>> {
     if !cfg.scale {
         return Ok(None);
     }
@@ -81,7 +81,7 @@ fn gamma_of<'a, T>(cfg: &BnConfig, p: &'a BnParams<T>) -> Result<Option<&'a [T]>
 }
 
 /// `beta` as the layer feeds it: `None` when `center` is off.
-fn beta_of<'a, T>(cfg: &BnConfig, p: &'a BnParams<T>) -> Result<Option<&'a [T]>> {
+pub(super) fn beta_of<'a, T>(cfg: &BnConfig, p: &'a BnParams<T>) -> Result<Option<&'a [T]>> {
     if !cfg.center {
         return Ok(None);
     }

@@ -89,6 +89,9 @@ pub(crate) struct TrainOut {
     pub saved_variance: Vec<f32>,
 }
 
+/// Channels-first channels summed side by side (see [`batch_stats`]).
+const GROUP: usize = 4;
+
 /// The kernel's per-channel mean and biased variance:
 /// `invR = f32(1/f32(R))`, `mean = sumP(x)·invR`, `var = sumP((x − mean)²)·invR`.
 pub(crate) fn batch_stats(x: &[f32], l: Layout) -> (Vec<f32>, Vec<f32>) {
@@ -103,17 +106,30 @@ pub(crate) fn batch_stats(x: &[f32], l: Layout) -> (Vec<f32>, Vec<f32>) {
         let var = sums.iter().map(|s| s.mul(inv_r)).collect();
         (mean, var)
     } else {
-        // Channels-first: one channel's runs at a time, both passes while
-        // its data is still in cache; threads split channels.
+        // Channels-first: four channels' runs at a time (four independent
+        // addition chains; one alone is bound by the adds' latency), both
+        // passes while their data is still in cache; threads split channels.
+        let dims = (l.a, l.c, l.b);
         let threads = par::threads_for(l.len()).min(l.c.max(1));
-        let pairs = par::map_ranges(l.c, threads, 1, |cr| {
-            cr.map(|ch| {
-                let s = kernels::runs_sum(x, (l.a, l.c, l.b), ch, ch < full, None);
-                let m = s.mul(inv_r);
-                let s2 = kernels::runs_sum(x, (l.a, l.c, l.b), ch, ch < full, Some(m));
-                (m, s2.mul(inv_r))
-            })
-            .collect()
+        let pairs = par::map_ranges(l.c, threads, GROUP, |cr| {
+            let mut out = Vec::with_capacity(cr.len());
+            let mut ch = cr.start;
+            while ch < cr.end {
+                if ch + GROUP <= cr.end.min(full) {
+                    let s = kernels::runs_sums::<GROUP>(x, dims, ch, true, None);
+                    let m = s.map(|s| s.mul(inv_r));
+                    let s2 = kernels::runs_sums::<GROUP>(x, dims, ch, true, Some(m));
+                    out.extend(m.into_iter().zip(s2.map(|s| s.mul(inv_r))));
+                    ch += GROUP;
+                } else {
+                    let s = kernels::runs_sum(x, dims, ch, ch < full, None);
+                    let m = s.mul(inv_r);
+                    let s2 = kernels::runs_sum(x, dims, ch, ch < full, Some(m));
+                    out.push((m, s2.mul(inv_r)));
+                    ch += 1;
+                }
+            }
+            out
         });
         pairs.into_iter().unzip()
     }

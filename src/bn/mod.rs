@@ -9,7 +9,9 @@
 //!   2 to 5, any channel axis, in `float32`, `float16`, `bfloat16` (widened
 //!   to `float32` and rounded back to nearest-even, statistics in `float32`,
 //!   as TF does) or `float64` ([`inference_f64`], [`training_f64`] for
-//!   `float64` variables).
+//!   `float64` variables). [`BnApi::Nn`] on `float16`/`bfloat16` is the
+//!   exception: TF's `tf.nn.batch_normalization` then computes in the 16-bit
+//!   type itself, and so does this crate (module `nn_half`).
 //! * [`inference_into`] and [`training_into`] write into a caller's buffer.
 //!
 //! The default arithmetic is exact: Eigen's fused kernel (F1 and its
@@ -31,6 +33,7 @@ mod config;
 mod ftz;
 mod fused;
 mod kernels;
+mod nn_half;
 mod nonfused;
 mod par;
 mod reduce;
@@ -269,15 +272,36 @@ fn narrow_stats(s: TrainingStats<f64>) -> TrainingStats<f32> {
     }
 }
 
-fn reject_nn_half(cfg: &BnConfig, x: &BnInput) -> Result<()> {
-    if cfg.api == BnApi::Nn && matches!(x, BnInput::F16(_) | BnInput::BF16(_)) {
-        return Err(Error::InvalidArgument(format!(
-            "batch norm (nn): {} inputs are not supported: tf.nn.batch_normalization then \
-             computes in 16-bit arithmetic, which this crate does not reproduce",
-            x.dtype_name()
-        )));
-    }
-    Ok(())
+/// [`BnApi::Nn`] on a 16-bit input: TF computes it in that type
+/// (`nn_half`), not widened like the layers.
+fn nn_half_input(cfg: &BnConfig, x: &BnInput) -> bool {
+    cfg.api == BnApi::Nn && matches!(x, BnInput::F16(_) | BnInput::BF16(_))
+}
+
+fn nn_half_inference<H: nn_half::Half + Default>(
+    cfg: &BnConfig,
+    params: &BnParams,
+    x: &ArrayD<H>,
+) -> Result<ArrayD<H>> {
+    let shape = x.shape().to_vec();
+    let view = x.view();
+    let xs = contiguous(&view);
+    let mut y = par::output_buffer::<H>(xs.len());
+    nn_half::inference(cfg, params, &xs, &shape, &mut y)?;
+    into_array(&shape, y)
+}
+
+fn nn_half_training<H: nn_half::Half + Default>(
+    cfg: &BnConfig,
+    params: &BnParams,
+    x: &ArrayD<H>,
+) -> Result<(ArrayD<H>, TrainingStats)> {
+    let shape = x.shape().to_vec();
+    let view = x.view();
+    let xs = contiguous(&view);
+    let mut y = par::output_buffer::<H>(xs.len());
+    let stats = nn_half::training(cfg, params, &xs, &shape, &mut y)?;
+    Ok((into_array(&shape, y)?, stats))
 }
 
 /// Runs the layer in inference mode: `y` from the moving statistics (for
@@ -288,8 +312,13 @@ fn reject_nn_half(cfg: &BnConfig, x: &BnInput) -> Result<()> {
 /// layer whose variables hold these values (use [`inference_f64`] for
 /// `float64` variables).
 pub fn inference(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Inference> {
-    reject_nn_half(cfg, x)?;
     let y = match x {
+        BnInput::F16(a) if nn_half_input(cfg, x) => {
+            BnInput::F16(nn_half_inference(cfg, params, a)?)
+        }
+        BnInput::BF16(a) if nn_half_input(cfg, x) => {
+            BnInput::BF16(nn_half_inference(cfg, params, a)?)
+        }
         BnInput::F32(a) => BnInput::F32(run_inference_f32(cfg, params, a.view())?),
         BnInput::F64(a) => BnInput::F64(inference_f64(cfg, &widen_params(params), a.view())?),
         BnInput::F16(a) => {
@@ -334,8 +363,15 @@ fn run_training_f32(
 /// layer whose variables hold these values; the statistics are then rounded
 /// to `float32` on return (use [`training_f64`] to keep them in `float64`).
 pub fn training(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Training> {
-    reject_nn_half(cfg, x)?;
     match x {
+        BnInput::F16(a) if nn_half_input(cfg, x) => {
+            let (y, s) = nn_half_training(cfg, params, a)?;
+            Ok(Training::from_stats(BnInput::F16(y), s))
+        }
+        BnInput::BF16(a) if nn_half_input(cfg, x) => {
+            let (y, s) = nn_half_training(cfg, params, a)?;
+            Ok(Training::from_stats(BnInput::BF16(y), s))
+        }
         BnInput::F32(a) => {
             let (y, s) = run_training_f32(cfg, params, a.view())?;
             Ok(Training::from_stats(BnInput::F32(y), s))

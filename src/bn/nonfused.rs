@@ -70,17 +70,10 @@ impl Elem for f32 {
                     for blk in br {
                         let c0 = blk * 8;
                         let n = (k - c0).min(8);
-                        let mut s = vec![0.0f32; n];
-                        kernels::outer_sums(x, (a, k, b), c0, SumMap::Identity, &mut s);
-                        let mut mean = vec![0.0f32; k.min(c0 + 8)];
-                        for j in 0..n {
-                            mean[c0 + j] = s[j].div(rf);
-                        }
-                        let mut s2 = vec![0.0f32; n];
-                        kernels::outer_sums(x, (a, k, b), c0, SumMap::SqDiff(&mean), &mut s2);
-                        for j in 0..n {
-                            res.push((mean[c0 + j], s2[j].div(rf)));
-                        }
+                        let (mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n]);
+                        let fin = |s: f32| s.div(rf);
+                        kernels::outer_moments(x, (a, k, b), c0, &fin, &mut m, &mut v);
+                        res.extend(m.into_iter().zip(v.into_iter().map(|s| s.div(rf))));
                     }
                     res
                 });

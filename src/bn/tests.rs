@@ -267,6 +267,21 @@ fn subnormal_inputs_read_as_zero() {
         assert_eq!(a.moving_variance, b.moving_variance, "{api}");
         assert_eq!(y32(&a.y), y32(&b.y), "{api}");
     }
+    // Channels-first (pattern Q for Keras 3, runs for the fused kernel).
+    let shape = [4, 8, 5, 6];
+    let mut x = lcg_data(960, 6, 2.0, 0.0);
+    let mut zeroed = x.clone();
+    for i in (0..960).step_by(7) {
+        x[i] = 2e-39;
+        zeroed[i] = 0.0;
+    }
+    for api in [BnApi::Fused, BnApi::Keras3] {
+        let cf = cfg(api, 1);
+        let a = training(&cf, &params(8), &arr(&shape, x.clone())).unwrap();
+        let b = training(&cf, &params(8), &arr(&shape, zeroed.clone())).unwrap();
+        assert_eq!(a.moving_variance, b.moving_variance, "{api} NCHW");
+        assert_eq!(y32(&a.y), y32(&b.y), "{api} NCHW");
+    }
     // An all-subnormal batch normalizes to beta exactly.
     let x = arr(&[4, 2, 2, 3], vec![1e-39; 48]);
     let t = training(&cfg(BnApi::Fused, -1), &params(3), &x).unwrap();
@@ -322,6 +337,20 @@ fn nan_and_inf_stay_in_their_channel() {
     for r in 0..30 {
         assert_eq!(y[r * c + 1], beta[1]);
         assert!(y[r * c + 3].is_nan());
+    }
+    // The same through F2 (Keras 3): inv = 0 gives x·0 + (beta − mean·0) =
+    // beta; a NaN inv gives NaN.
+    let y = y32(&inference(
+        &cfg(BnApi::Keras3, -1),
+        &p,
+        &arr(&[30, 1, 1, c], lcg_data(30 * c, 9, 1.0, 0.0)),
+    )
+    .unwrap()
+    .y);
+    for r in 0..30 {
+        assert_eq!(y[r * c + 1], beta[1]);
+        assert!(y[r * c + 3].is_nan());
+        assert!(y[r * c + 5].is_finite());
     }
 }
 
@@ -503,8 +532,17 @@ fn parameter_errors_name_the_variable() {
         api: BnApi::Nn,
         ..Default::default()
     };
+    // tf.nn on float16 runs in float16 (nn_half); its parameters are checked
+    // like everyone's.
     let xh = BnInput::F16(ArrayD::from_elem(IxDyn(&[2, 3]), half::f16::ONE));
-    assert!(inference(&half, &params(3), &xh).is_err());
+    assert!(matches!(
+        inference(&half, &params(3), &xh).map(|r| r.y),
+        Ok(BnInput::F16(_))
+    ));
+    let mut no_gamma = params(3);
+    no_gamma.gamma = None;
+    let e = training(&half, &no_gamma, &xh).map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("gamma"), "{e}");
 }
 
 #[test]
@@ -537,6 +575,80 @@ fn into_variants_match_allocating_ones() {
     )
     .unwrap();
     assert_eq!(t1.moving_mean, t2.moving_mean);
+}
+
+/// Every result is the same whatever the thread count: work is only split
+/// where the split cannot change a bit (channel ranges of reductions,
+/// element ranges of the element-wise pass). Shapes are large enough to
+/// cross the parallel thresholds: NHWC with narrow rows (one thread per
+/// reduction) and with rows wider than `SPLIT_ROW_BYTES` (channel split),
+/// NCHW (fused runs and pattern-Q blocks split by channel), and 2-D.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    use crate::bn::par::with_threads;
+    let cases: [(&[usize], isize); 4] = [
+        (&[8, 16, 16, 40], -1),
+        (&[2, 3, 3, 8200], -1),
+        (&[4, 20, 30, 31], 1),
+        (&[600, 136], -1),
+    ];
+    for (shape, axis) in cases {
+        let n: usize = shape.iter().product();
+        let x = lcg_data(n, 31, 3.0, 0.5);
+        let c = shape[if axis < 0 {
+            shape.len() - 1
+        } else {
+            axis as usize
+        }];
+        let p = params(c);
+        let xh = BnInput::F16(
+            ArrayD::from_shape_vec(
+                IxDyn(shape),
+                x.iter().map(|&v| half::f16::from_f32(v)).collect(),
+            )
+            .unwrap(),
+        );
+        let run = |threads: usize| {
+            with_threads(threads, || {
+                let mut outs = Vec::new();
+                for api in [BnApi::Fused, BnApi::Keras3, BnApi::Nn] {
+                    if api == BnApi::Fused && shape.len() < 4 {
+                        continue; // the fused op takes 4-D and 5-D inputs only
+                    }
+                    let cf = cfg(api, axis);
+                    let inputs = if api == BnApi::Nn {
+                        vec![arr(shape, x.clone()), xh.clone()]
+                    } else {
+                        vec![arr(shape, x.clone())]
+                    };
+                    for input in inputs {
+                        let t = training(&cf, &p, &input).unwrap();
+                        let i = inference(&cf, &p, &input).unwrap();
+                        let y_bits = |y: &BnInput| -> Vec<u64> {
+                            y.to_f64_vec().iter().map(|v| v.to_bits()).collect()
+                        };
+                        let v_bits = |v: &[f32]| -> Vec<u64> {
+                            v.iter().map(|x| u64::from(x.to_bits())).collect()
+                        };
+                        outs.push(y_bits(&t.y));
+                        outs.push(y_bits(&i.y));
+                        outs.push(v_bits(&t.batch_mean.unwrap_or_default()));
+                        outs.push(v_bits(&t.batch_variance.unwrap_or_default()));
+                        outs.push(v_bits(&t.moving_mean));
+                        outs.push(v_bits(&t.moving_variance));
+                    }
+                }
+                outs
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3, 4] {
+            assert!(
+                one == run(threads),
+                "{shape:?}: {threads} threads changed a result"
+            );
+        }
+    }
 }
 
 /// Timings of the individual passes on the benchmark shapes (run with
@@ -600,22 +712,4 @@ fn phase_timings() {
     };
     let p3 = best(|| kernels::affine_par(Form::F2, &prm, &x, &mut y, (64, 128 * 128), true));
     println!("NCHW: copy {copy:.1} ms, moments(Q) {q:.1}, fused stats {fu:.1}, y {p3:.1}");
-}
-
-/// Pattern-Q moments alone, for profiling (ignored).
-#[test]
-#[ignore]
-fn q_only() {
-    let shape = [8usize, 64, 128, 128];
-    let n = shape.iter().product::<usize>();
-    let x = lcg_data(n, 2, 4.0, 0.0);
-    let reduced = [true, false, true, true];
-    let t = std::time::Instant::now();
-    for _ in 0..20 {
-        std::hint::black_box(crate::bn::nonfused::moments(&x, &shape, &reduced, 2));
-    }
-    println!(
-        "Q moments: {:.2} ms",
-        t.elapsed().as_secs_f64() * 1e3 / 20.0
-    );
 }
