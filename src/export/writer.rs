@@ -130,7 +130,11 @@ pub fn write_safetensors(
                 }
                 Cow::Owned(b) => w.write_all(b)?,
             }
-            if t.nbytes >= mapped::MIN_MAPPED_BYTES as u64 {
+            // Hand each large tensor to the disk as soon as it is written,
+            // so the final fdatasync waits for little; without the sync there
+            // is nothing to wait for, and starting write-back early would
+            // only compete with the copy.
+            if policy.sync && t.nbytes >= mapped::MIN_MAPPED_BYTES as u64 {
                 w.flush()?;
                 mapped::start_writeback(w.get_ref(), data_start + written, t.nbytes);
             }
