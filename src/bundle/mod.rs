@@ -180,6 +180,24 @@ impl Bundle {
         }
     }
 
+    /// As [`Bundle::read_raw`], for callers that stream the bytes anyway:
+    /// a tensor borrowed from the memory map comes back with its crc check
+    /// still to run ([`Deferred::check`]), so that the caller can check it
+    /// chunk by chunk while the data is in cache (one pass over memory
+    /// instead of two). The caller must run the check before trusting or
+    /// publishing anything made from the bytes. Owned results (V1,
+    /// big-endian, partitioned) are checked before they are returned.
+    pub fn read_raw_then_check(&self, key: &str) -> Result<Deferred<'_>> {
+        let (i, info) = self.find(key)?;
+        match &self.reader {
+            Reader::V2(r) => r.read_raw_deferred(i, info),
+            Reader::V1(r) => Ok(Deferred {
+                bytes: r.read_raw(i, info)?,
+                check: None,
+            }),
+        }
+    }
+
     /// Fixed-width tensors only: the little-endian element bytes, borrowed
     /// from the memory map when the tensor is stored contiguously
     /// little-endian (V2, unpartitioned), crc verified; owned otherwise.
@@ -190,6 +208,45 @@ impl Bundle {
         match &self.reader {
             Reader::V2(r) => r.read_raw(i, info),
             Reader::V1(r) => r.read_raw(i, info),
+        }
+    }
+}
+
+/// Bytes from [`Bundle::read_raw_then_check`] and the crc check they still
+/// need, if any.
+#[derive(Debug)]
+pub struct Deferred<'a> {
+    /// The little-endian element bytes.
+    pub bytes: Cow<'a, [u8]>,
+    /// The check still to run on `bytes` (`None`: already checked).
+    pub check: Option<CrcCheck>,
+}
+
+/// A tensor's stored masked crc32c, to compare with the crc of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrcCheck {
+    /// The crc32c the index stores for the tensor (unmasked).
+    pub expected: u32,
+    /// The data file holding the tensor.
+    pub path: PathBuf,
+    /// The tensor's key.
+    pub key: String,
+}
+
+impl CrcCheck {
+    /// `Ok` when `computed` (the crc32c of all the tensor's bytes, e.g.
+    /// accumulated with `crc32c::crc32c_append`) equals the stored one;
+    /// otherwise [`Error::EntryCrcMismatch`].
+    pub fn verify(&self, computed: u32) -> Result<()> {
+        if computed == self.expected {
+            Ok(())
+        } else {
+            Err(Error::EntryCrcMismatch {
+                path: self.path.clone(),
+                key: self.key.clone(),
+                stored: self.expected,
+                computed,
+            })
         }
     }
 }

@@ -344,6 +344,33 @@ impl V2 {
 
     /// Little-endian element bytes of fixed-width tensor `i`; borrowed from
     /// the map when stored whole and little-endian.
+    /// As [`Self::read_raw`], but a tensor borrowed from the map comes back
+    /// *unchecked*, with the check to run on its bytes later (see
+    /// [`super::Deferred`]); owned results are checked as usual.
+    pub(crate) fn read_raw_deferred(
+        &self,
+        i: usize,
+        info: &EntryInfo,
+    ) -> Result<super::Deferred<'_>> {
+        if info.dtype.byte_width().is_none() {
+            return Err(unreadable(&self.index_path, &info.key, info.dtype));
+        }
+        match &self.stored[i] {
+            Stored::Whole(loc) if !self.big_endian => Ok(super::Deferred {
+                bytes: Cow::Borrowed(self.bytes(&info.key, loc)?),
+                check: Some(super::CrcCheck {
+                    expected: loc.crc,
+                    path: self.shard_paths[loc.shard].clone(),
+                    key: info.key.clone(),
+                }),
+            }),
+            _ => Ok(super::Deferred {
+                bytes: self.read_raw(i, info)?,
+                check: None,
+            }),
+        }
+    }
+
     pub(crate) fn read_raw(&self, i: usize, info: &EntryInfo) -> Result<Cow<'_, [u8]>> {
         let key = info.key.as_str();
         if info.dtype.byte_width().is_none() {

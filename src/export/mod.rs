@@ -37,7 +37,6 @@ pub mod preset;
 pub mod verify;
 pub mod writer;
 
-use std::borrow::Cow;
 use std::path::Path;
 
 pub use cast::DtypeCast;
@@ -124,10 +123,10 @@ pub fn write_plan(
     let bytes = std::thread::scope(|scope| {
         // A rendezvous channel: the producer computes the next tensor, then
         // waits until the writer asks for it.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Cow<'_, [u8]>>>(0);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<crate::bundle::Deferred<'_>>>(0);
         scope.spawn(move || {
             for t in &plan.tensors {
-                if tx.send(t.produce(source, &plan.layers)).is_err() {
+                if tx.send(t.produce_streamed(source, &plan.layers)).is_err() {
                     break; // the writer stopped (an error); nothing more is needed
                 }
             }

@@ -133,8 +133,27 @@ pub struct ExportPlan {
 }
 
 impl PlannedExport {
-    /// The bytes to write, little-endian: borrowed from the checkpoint's
-    /// memory map where no cast is needed.
+    /// The bytes to write, little-endian, for a writer that streams them:
+    /// borrowed from the checkpoint's memory map with their crc check still
+    /// to run where no cast is needed ([`crate::bundle::Bundle::read_raw_then_check`]),
+    /// else as [`Self::produce`] (checked).
+    pub fn produce_streamed<'a>(
+        &self,
+        source: &'a Source,
+        layers: &[LayerPlan],
+    ) -> Result<crate::bundle::Deferred<'a>> {
+        match &self.origin {
+            TensorOrigin::Checkpoint { key, stored } if *stored == self.dtype => {
+                source.bundle().read_raw_then_check(key)
+            }
+            _ => Ok(crate::bundle::Deferred {
+                bytes: self.produce(source, layers)?,
+                check: None,
+            }),
+        }
+    }
+
+    /// The tensor's bytes, read (crc-checked), cast or computed.
     pub fn produce<'a>(&self, source: &'a Source, layers: &[LayerPlan]) -> Result<Cow<'a, [u8]>> {
         match &self.origin {
             TensorOrigin::Checkpoint { key, stored } => {

@@ -19,8 +19,15 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::mapped;
+use crate::bundle::Deferred;
 use crate::error::{Error, Result};
 use crate::DType;
+
+/// Bytes crc'd and then written per step when a tensor's check is deferred:
+/// small enough to stay in cache between the two, large enough to keep
+/// `write` calls few (measured on the 1 GiB benchmark: 1 MiB steps copy at
+/// about `cp` speed, 4 MiB ones fall out of cache).
+const STREAM_CHUNK: usize = 1 << 20;
 
 /// One tensor to write: its name, dtype, shape and a way to get its bytes.
 pub struct PlannedTensor<'a> {
@@ -32,8 +39,11 @@ pub struct PlannedTensor<'a> {
     pub shape: Vec<u64>,
     /// Byte length of the data.
     pub nbytes: u64,
-    /// Produces the little-endian bytes when the tensor is written.
-    pub bytes: Box<dyn Fn() -> Result<Cow<'a, [u8]>> + 'a>,
+    /// Produces the little-endian bytes when the tensor is written, with
+    /// the crc check still to run on them, if any (run by the writer as it
+    /// streams the bytes; a mismatch fails the write, so nothing unchecked
+    /// is ever renamed into place).
+    pub bytes: Box<dyn Fn() -> Result<Deferred<'a>> + 'a>,
 }
 
 /// Builds the header JSON: `__metadata__` (string → string) and one entry per
@@ -110,7 +120,7 @@ pub fn write_safetensors(
         let data_start = 8 + header.len() as u64;
         let mut written = 0u64;
         for t in tensors {
-            let data = (t.bytes)()?;
+            let Deferred { bytes: data, check } = (t.bytes)()?;
             if data.len() as u64 != t.nbytes {
                 return Err(Error::SizeMismatch {
                     path: out.to_path_buf(),
@@ -121,14 +131,27 @@ pub fn write_safetensors(
                 }
                 .into());
             }
-            match &data {
-                Cow::Borrowed(b) => {
+            match (&data, check) {
+                (_, Some(check)) => {
+                    // One pass over memory: each chunk is crc'd, then
+                    // written while it is still in cache.
+                    w.flush()?;
+                    let mut file: &File = w.get_ref();
+                    let mut crc = 0u32;
+                    for chunk in data.chunks(STREAM_CHUNK) {
+                        crc = crc32c::crc32c_append(crc, chunk);
+                        file.write_all(chunk)?;
+                    }
+                    check.verify(crc)?;
+                    mapped::release(&data);
+                }
+                (Cow::Borrowed(b), None) => {
                     if !copy_from_backing_file(w, b)? {
                         w.write_all(b)?;
                     }
                     mapped::release(b);
                 }
-                Cow::Owned(b) => w.write_all(b)?,
+                (Cow::Owned(b), None) => w.write_all(b)?,
             }
             // Hand each large tensor to the disk as soon as it is written,
             // so the final fdatasync waits for little; without the sync there
@@ -325,13 +348,22 @@ mod tests {
         }
     }
 
+    fn unchecked(bytes: Cow<'_, [u8]>) -> Deferred<'_> {
+        Deferred { bytes, check: None }
+    }
+
     fn owned(name: &str, dtype: DType, shape: Vec<u64>, data: Vec<u8>) -> PlannedTensor<'static> {
         PlannedTensor {
             name: name.to_string(),
             dtype,
             shape,
             nbytes: data.len() as u64,
-            bytes: Box::new(move || Ok(Cow::Owned(data.clone()))),
+            bytes: Box::new(move || {
+                Ok(Deferred {
+                    bytes: Cow::Owned(data.clone()),
+                    check: None,
+                })
+            }),
         }
     }
 
@@ -454,21 +486,21 @@ mod tests {
                 dtype: DType::U8,
                 shape: vec![3],
                 nbytes: 3,
-                bytes: Box::new(|| Ok(Cow::Owned(vec![1, 2, 3]))),
+                bytes: Box::new(|| Ok(unchecked(Cow::Owned(vec![1, 2, 3])))),
             },
             PlannedTensor {
                 name: "a".into(),
                 dtype: DType::U8,
                 shape: vec![a.len() as u64],
                 nbytes: a.len() as u64,
-                bytes: Box::new(move || Ok(Cow::Borrowed(a))),
+                bytes: Box::new(move || Ok(unchecked(Cow::Borrowed(a)))),
             },
             PlannedTensor {
                 name: "b".into(),
                 dtype: DType::U8,
                 shape: vec![b.len() as u64],
                 nbytes: b.len() as u64,
-                bytes: Box::new(move || Ok(Cow::Borrowed(b))),
+                bytes: Box::new(move || Ok(unchecked(Cow::Borrowed(b)))),
             },
         ];
         let dir = tempfile::tempdir().unwrap();

@@ -383,6 +383,37 @@ fn a_failing_export_leaves_no_file_and_keeps_an_existing_one() {
             files_in(out_dir.path())
         );
     }
+    // The same for every-variable exports, synced or not, and for a
+    // checkpoint whose only damage is its last byte: the crc of a tensor
+    // streamed after others fails, with part of the file already written.
+    let last_byte_dir = tempfile::tempdir().unwrap();
+    let last_byte = corrupted_checkpoint(last_byte_dir.path());
+    {
+        let good = fx.open_path();
+        let name = good.file_name().unwrap().to_string_lossy().into_owned();
+        let data = format!("{name}.data-00000-of-00001");
+        let mut bytes = std::fs::read(good.parent().unwrap().join(&data)).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 0x01;
+        std::fs::write(last_byte_dir.path().join(&data), bytes).unwrap();
+    }
+    for (ckpt, extra) in [
+        (&bad, &["--all-variables"][..]),
+        (&bad, &["--all-variables", "--no-sync"][..]),
+        (&last_byte, &["--all-variables"][..]),
+        (&last_byte, &["--all-variables", "--no-sync"][..]),
+    ] {
+        let mut args = vec!["export", s(ckpt), "-o", s(&out)];
+        args.extend_from_slice(extra);
+        let o = tfbn(&args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("crc32c mismatch"), "{}", stderr(&o));
+        assert!(
+            files_in(out_dir.path()).is_empty(),
+            "{extra:?}: {:?}",
+            files_in(out_dir.path())
+        );
+    }
     // Bad input over an existing file, even with --force: the file stays.
     std::fs::write(&out, b"precious").unwrap();
     let o = tfbn(&[
