@@ -133,15 +133,8 @@ pub fn write_safetensors(
             }
             match (&data, check) {
                 (_, Some(check)) => {
-                    // One pass over memory: each chunk is crc'd, then
-                    // written while it is still in cache.
                     w.flush()?;
-                    let mut file: &File = w.get_ref();
-                    let mut crc = 0u32;
-                    for chunk in data.chunks(STREAM_CHUNK) {
-                        crc = crc32c::crc32c_append(crc, chunk);
-                        file.write_all(chunk)?;
-                    }
+                    let crc = write_with_crc(w.get_ref(), &data)?;
                     check.verify(crc)?;
                     mapped::release(&data);
                 }
@@ -165,6 +158,37 @@ pub fn write_safetensors(
             progress(written);
         }
         Ok(data_start + written)
+    })
+}
+
+/// Writes `data` to `file` and returns its crc32c, reading it from memory
+/// once: a second thread computes the crc chunk by chunk and hands each
+/// chunk to this one, at most two chunks behind, which writes it while it
+/// is still in cache. Nothing about the result depends on the timing.
+fn write_with_crc(mut file: &File, data: &[u8]) -> std::io::Result<u32> {
+    if data.len() <= STREAM_CHUNK {
+        let crc = crc32c::crc32c(data);
+        file.write_all(data)?;
+        return Ok(crc);
+    }
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(2);
+        let crc = scope.spawn(move || {
+            let mut crc = 0u32;
+            for chunk in data.chunks(STREAM_CHUNK) {
+                crc = crc32c::crc32c_append(crc, chunk);
+                if tx.send(chunk).is_err() {
+                    break; // the writer failed and stopped listening
+                }
+            }
+            crc
+        });
+        let written = rx.iter().try_for_each(|chunk| file.write_all(chunk));
+        drop(rx);
+        let crc = crc
+            .join()
+            .map_err(|_| std::io::Error::other("the crc thread panicked"))?;
+        written.map(|()| crc)
     })
 }
 
@@ -518,5 +542,35 @@ mod tests {
         assert_eq!(st.tensor("small").unwrap().data(), &[1, 2, 3]);
         assert_eq!(st.tensor("a").unwrap().data(), &data[1..(2 << 20) + 1]);
         assert_eq!(st.tensor("b").unwrap().data(), &data[(2 << 20) + 1..]);
+    }
+
+    /// The two-thread streaming write gives the crc of all the bytes and
+    /// writes them in order, for sizes below, at and across chunk bounds.
+    #[test]
+    fn write_with_crc_writes_everything_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for len in [
+            0,
+            7,
+            STREAM_CHUNK,
+            STREAM_CHUNK + 1,
+            5 * STREAM_CHUNK + 12345,
+        ] {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    s as u8
+                })
+                .collect();
+            let path = dir.path().join(format!("{len}.bin"));
+            let file = File::create(&path).unwrap();
+            let crc = write_with_crc(&file, &data).unwrap();
+            drop(file);
+            assert_eq!(crc, crc32c::crc32c(&data), "{len}");
+            assert_eq!(std::fs::read(&path).unwrap(), data, "{len}");
+        }
     }
 }
