@@ -87,9 +87,9 @@ pub struct Args {
     cases: Vec<String>,
     /// Input types (x and y; repeatable or comma-separated): f32, f16, bf16,
     /// f64, or all. Each runs on both sides as the API runs it in TF
-    /// (16-bit: fused op with float32 statistics, or the Keras layers'
-    /// float32 upcast; f64: a float64 layer); a type the API refuses in TF
-    /// is reported not applicable.
+    /// (16-bit: fused op with float32 statistics, the Keras layers'
+    /// float32 upcast, or nn in the 16-bit type; f64: a float64 layer); a
+    /// type the API refuses in TF is reported not applicable.
     #[arg(
         long = "dtype",
         value_name = "TYPE",

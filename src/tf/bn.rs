@@ -7,7 +7,7 @@
 //! | `tf1-layers` fused | fused | `FusedBatchNormV3(factor 1)`, then `old − (old − batch)·(1 − f32(m))` with the decay computed by a TF `Sub` in `float32` |
 //! | `keras3` | non-fused | `tf.nn.moments` (`Mean`, `SquaredDifference`, `Mean`) + `tf.nn.batch_normalization` (`AddV2`, `Rsqrt`, `Mul`, `Sub`/`Neg`, `AddV2`); `old·f32(m) + batch·f32(1 − m)` |
 //! | `tf-keras`, `tf1-layers` non-fused | non-fused | the same moments and normalization; `old − (old − batch)·f32(1 − m)` |
-//! | `nn` | non-fused | moments + normalization, no moving statistics |
+//! | `nn` | non-fused | moments + normalization, no moving statistics; on `float16` / `bfloat16` in the input's type (`build_nn_half`) |
 //!
 //! Renorm (Keras 3 and tf_keras) follows each layer's
 //! `_renorm_correction_and_moments` (`Sqrt`, `Maximum`, `RealDiv`, the
@@ -543,8 +543,9 @@ impl TfBatchNorm {
     ///   and cast back, as both Keras layers do; `float64` runs in
     ///   `float64` with `float64` variables (a layer of dtype `float64`),
     ///   Python floats becoming `float64` constants;
-    /// * `nn` with `float16` / `bfloat16` (which `tf.nn.batch_normalization`
-    ///   computes in 16 bits) is not built.
+    /// * `nn` with `float16` / `bfloat16`: as `tf.nn.moments` and
+    ///   `tf.nn.batch_normalization` run them, the normalization in the
+    ///   16-bit type with every parameter cast to it (see `build_nn_half`).
     pub fn new_typed(
         rt: &TfRuntime,
         cfg: &BnConfig,
@@ -562,13 +563,6 @@ impl TfBatchNorm {
                 "the TensorFlow side of verify does not build virtual batches (virtual_batch_size)"
                     .into(),
             ));
-        }
-        if cfg.api == BnApi::Nn && matches!(dtype, BnDtype::F16 | BnDtype::BF16) {
-            return Err(Error::InvalidArgument(format!(
-                "the TensorFlow side of verify does not build nn on {} inputs \
-                 (tf.nn.batch_normalization then computes in 16 bits)",
-                dtype.name()
-            )));
         }
         let c = shape[axis];
         let path = tf_path(cfg, rank, axis, dtype)?;
@@ -609,6 +603,9 @@ impl TfBatchNorm {
         };
         let (outputs, index) = match path {
             TfPath::Fused => build_fused(&mut g, cfg, &x, &p, l)?,
+            TfPath::NonFused if cfg.api == BnApi::Nn && l.is_half() => {
+                build_nn_half(&mut g, cfg, &x, &p, l)?
+            }
             TfPath::NonFused => build_nonfused(&mut g, cfg, &x, &p, l)?,
         };
         let session = graph::session(&g.graph(), rt.host.threads)?;
@@ -794,6 +791,13 @@ struct Layout {
     dtype: BnDtype,
 }
 
+impl Layout {
+    /// A `float16` or `bfloat16` input.
+    fn is_half(&self) -> bool {
+        matches!(self.dtype, BnDtype::F16 | BnDtype::BF16)
+    }
+}
+
 fn op_err(what: &'static str) -> impl Fn(tensorflow::Status) -> Error {
     move |s| tf_error(what, s)
 }
@@ -944,6 +948,79 @@ fn batch_normalization(
         None => g.neg(mi)?,
     };
     g.add(xi, shift)
+}
+
+/// `nn` on a `float16` / `bfloat16` input, as TF 2.21's Python runs
+/// `tf.nn.moments(x, axes, keepdims=True)` and
+/// `tf.nn.batch_normalization(x, mean, variance, offset, scale, ε)` on it:
+///
+/// * the `float32` parameters (`gamma`, `beta` and, in inference, the mean
+///   and variance) are fed as `float32` and `Cast` to the input's type, as
+///   an element-wise op with a 16-bit `x` needs (round to nearest even);
+/// * `tf.nn.moments` casts a `float16` input to `float32`, reduces
+///   (`Mean`, `SquaredDifference`, `Mean`) in `float32` and casts both
+///   moments back to `float16`; a `bfloat16` input is reduced as it is (the
+///   `bfloat16` kernels);
+/// * `tf.nn.batch_normalization` runs in the input's type, `ε` being a
+///   16-bit constant ([`G::scalar`]);
+/// * the batch moments are fetched widened to `float32` (`Cast`, exact),
+///   the type of the statistics in [`TypedOutputs`]. No moving statistics.
+fn build_nn_half(
+    g: &mut G,
+    cfg: &BnConfig,
+    x: &Operation,
+    p: &ParamOps,
+    l: Layout,
+) -> Result<(Vec<Output>, OutputIndex)> {
+    let (rank, axis, c) = (l.rank, l.axis, l.c);
+    let ht = l.dtype.tf_type();
+    let f32t = DataType::Float;
+    let mut bshape = vec![1i32; rank];
+    bshape[axis] = c as i32;
+    let bshape_t = g.i32s(&bshape)?;
+    let flat_t = g.i32s(&[c as i32])?;
+    // A per-channel float32 parameter, cast to the input's type and shaped
+    // to broadcast against x.
+    let param = |g: &mut G, op: &Operation| -> Result<Output> {
+        let h = g.cast(op.clone(), ht)?;
+        g.reshape(h, bshape_t.clone())
+    };
+    let sc = match &p.gamma {
+        Some(op) => Some(param(g, op)?),
+        None => None,
+    };
+    let of = match &p.beta {
+        Some(op) => Some(param(g, op)?),
+        None => None,
+    };
+    let x: Output = x.clone().into();
+    let mut index = OutputIndex::default();
+    if !l.training {
+        let mean = param(g, &p.moving_mean)?;
+        let var = param(g, &p.moving_variance)?;
+        let y = batch_normalization(g, ht, x, mean, var, of, sc, cfg.epsilon)?;
+        return Ok((vec![y], index));
+    }
+    let axes: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
+    let (mean_k, var_k) = if l.dtype == BnDtype::F16 {
+        let y = g.cast(x.clone(), f32t)?;
+        let m = g.mean(y.clone(), &axes, true)?;
+        let sq = g.squared_difference(y, m.clone())?;
+        let v = g.mean(sq, &axes, true)?;
+        (g.cast(m, ht)?, g.cast(v, ht)?)
+    } else {
+        let m = g.mean(x.clone(), &axes, true)?;
+        let sq = g.squared_difference(x.clone(), m.clone())?;
+        let v = g.mean(sq, &axes, true)?;
+        (m, v)
+    };
+    let y = batch_normalization(g, ht, x, mean_k.clone(), var_k.clone(), of, sc, cfg.epsilon)?;
+    let mean = g.reshape(mean_k, flat_t.clone())?;
+    let var = g.reshape(var_k, flat_t)?;
+    let mean = g.cast(mean, f32t)?;
+    let var = g.cast(var, f32t)?;
+    index.add(&["batch_mean", "batch_variance"], 1);
+    Ok((vec![y, mean, var], index))
 }
 
 fn build_nonfused(

@@ -3,8 +3,8 @@
 //! each mapping TF's status to [`Error::TensorFlowFailed`] with the op's name.
 
 use tensorflow::{
-    ops, DataType, Graph, Operation, Output, Scope, Session, SessionOptions, Shape, Tensor,
-    TensorType,
+    ops, BFloat16, DataType, Graph, Operation, Output, Scope, Session, SessionOptions, Shape,
+    Tensor, TensorType,
 };
 
 use super::tf_error;
@@ -150,12 +150,22 @@ impl G {
         self.constant(&[], &[v])
     }
 
-    /// A scalar constant of `dtype` (`float32` or `float64`) holding the
-    /// Python float `v`: how TF converts a Python float that meets a tensor
-    /// of that type (rounded to nearest for `float32`, exact for `float64`).
+    /// A scalar constant of `dtype` holding the Python float `v`: how TF
+    /// converts a Python float that meets a tensor of that type (through a
+    /// numpy scalar of that type): exact for `float64`, rounded to nearest
+    /// for `float32`, rounded to nearest directly from the double for
+    /// `float16` (numpy's `npy_double_to_half`) and through `float32` for
+    /// `bfloat16` (ml_dtypes' `bfloat16(double)` constructor).
     pub(crate) fn scalar(&mut self, dtype: DataType, v: f64) -> Result<Output> {
         match dtype {
             DataType::Double => self.constant(&[], &[v]),
+            DataType::Half => self.constant(&[], &[half::f16::from_f64(v)]),
+            DataType::BFloat16 => {
+                // Round to nearest even here: the `tensorflow` crate's
+                // `From<f32>` truncates, which is exact for a widened bfloat16.
+                let b = half::bf16::from_f32(v as f32);
+                self.constant(&[], &[BFloat16::from(b.to_f32())])
+            }
             _ => self.scalar_f32(v as f32),
         }
     }

@@ -378,6 +378,151 @@ fn tf_side_graphs_reproduce_the_raw_op_goldens() {
     assert!(checked >= 10, "only {checked} cases checked");
 }
 
+/// A 16-bit `.npy` of `testdata/ops_nn_half` (`float16` as `<f2`,
+/// `bfloat16` as `<u2` bit patterns) as a [`FloatVec`].
+fn half_vec(path: &Path, dtype: &str) -> (Vec<usize>, FloatVec) {
+    let a = read_npy(path).unwrap_or_else(|e| panic!("{e}"));
+    let shape = a.shape().to_vec();
+    let v = match (dtype, a) {
+        ("float16", NpyArray::F16(a)) => FloatVec::F16(a.iter().copied().collect()),
+        ("bfloat16", a) => FloatVec::BF16(a.into_bf16().unwrap().iter().copied().collect()),
+        (d, a) => panic!("{}: {d} stored as {}", path.display(), a.descr()),
+    };
+    (shape, v)
+}
+
+/// Bit patterns of a 16-bit vector, or of a `float32` one narrowed exactly
+/// to `like`'s type (the graph's batch moments are widened 16-bit values).
+fn half_bits(v: &FloatVec, like: BnDtype) -> Vec<u16> {
+    match (v, like) {
+        (FloatVec::F16(v), _) => v.iter().map(|x| x.to_bits()).collect(),
+        (FloatVec::BF16(v), _) => v.iter().map(|x| x.to_bits()).collect(),
+        (FloatVec::F32(v), BnDtype::F16) => v
+            .iter()
+            .map(|&x| {
+                let h = half::f16::from_f32(x);
+                assert!(
+                    h.to_f32().to_bits() == x.to_bits() || x.is_nan(),
+                    "{x} is not a float16"
+                );
+                if x.is_nan() {
+                    // Widening keeps the payload: narrow by the bits.
+                    let b = x.to_bits();
+                    (((b >> 16) & 0x8000) | 0x7C00 | ((b >> 13) & 0x3FF)) as u16
+                } else {
+                    h.to_bits()
+                }
+            })
+            .collect(),
+        (FloatVec::F32(v), BnDtype::BF16) => v
+            .iter()
+            .map(|&x| {
+                assert_eq!(x.to_bits() & 0xFFFF, 0, "{x} is not a bfloat16");
+                (x.to_bits() >> 16) as u16
+            })
+            .collect(),
+        (v, d) => panic!("{:?} output for {d}", v.dtype()),
+    }
+}
+
+/// Asserts two bit-pattern vectors are equal, naming the first difference.
+fn assert_same_bits(what: &str, got: &[u16], want: &[u16]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let diff = got.iter().zip(want).filter(|(a, b)| a != b).count();
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!(
+            "{what}: {diff}/{} differ; first at {i}: tfbn's TF graph {:#06x}, TF golden {:#06x}",
+            got.len(),
+            got[i],
+            want[i]
+        );
+    }
+}
+
+/// The 16-bit `nn` goldens of `testdata/ops_nn_half`: tfbn's TF graph for
+/// `nn` on `float16` / `bfloat16` (moments with TF's float16 upcast,
+/// batch_normalization in 16 bits, the parameters cast to the input's
+/// type) gives what `tf.nn.moments` + `tf.nn.batch_normalization` gave in
+/// Python, bit for bit, special values and empty batches included.
+#[test]
+fn tf_side_nn_graph_reproduces_the_16_bit_goldens() {
+    let Some(rt) = live_tf("tf_side_nn_graph_reproduces_the_16_bit_goldens") else {
+        return;
+    };
+    let dir = root().join("testdata/ops_nn_half");
+    let env_json = dir.join("goldens/eigen/env.json");
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&env_json).unwrap()).unwrap();
+    if !same_vendor(&env_json) || env["threads"].as_u64() != Some(rt.host.threads as u64) {
+        // Full reductions (the one-channel cases) depend on the thread count.
+        eprintln!(
+            "SKIPPED tf_side_nn_graph_reproduces_the_16_bit_goldens: goldens from another \
+             CPU vendor or thread count ({} threads here)",
+            rt.host.threads
+        );
+        return;
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected/manifest.json")).unwrap())
+            .unwrap();
+    let mut checked = std::collections::BTreeSet::new();
+    for case in m["cases"].as_array().unwrap() {
+        let id = case["id"].as_str().unwrap();
+        let t = case["T"].as_str().unwrap();
+        let dtype = BnDtype::parse(t).unwrap();
+        let input = |n: &str| half_vec(&dir.join(case["inputs"][n]["file"].as_str().unwrap()), t);
+        let golden = |n: &str| {
+            let f = case["outputs"][n]["file"].as_str().unwrap();
+            half_bits(&half_vec(&dir.join("goldens/eigen").join(f), t).1, dtype)
+        };
+        // The parameters were 16-bit tensors: widened to float32 (exact),
+        // the graph casts them back.
+        let param = |n: &str| input(n).1.to_f32_lossy();
+        let training = !case["inference"].as_bool().unwrap();
+        let c = case["channels"].as_u64().unwrap() as usize;
+        let params = tfbn::bn::BnParams {
+            gamma: Some(param("scale")),
+            beta: Some(param("offset")),
+            moving_mean: if training {
+                vec![0.0; c]
+            } else {
+                param("mean")
+            },
+            moving_variance: if training {
+                vec![1.0; c]
+            } else {
+                param("variance")
+            },
+            renorm: None,
+        };
+        let cfg = tfbn::bn::BnConfig {
+            api: tfbn::bn::BnApi::Nn,
+            epsilon: case["epsilon"].as_f64().unwrap(),
+            axis: case["channel_axis"].as_i64().unwrap() as isize,
+            ..Default::default()
+        };
+        let (shape, x) = input("x");
+        let g = TfBatchNorm::new_typed(rt, &cfg, &shape, dtype, training, &params)
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        let out = g.run_typed(&g.feeds(&x, &params).unwrap()).unwrap();
+        assert_eq!(out.y.dtype(), dtype, "{id}");
+        assert_same_bits(&format!("{id} y"), &half_bits(&out.y, dtype), &golden("y"));
+        if training {
+            let names: Vec<&str> = out.stats.iter().map(|(n, _)| *n).collect();
+            assert_eq!(names, ["batch_mean", "batch_variance"], "{id}");
+            for (stat, file) in [("batch_mean", "mean"), ("batch_variance", "variance")] {
+                let v = out.stat(stat).unwrap();
+                assert_eq!(v.dtype(), BnDtype::F32, "{id} {stat}");
+                assert_same_bits(&format!("{id} {stat}"), &half_bits(v, dtype), &golden(file));
+            }
+        } else {
+            assert!(out.stats.is_empty(), "{id}");
+        }
+        checked.insert(id.to_string());
+    }
+    assert_eq!(checked.len(), 18, "{checked:?}");
+}
+
 /// A second load with another backend is refused: TF reads
 /// `TF_ENABLE_ONEDNN_OPTS` once.
 #[test]

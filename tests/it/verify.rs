@@ -522,6 +522,68 @@ fn every_dtype_passes_bit_for_bit_on_each_style() {
     }
 }
 
+/// `nn` on 16-bit inputs: TF's side runs `tf.nn.moments` (float16 upcast
+/// to float32 and back; bfloat16 reduced as it is) and
+/// `tf.nn.batch_normalization` in the 16-bit type, with the parameters cast
+/// to it. Every row of every layer without renorm (which nn has not), both
+/// modes and both types, passes bit for bit; training gives the batch
+/// moments (float32) and no moving statistics.
+#[test]
+fn nn_on_16_bit_inputs_passes_bit_for_bit() {
+    if live_tf("nn_on_16_bit_inputs_passes_bit_for_bit").is_none() {
+        return;
+    }
+    let o = tfbn(&[
+        "verify",
+        "testdata/keras3_functional/ckpt/ckpt-1",
+        "--api",
+        "nn",
+        "--dtype",
+        "f16,bf16",
+        "--layer",
+        "bn",
+        "--layer",
+        "bn_default",
+        "--layer",
+        "bn_dense",
+        "--json",
+    ]);
+    let v = json(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        serde_json::to_string_pretty(&v).unwrap()
+    );
+    assert_eq!(v["dtypes"], serde_json::json!(["float16", "bfloat16"]));
+    assert_eq!(v["layers"].as_array().unwrap().len(), 3);
+    let rows = modes(&v);
+    assert_eq!(rows.len(), 12);
+    let mut seen = std::collections::BTreeSet::new();
+    for (what, m) in rows {
+        let dtype = m["dtype"].as_str().unwrap().to_string();
+        let mode = m["mode"].as_str().unwrap().to_string();
+        assert_eq!(m["status"], "pass", "{what} {dtype}: {m}");
+        assert_eq!(m["path"], "non_fused", "{what} {dtype}");
+        for case in m["cases"].as_array().unwrap() {
+            assert_eq!(case["bitwise_fraction"], 1.0, "{what} {dtype} {case}");
+        }
+        let mut names = Vec::new();
+        for out in m["outputs"].as_array().unwrap() {
+            assert_eq!(out["bitwise_fraction"], 1.0, "{what} {dtype} {out}");
+            names.push(out["name"].as_str().unwrap().to_string());
+        }
+        let want: &[&str] = if mode == "training" {
+            &["y", "batch_mean", "batch_variance"]
+        } else {
+            &["y"]
+        };
+        assert_eq!(names, want, "{what} {dtype}");
+        seen.insert((dtype, mode));
+    }
+    assert_eq!(seen.len(), 4, "{seen:?}");
+}
+
 /// The raw op has no float64 kernel in TF: not applicable, not a pass and
 /// not a failure; a run of nothing but such rows verified nothing.
 #[test]
