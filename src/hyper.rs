@@ -11,7 +11,7 @@
 //!    checkpoint): `FusedBatchNorm{,V2,V3}` attrs with op defaults filled in
 //!    where `stripped_default_attrs` removed them, the Keras 3 / non-fused
 //!    `Rsqrt(AddV2(variance, Const ε))` constant, and momenta from the
-//!    moving-average update subgraphs ([`graph`]);
+//!    moving-average update subgraphs (the `graph` module);
 //! 3. which variables exist (center/scale);
 //! 4. TF's defaults, marked as such.
 //!

@@ -33,8 +33,8 @@
 //! it; a value sitting on a quantization boundary can flip it, which is why
 //! the comparator, not the digest, decides.
 //!
-//! With the `insta` feature, [`insta_glue`] plugs the comparison into insta
-//! snapshots: see [`assert_numeric_snapshot!`](crate::assert_numeric_snapshot).
+//! With the `insta` feature, `insta_glue` plugs the comparison into insta
+//! snapshots: see `assert_numeric_snapshot!`.
 
 use std::fmt::Write as _;
 
