@@ -30,16 +30,62 @@ const COPY_CHUNK: usize = 512 * 1024;
 /// each chunk is still in cache (one pass over the source instead of two).
 /// `each` is called on every copied chunk while it is in cache (for byte
 /// swapping); chunks are a multiple of 16 bytes long except the last.
-pub(crate) fn copy_with_crc(data: &[u8], mut each: impl FnMut(&mut [u8])) -> (Vec<u8>, u32) {
+/// Inputs of 8 MiB or more are copied by two threads (halves on step
+/// boundaries); the result is the same bytes and crc either way.
+pub(crate) fn copy_with_crc(data: &[u8], each: impl Fn(&mut [u8]) + Sync) -> (Vec<u8>, u32) {
     let mut out = crate::bundle::buf::output(data.len());
-    let mut crc = 0;
-    for chunk in data.chunks(COPY_CHUNK) {
-        crc = crc32c::crc32c_append(crc, chunk);
-        let start = out.len();
-        out.extend_from_slice(chunk);
-        each(&mut out[start..]);
-    }
+    let two = data.len() >= SPLIT_BYTES
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    let spare = &mut out.spare_capacity_mut()[..data.len()];
+    let crc = if two {
+        // Two halves on two threads, so that the kernel's zero-filling of
+        // the fresh output pages (the larger part of the cost) runs on both
+        // cores. The split is a whole number of steps, so `each` sees the
+        // same chunks; the crcs are combined.
+        let mid = (data.len() / 2).div_ceil(COPY_CHUNK) * COPY_CHUNK;
+        let (a, b) = data.split_at(mid);
+        let (sa, sb) = spare.split_at_mut(mid);
+        let (crc_a, crc_b) = std::thread::scope(|s| {
+            let h = s.spawn(|| copy_part(b, sb, &each));
+            let crc_a = copy_part(a, sa, &each);
+            (crc_a, h.join())
+        });
+        let crc_b = match crc_b {
+            Ok(c) => c,
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        crc32c::crc32c_combine(crc_a, crc_b, b.len())
+    } else {
+        copy_part(data, spare, &each)
+    };
+    // SAFETY: `copy_part` wrote every one of the first `data.len()` bytes of
+    // the spare capacity (both parts, when split), and the capacity is at
+    // least `data.len()` (`buf::output`).
+    unsafe { out.set_len(data.len()) };
     (out, crc)
+}
+
+/// Inputs at least this long are copied by two threads.
+const SPLIT_BYTES: usize = 8 << 20;
+
+/// Copies `data` into `dst` (of the same length) step by step, each step
+/// crc'd and then handed to `each`; returns the crc.
+fn copy_part(data: &[u8], dst: &mut [std::mem::MaybeUninit<u8>], each: &impl Fn(&mut [u8])) -> u32 {
+    let mut crc = 0;
+    for (chunk, d) in data.chunks(COPY_CHUNK).zip(dst.chunks_mut(COPY_CHUNK)) {
+        crc = crc32c::crc32c_append(crc, chunk);
+        // SAFETY: `d` and `chunk` have the same length (same step over
+        // slices of the same length), do not overlap (one is borrowed
+        // shared, the other exclusively), and `u8` has no invalid values;
+        // after the copy every byte of `d` is initialised, so viewing it as
+        // `&mut [u8]` is sound.
+        let d = unsafe {
+            std::ptr::copy_nonoverlapping(chunk.as_ptr(), d.as_mut_ptr().cast::<u8>(), chunk.len());
+            std::slice::from_raw_parts_mut(d.as_mut_ptr().cast::<u8>(), chunk.len())
+        };
+        each(d);
+    }
+    crc
 }
 
 #[cfg(test)]
@@ -79,11 +125,46 @@ mod tests {
         let data: Vec<u8> = (0..3 * COPY_CHUNK as u32 + 5)
             .map(|i| (i * 13) as u8)
             .collect();
-        let mut sizes = Vec::new();
-        let (copy, crc) = copy_with_crc(&data, |c| sizes.push(c.len()));
+        let sizes = std::sync::Mutex::new(Vec::new());
+        let (copy, crc) = copy_with_crc(&data, |c| sizes.lock().unwrap().push(c.len()));
         assert_eq!(copy, data);
         assert_eq!(crc, crc32c::crc32c(&data));
-        assert_eq!(sizes, [COPY_CHUNK, COPY_CHUNK, COPY_CHUNK, 5]);
+        assert_eq!(
+            sizes.into_inner().unwrap(),
+            [COPY_CHUNK, COPY_CHUNK, COPY_CHUNK, 5]
+        );
         assert_eq!(COPY_CHUNK % 16, 0);
+    }
+
+    /// Inputs long enough to be split between two threads: the same bytes,
+    /// the same crc, and `each` applied once to every step, the steps the
+    /// same as one thread's (so a byte swap never straddles the split).
+    #[test]
+    fn copy_with_crc_split_between_threads_is_the_same() {
+        for len in [
+            SPLIT_BYTES,
+            SPLIT_BYTES + 5,
+            3 * SPLIT_BYTES + COPY_CHUNK / 2 + 3,
+        ] {
+            let data: Vec<u8> = (0..len as u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            let sizes = std::sync::Mutex::new(Vec::new());
+            let (copy, crc) = copy_with_crc(&data, |c| {
+                sizes.lock().unwrap().push(c.len());
+                c.reverse();
+            });
+            let mut want = data.clone();
+            for c in want.chunks_mut(COPY_CHUNK) {
+                c.reverse();
+            }
+            assert!(copy == want, "{len}: bytes differ");
+            assert_eq!(crc, crc32c::crc32c(&data), "{len}");
+            let mut sizes = sizes.into_inner().unwrap();
+            sizes.sort_unstable();
+            let mut expect: Vec<usize> = data.chunks(COPY_CHUNK).map(<[u8]>::len).collect();
+            expect.sort_unstable();
+            assert_eq!(sizes, expect, "{len}");
+        }
     }
 }
