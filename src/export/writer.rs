@@ -3,10 +3,13 @@
 //! The `safetensors` crate serializes its metadata from a `HashMap`, so two
 //! runs over the same input can order the header differently; tfbn promises
 //! byte-identical output, so the header is built here from sorted maps. The
-//! tensor bytes are streamed one tensor at a time (borrowed from the
-//! checkpoint's memory map where possible, then copied file to file by the
-//! kernel and their pages released, see [`super::mapped`]), so peak memory
-//! stays near one tensor, not the file.
+//! tensor bytes are streamed one tensor at a time, so peak memory stays near
+//! one tensor, not the file: borrowed from the checkpoint's memory map where
+//! possible, written 1 MiB at a time while a second thread computes the crc
+//! still owed on them a step or two ahead ([`crate::bundle::Deferred`]),
+//! checked before the next tensor, then their pages released (see
+//! [`super::mapped`]). Borrowed bytes already checked are copied file to
+//! file by the kernel.
 //!
 //! Every file is written to a sibling temp file and renamed into place: a
 //! failed write never leaves a partial output, and an existing output is
