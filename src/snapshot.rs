@@ -732,8 +732,12 @@ pub mod insta_glue {
 /// Asserts a tfbn [`Snapshot`] against an insta snapshot under a tolerance
 /// string (`"exact"`, `"ulp:4"`, `"abs:1e-6"`, `"rel:1e-5"`):
 ///
-/// ```ignore
+/// ```no_run
+/// # #[cfg(feature = "insta")]
+/// # {
+/// let snapshot = tfbn::snapshot::Snapshot::default(); // e.g. from snapshot_layers
 /// tfbn::assert_numeric_snapshot!("bn_outputs", &snapshot, "ulp:4");
+/// # }
 /// ```
 #[cfg(feature = "insta")]
 #[macro_export]
