@@ -29,6 +29,28 @@ def write_json(path, obj):
         f.write("\n")
 
 
+def write_checkpointless_manifest(fixture_dir, fixture, writer, cases):
+    """`expected/manifest.json` of a fixture of raw-op goldens (no
+    checkpoint): the usual schema with no variables or layers, plus `cases`;
+    an empty `variables.bin` keeps the fixture layout uniform."""
+    os.makedirs(os.path.join(fixture_dir, "expected"), exist_ok=True)
+    open(os.path.join(fixture_dir, "expected", "variables.bin"), "wb").close()
+    manifest = {
+        "fixture": fixture,
+        "open": None,
+        "variables_prefix": None,
+        "writer": writer,
+        "format": None,
+        "tf_version": tf.__version__,
+        "keras_version": None,
+        "variables": [],
+        "layers": [],
+        "non_layer": {"bookkeeping": [], "ema": [], "optimizer": [], "other": []},
+        "cases": cases,
+    }
+    write_json(os.path.join(fixture_dir, "expected", "manifest.json"), manifest)
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)

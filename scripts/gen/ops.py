@@ -173,23 +173,12 @@ def build(fixture, fixture_dir):
             for k in ("exponential_avg_factor", "is_training"):
                 entry.pop(k, None)
         cases.append(entry)
-    # no checkpoint: an empty variables.bin keeps the fixture layout uniform
-    os.makedirs(os.path.join(fixture_dir, "expected"), exist_ok=True)
-    open(os.path.join(fixture_dir, "expected", "variables.bin"), "wb").close()
-    manifest = {
-        "fixture": fixture,
-        "open": None,
-        "variables_prefix": None,
-        "writer": "none (no checkpoint): eager tf.raw_ops.FusedBatchNormV3 / tf.nn.moments + tf.nn.batch_normalization",
-        "format": None,
-        "tf_version": tf.__version__,
-        "keras_version": None,
-        "variables": [],
-        "layers": [],
-        "non_layer": {"bookkeeping": [], "ema": [], "optimizer": [], "other": []},
-        "cases": cases,
-    }
-    common.write_json(os.path.join(fixture_dir, "expected", "manifest.json"), manifest)
+    common.write_checkpointless_manifest(
+        fixture_dir,
+        fixture,
+        "none (no checkpoint): eager tf.raw_ops.FusedBatchNormV3 / tf.nn.moments + tf.nn.batch_normalization",
+        cases,
+    )
     common.write_readme(
         fixture_dir,
         fixture,

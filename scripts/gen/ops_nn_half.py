@@ -151,22 +151,12 @@ def build(fixture, fixture_dir):
             }
         )
         cases.append(entry)
-    os.makedirs(os.path.join(fixture_dir, "expected"), exist_ok=True)
-    open(os.path.join(fixture_dir, "expected", "variables.bin"), "wb").close()
-    manifest = {
-        "fixture": fixture,
-        "open": None,
-        "variables_prefix": None,
-        "writer": "none (no checkpoint): eager tf.nn.moments + tf.nn.batch_normalization in float16/bfloat16",
-        "format": None,
-        "tf_version": tf.__version__,
-        "keras_version": None,
-        "variables": [],
-        "layers": [],
-        "non_layer": {"bookkeeping": [], "ema": [], "optimizer": [], "other": []},
-        "cases": cases,
-    }
-    common.write_json(os.path.join(fixture_dir, "expected", "manifest.json"), manifest)
+    common.write_checkpointless_manifest(
+        fixture_dir,
+        fixture,
+        "none (no checkpoint): eager tf.nn.moments + tf.nn.batch_normalization in float16/bfloat16",
+        cases,
+    )
     common.write_readme(
         fixture_dir,
         fixture,
