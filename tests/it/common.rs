@@ -44,6 +44,35 @@ impl Fixture {
         self.manifest["layers"].as_array().expect("manifest.layers")
     }
 
+    /// Asserts that `t`, read for manifest variable `var`, is what
+    /// TensorFlow's reader returned: dtype, shape and every byte (or string).
+    pub fn assert_tensor(&self, var: &Value, t: &tfbn::Tensor) {
+        let key = var["key"].as_str().unwrap();
+        let dtype = tfbn::DType::from_name(var["dtype"].as_str().unwrap()).unwrap();
+        assert_eq!(t.dtype, dtype, "{}: {key}", self.name);
+        let shape: Vec<u64> = var["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .collect();
+        assert_eq!(t.shape, shape, "{}: {key}: shape", self.name);
+        match &t.data {
+            tfbn::TensorData::Bytes(b) => {
+                assert_eq!(b, &self.expected_bytes(var), "{}: {key}: bytes", self.name)
+            }
+            tfbn::TensorData::Strings(s) => {
+                let want: Vec<Vec<u8>> = var["strings_hex"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| unhex(h.as_str().unwrap()))
+                    .collect();
+                assert_eq!(s, &want, "{}: {key}: strings", self.name);
+            }
+        }
+    }
+
     /// The raw bytes TF's reader returned for a fixed-width variable.
     pub fn expected_bytes(&self, var: &Value) -> Vec<u8> {
         let all = std::fs::read(self.dir.join("expected/variables.bin")).expect("variables.bin");

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use tfbn::layers::{discover, BnRole};
 use tfbn::source::{Source, VariableRole};
-use tfbn::{DType, TensorData};
+use tfbn::TensorData;
 
-use crate::common::{fixtures, unhex};
+use crate::common::fixtures;
 
 #[test]
 fn every_variable_equals_tensorflows_value_bit_for_bit() {
@@ -25,37 +25,10 @@ fn every_variable_equals_tensorflows_value_bit_for_bit() {
         assert_eq!(ours, theirs, "{}: key sets differ", fx.name);
         for var in fx.variables() {
             let key = var["key"].as_str().unwrap();
-            let dtype = var["dtype"].as_str().unwrap();
-            let shape: Vec<u64> = var["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap())
-                .collect();
             let t = source
                 .read(key)
                 .unwrap_or_else(|e| panic!("{}: {key}: {e}", fx.name));
-            assert_eq!(
-                t.dtype,
-                DType::from_name(dtype).unwrap(),
-                "{}: {key}",
-                fx.name
-            );
-            assert_eq!(t.shape, shape, "{}: {key}: shape", fx.name);
-            match &t.data {
-                TensorData::Bytes(b) => {
-                    assert_eq!(b, &fx.expected_bytes(var), "{}: {key}: bytes", fx.name)
-                }
-                TensorData::Strings(s) => {
-                    let want: Vec<Vec<u8>> = var["strings_hex"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|h| unhex(h.as_str().unwrap()))
-                        .collect();
-                    assert_eq!(s, &want, "{}: {key}: strings", fx.name);
-                }
-            }
+            fx.assert_tensor(var, &t);
             // The borrowed fast path returns the same bytes.
             if let TensorData::Bytes(b) = &t.data {
                 let raw = source.bundle().read_raw(key).unwrap();

@@ -14,9 +14,8 @@ use tfbn::prepare::{prepare_layer, Overrides};
 use tfbn::source::Source;
 use tfbn::tf::bn::{BnDtype, FloatVec, TfBatchNorm};
 use tfbn::tf::{Backend, LoadOptions, TfRuntime};
-use tfbn::{DType, TensorData};
 
-use crate::common::{fixtures, root, unhex};
+use crate::common::{fixtures, root};
 
 /// TensorFlow for this test process (Eigen backend), or `None` after
 /// printing why the calling test is skipped. Panics instead when
@@ -57,33 +56,7 @@ fn tf_reader_returns_the_bytes_tensorflow_python_returned() {
             let t = by_key
                 .get(key)
                 .unwrap_or_else(|| panic!("{}: {key} not read through TF", fx.name));
-            assert_eq!(
-                t.dtype,
-                DType::from_name(var["dtype"].as_str().unwrap()).unwrap(),
-                "{}: {key}",
-                fx.name
-            );
-            let shape: Vec<u64> = var["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap())
-                .collect();
-            assert_eq!(t.shape, shape, "{}: {key}: shape", fx.name);
-            match &t.data {
-                TensorData::Bytes(b) => {
-                    assert_eq!(b, &fx.expected_bytes(var), "{}: {key}: bytes", fx.name)
-                }
-                TensorData::Strings(s) => {
-                    let want: Vec<Vec<u8>> = var["strings_hex"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|h| unhex(h.as_str().unwrap()))
-                        .collect();
-                    assert_eq!(s, &want, "{}: {key}: strings", fx.name);
-                }
-            }
+            fx.assert_tensor(var, t);
             checked += 1;
         }
         // And the comparison `inspect --reader both` makes.
