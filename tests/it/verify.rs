@@ -279,16 +279,29 @@ fn stabilize(v: &mut Value) {
     }
 }
 
+/// Runs `verify` with `args` (plus `--json`), checks the exit status and
+/// snapshots the stabilized report as `name`.
+fn assert_json_report(args: &[&str], code: i32, name: &str) {
+    let mut all = vec!["verify"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let o = tfbn(&all);
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+    let mut v = json(&o);
+    stabilize(&mut v);
+    insta::assert_json_snapshot!(name, v);
+}
+
 #[test]
 fn verify_json_snapshot() {
     if live_tf("verify_json_snapshot").is_none() {
         return;
     }
-    let o = tfbn(&["verify", "testdata/tf1_trained/ckpt/model.ckpt", "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let mut v = json(&o);
-    stabilize(&mut v);
-    insta::assert_json_snapshot!("verify_tf1_trained", v);
+    assert_json_report(
+        &["testdata/tf1_trained/ckpt/model.ckpt"],
+        0,
+        "verify_tf1_trained",
+    );
 }
 
 #[test]
@@ -296,23 +309,21 @@ fn verify_json_snapshot_of_a_named_failure() {
     if live_tf("verify_json_snapshot_of_a_named_failure").is_none() {
         return;
     }
-    let o = tfbn(&[
-        "verify",
-        "testdata/keras3_functional/ckpt/ckpt-1",
-        "--layer",
-        "bn_dense",
-        "--mode",
-        "training",
-        "--cases",
-        "normal",
-        "--inject-fault",
-        "bessel",
-        "--json",
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let mut v = json(&o);
-    stabilize(&mut v);
-    insta::assert_json_snapshot!("verify_keras3_bessel_fault", v);
+    assert_json_report(
+        &[
+            "testdata/keras3_functional/ckpt/ckpt-1",
+            "--layer",
+            "bn_dense",
+            "--mode",
+            "training",
+            "--cases",
+            "normal",
+            "--inject-fault",
+            "bessel",
+        ],
+        1,
+        "verify_keras3_bessel_fault",
+    );
 }
 
 /// Rows per type: a 16-bit pass and a not-applicable float64 row.
@@ -321,27 +332,25 @@ fn verify_json_snapshot_of_dtypes() {
     if live_tf("verify_json_snapshot_of_dtypes").is_none() {
         return;
     }
-    let o = tfbn(&[
-        "verify",
-        "testdata/keras3_functional/ckpt/ckpt-1",
-        "--layer",
-        "bn",
-        "--api",
-        "fused",
-        "--mode",
-        "inference",
-        "--cases",
-        "normal",
-        "--dtype",
-        "f16",
-        "--dtype",
-        "f64",
-        "--json",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let mut v = json(&o);
-    stabilize(&mut v);
-    insta::assert_json_snapshot!("verify_keras3_dtypes", v);
+    assert_json_report(
+        &[
+            "testdata/keras3_functional/ckpt/ckpt-1",
+            "--layer",
+            "bn",
+            "--api",
+            "fused",
+            "--mode",
+            "inference",
+            "--cases",
+            "normal",
+            "--dtype",
+            "f16",
+            "--dtype",
+            "f64",
+        ],
+        0,
+        "verify_keras3_dtypes",
+    );
 }
 
 #[test]
