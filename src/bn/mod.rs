@@ -35,7 +35,7 @@ mod fused;
 mod kernels;
 mod nn_half;
 mod nonfused;
-mod par;
+pub(crate) mod par;
 mod reduce;
 mod rsqrt;
 

@@ -34,8 +34,8 @@ const COPY_CHUNK: usize = 512 * 1024;
 /// boundaries); the result is the same bytes and crc either way.
 pub(crate) fn copy_with_crc(data: &[u8], each: impl Fn(&mut [u8]) + Sync) -> (Vec<u8>, u32) {
     let mut out = crate::bundle::buf::output(data.len());
-    let two = data.len() >= SPLIT_BYTES
-        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    // The crate's one thread-count knob (`TFBN_THREADS`), as the layer's.
+    let two = data.len() >= SPLIT_BYTES && crate::bn::par::host_threads() >= 2;
     let spare = &mut out.spare_capacity_mut()[..data.len()];
     let crc = if two {
         // Two halves on two threads, so that the kernel's zero-filling of
