@@ -5,7 +5,7 @@
 use super::config::{decay_python, decay_v1_fused, BnApi, BnConfig, Path, RenormConfig};
 use super::ftz::TfFloat;
 use super::fused::{self, Layout};
-use super::nonfused::{f2_factors, moments, Elem};
+use super::nonfused::{f2_factors, moments, moments_on_one_thread, Elem};
 use super::par;
 use super::{BnParams, RenormState, TrainingStats};
 use crate::error::{Error, Result};
@@ -331,7 +331,13 @@ fn nonfused_training<T: Elem>(
         }
         None => {
             let reduced: Vec<bool> = (0..shape.len()).map(|i| i != axis).collect();
-            let (m, s) = moments(x, shape, &reduced, threads);
+            let stats = || moments(x, shape, &reduced, threads);
+            let (m, s) = if moments_on_one_thread(x, shape, &reduced) {
+                // One thread streams the rows; another faults in y meanwhile.
+                par::prefault_while(y, stats)
+            } else {
+                stats()
+            };
             (m, s, 1)
         }
     };

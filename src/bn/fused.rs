@@ -161,7 +161,12 @@ pub(crate) fn training(
         };
     }
     let rows = l.rows();
-    let (mean, var) = batch_stats(x, l);
+    let (mean, var) = if l.b == 1 && kernels::rows_threads(x.len(), c) == 1 {
+        // One thread streams the rows; another faults in y meanwhile.
+        par::prefault_while(y, || batch_stats(x, l))
+    } else {
+        batch_stats(x, l)
+    };
     let prm = Affine {
         p: mean.clone(),
         q: scaling_factor(&var, scale, eps),

@@ -162,6 +162,14 @@ impl Elem for f64 {
     }
 }
 
+/// Whether [`moments`] reads `x` on one thread only: `float32` channels-last
+/// rows too narrow to split (see [`kernels::rows_threads`]).
+pub(crate) fn moments_on_one_thread<T: Elem>(x: &[T], shape: &[usize], reduced: &[bool]) -> bool {
+    T::as_f32(x).is_some()
+        && matches!(Plan::simplify(shape, reduced),
+            Plan::Rows { k, .. } if kernels::rows_threads(x.len(), k) == 1)
+}
+
 /// `tf.nn.moments(x, axes)`: the mean and the biased variance over the
 /// dimensions flagged in `reduced`, one value per kept position (in the
 /// order of the kept dimensions). `threads`: TF's intra-op thread count.

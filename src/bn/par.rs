@@ -184,6 +184,41 @@ pub(crate) fn zip_blocks_rev<A: Sync, B: Send>(
     });
 }
 
+/// Output buffers at least this large are faulted in ahead of the
+/// element-wise pass by [`prefault_while`].
+pub(crate) const PREFAULT_BYTES: usize = 4 << 20;
+
+/// Runs `f` on this thread while a second thread touches one element of
+/// every 4 KiB page of `y` (reading it and writing the same value back, so
+/// the contents never change).
+///
+/// For the passes that read the input on one thread only (the statistics of
+/// narrow channels-last rows, [`crate::bn::kernels::rows_sums_all`]): a
+/// freshly allocated output costs page faults, and the kernel zero-fills
+/// every page, when it is first written. Taken inside the element-wise pass
+/// that is ~10 ms of 100 MB on two threads; taken here it overlaps the
+/// statistics and costs nothing on the critical path. With one thread
+/// (`TFBN_THREADS=1`) or a small output, `f` just runs.
+pub(crate) fn prefault_while<T: Copy + Send, R>(y: &mut [T], f: impl FnOnce() -> R) -> R {
+    let size = std::mem::size_of::<T>().max(1);
+    if host_threads() < 2 || y.len().saturating_mul(size) < PREFAULT_BYTES {
+        return f();
+    }
+    let step = (4096 / size).max(1);
+    std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            for i in (0..y.len()).step_by(step) {
+                y[i] = std::hint::black_box(y[i]);
+            }
+        });
+        let r = f();
+        if let Err(e) = h.join() {
+            std::panic::resume_unwind(e);
+        }
+        r
+    })
+}
+
 /// A zeroed buffer for an output of `n` elements.
 ///
 /// Large buffers come straight from the kernel (zero pages, not yet
@@ -256,6 +291,52 @@ mod tests {
                 }
             });
             assert!(y.iter().enumerate().all(|(i, &v)| v == 3 * i as u32));
+        }
+    }
+
+    /// How many of the 4 KiB pages wholly inside `v` are resident.
+    #[cfg(target_os = "linux")]
+    fn resident_pages(v: &[f32]) -> (usize, usize) {
+        const PAGE: usize = 4096;
+        let start = (v.as_ptr() as usize).div_ceil(PAGE) * PAGE;
+        let end = (v.as_ptr() as usize + std::mem::size_of_val(v)) / PAGE * PAGE;
+        let pages = (end - start) / PAGE;
+        let mut map = vec![0u8; pages];
+        // SAFETY: [start, end) is page-aligned and inside v's allocation;
+        // mincore writes one byte per page into `map`.
+        let rc =
+            unsafe { libc::mincore(start as *mut libc::c_void, end - start, map.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore failed");
+        (map.iter().filter(|&&b| b & 1 == 1).count(), pages)
+    }
+
+    #[test]
+    fn prefault_while_faults_in_a_fresh_output_and_keeps_contents() {
+        let n = PREFAULT_BYTES / 4 * 3;
+        for threads in [1, 2] {
+            with_threads(threads, || {
+                let mut y = output_buffer::<f32>(n);
+                #[cfg(target_os = "linux")]
+                let (before, pages) = resident_pages(&y);
+                let r = prefault_while(&mut y, || 7);
+                assert_eq!(r, 7);
+                #[cfg(target_os = "linux")]
+                {
+                    let (after, _) = resident_pages(&y);
+                    if threads == 1 {
+                        assert_eq!(after, before, "one thread: nothing is touched");
+                    } else {
+                        assert_eq!(after, pages, "every page resident ({before} before)");
+                    }
+                }
+                assert!(y.iter().all(|&v| v == 0.0));
+                // A written buffer keeps its values.
+                for (i, v) in y.iter_mut().enumerate() {
+                    *v = i as f32;
+                }
+                prefault_while(&mut y, || ());
+                assert!(y.iter().enumerate().all(|(i, &v)| v == i as f32));
+            });
         }
     }
 }

@@ -35,7 +35,7 @@ mod runs;
 
 pub(crate) use affine::{affine, affine_par, Affine, AffinePlan, Form};
 pub(crate) use outer::outer_moments;
-pub(crate) use rows::{rows_sums_all, SumMap};
+pub(crate) use rows::{rows_sums_all, rows_threads, SumMap};
 pub(crate) use runs::{runs_sum, runs_sums};
 
 #[cfg(target_arch = "x86_64")]

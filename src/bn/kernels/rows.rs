@@ -82,11 +82,7 @@ pub(crate) fn rows_sums(
 /// contiguous halves (not exact) read no faster than one. So rows narrower
 /// than [`SPLIT_ROW_BYTES`] are summed by a single thread.
 pub(crate) fn rows_sums_all(x: &[f32], r: usize, k: usize, map: SumMap<'_>) -> Vec<f32> {
-    let threads = if k * 4 >= SPLIT_ROW_BYTES {
-        crate::bn::par::threads_for(x.len())
-    } else {
-        1
-    };
+    let threads = rows_threads(x.len(), k);
     crate::bn::par::map_ranges(k, threads, 1024, |cr| {
         let mut out = vec![0.0f32; cr.len()];
         rows_sums(x, r, k, cr.start, cr.end, map, &mut out);
@@ -96,6 +92,17 @@ pub(crate) fn rows_sums_all(x: &[f32], r: usize, k: usize, map: SumMap<'_>) -> V
 
 /// Rows at least this wide are split over threads by channel ranges.
 pub(crate) const SPLIT_ROW_BYTES: usize = 32 << 10;
+
+/// How many threads [`rows_sums_all`] uses on `n` values in rows of `k`
+/// channels. One means the other cores are idle while it reads, which
+/// [`crate::bn::par::prefault_while`] puts to use.
+pub(crate) fn rows_threads(n: usize, k: usize) -> usize {
+    if k.saturating_mul(4) >= SPLIT_ROW_BYTES {
+        crate::bn::par::threads_for(n)
+    } else {
+        1
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -255,8 +262,13 @@ mod avx2 {
 
     /// `quads` quads of rows of [`rows_sums`]: `base` points at the first
     /// group of the first row; `acc` holds the 4 partials of each group,
-    /// partial `j` taking rows `4q + j`. Kept out of line so that the
-    /// running key stays in a register.
+    /// partial `j` taking rows `4q + j`. Each row is read front to back
+    /// (every group's partial `j`, then the next row): the same additions
+    /// into each partial as group by group, but one sequential stream,
+    /// measured ~20 % faster than visiting the four rows per group (float32
+    /// `[100352, 256]`, medians of 9: 11.4 against 14.2 ms, as fast as a
+    /// plain vector sum of the array). Kept out of line so that the running
+    /// key stays in a register.
     #[target_feature(enable = "avx2")]
     #[inline(never)]
     unsafe fn rows_quads<const SQ: bool>(
@@ -268,24 +280,32 @@ mod avx2 {
         keys_io: &mut __m256i,
     ) {
         let mut keys = *keys_io;
-        for (gi, a) in acc.chunks_exact_mut(4).enumerate() {
-            let mut p = [a[0], a[1], a[2], a[3]];
-            for q in 0..quads {
-                for (j, pj) in p.iter_mut().enumerate() {
-                    // SAFETY: the caller guarantees 4·quads rows of the groups.
-                    let v = unsafe { _mm256_loadu_ps(base.add((4 * q + j) * k + 8 * gi)) };
-                    let t = if SQ {
-                        let d = _mm256_sub_ps(v, means[gi]);
-                        keys = unsafe { key_min(keys, d) };
-                        _mm256_mul_ps(d, d)
-                    } else {
-                        keys = unsafe { key_min(keys, v) };
-                        v
-                    };
-                    *pj = _mm256_add_ps(*pj, t);
+        let ng = acc.len() / 4;
+        debug_assert!(!SQ || means.len() >= ng);
+        let ap = acc.as_mut_ptr();
+        let mp = means.as_ptr();
+        for q in 0..quads {
+            for j in 0..4 {
+                // SAFETY: the caller guarantees 4·quads rows of the groups.
+                let row = unsafe { base.add((4 * q + j) * k) };
+                for gi in 0..ng {
+                    // SAFETY: group gi lies in the row; acc holds 4·ng
+                    // partials and means (for SQ) ng vectors.
+                    unsafe {
+                        let v = _mm256_loadu_ps(row.add(8 * gi));
+                        let t = if SQ {
+                            let d = _mm256_sub_ps(v, *mp.add(gi));
+                            keys = key_min(keys, d);
+                            _mm256_mul_ps(d, d)
+                        } else {
+                            keys = key_min(keys, v);
+                            v
+                        };
+                        let a = ap.add(4 * gi + j);
+                        *a = _mm256_add_ps(*a, t);
+                    }
                 }
             }
-            a.copy_from_slice(&p);
         }
         *keys_io = keys;
     }
