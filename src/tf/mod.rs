@@ -198,8 +198,12 @@ fn load_uncached(opts: &LoadOptions) -> std::result::Result<TfRuntime, LoadFailu
     if let Some(b) = opts.backend {
         std::env::set_var("TF_ENABLE_ONEDNN_OPTS", b.env_value());
     }
+    // Level 3 hides TF's logged errors too: every failure tfbn acts on comes
+    // back as a status through the C API, while the CPU wheel logs a
+    // harmless "failed call to cuInit" error on each session. Lines TF logs
+    // while the library loads (before absl is initialised) still appear.
     if std::env::var_os("TF_CPP_MIN_LOG_LEVEL").is_none() {
-        std::env::set_var("TF_CPP_MIN_LOG_LEVEL", "2");
+        std::env::set_var("TF_CPP_MIN_LOG_LEVEL", "3");
     }
     let backend = opts.backend.unwrap_or_else(backend_from_env);
     let mut tried: Vec<(PathBuf, String)> = Vec::new();
