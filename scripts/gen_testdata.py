@@ -59,6 +59,7 @@ FIXTURES = {
     "ops": "ops",
     "ops_nn_half": "ops_nn_half",
     "tfkeras_training_serving": "serving",
+    "tfkeras_ghost": "tfkeras_ghost",
 }
 GROUPS = {
     "tf1": {"module": "gen.tf1", "legacy_keras": True},
@@ -67,6 +68,7 @@ GROUPS = {
     "ops": {"module": "gen.ops", "legacy_keras": False},
     "ops_nn_half": {"module": "gen.ops_nn_half", "legacy_keras": False},
     "serving": {"module": "gen.serving", "legacy_keras": True},
+    "tfkeras_ghost": {"module": "gen.tfkeras_ghost", "legacy_keras": True},
 }
 
 

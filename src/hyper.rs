@@ -163,6 +163,41 @@ impl<T> Sourced<T> {
     }
 }
 
+/// TF's default `renorm_momentum`.
+pub const DEFAULT_RENORM_MOMENTUM: f64 = 0.99;
+
+/// Batch renormalization's clipping (`renorm_clipping`): `r` into
+/// `[rmin, rmax]`, `d` into `[−dmax, dmax]`; a missing bound does not clip.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RenormClipping {
+    /// Upper bound of `r`.
+    pub rmax: Option<f64>,
+    /// Lower bound of `r`.
+    pub rmin: Option<f64>,
+    /// Bound of `|d|`.
+    pub dmax: Option<f64>,
+}
+
+impl std::fmt::Display for RenormClipping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        for (name, v) in [
+            ("rmax", self.rmax),
+            ("rmin", self.rmin),
+            ("dmax", self.dmax),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{name} {v}"));
+            }
+        }
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
 /// How a BN node on a serving path runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,6 +228,15 @@ pub struct LayerHyper {
     pub fused: Sourced<Option<bool>>,
     /// The mode of the BN node on the serving path (None = no serving graph).
     pub serving_mode: Sourced<Option<ServingMode>>,
+    /// Batch renormalization's clipping of `r` and `d` (`renorm_clipping`;
+    /// default: none). Only a tf_keras config holds it.
+    pub renorm_clipping: Sourced<RenormClipping>,
+    /// Batch renormalization's own momentum (`renorm_momentum`; default
+    /// 0.99). Only a tf_keras config holds it.
+    pub renorm_momentum: Sourced<f64>,
+    /// Ghost batches (`virtual_batch_size`; default none). Only a tf_keras
+    /// config holds it.
+    pub virtual_batch_size: Sourced<Option<u64>>,
     /// Disagreements between sources, reported rather than resolved.
     pub conflicts: Vec<String>,
 }
@@ -209,6 +253,9 @@ impl LayerHyper {
             scale: Sourced::new(layer.var(BnRole::Gamma).is_some(), HyperSource::Variables),
             fused: Sourced::default_value(None),
             serving_mode: Sourced::default_value(None),
+            renorm_clipping: Sourced::default_value(RenormClipping::default()),
+            renorm_momentum: Sourced::default_value(DEFAULT_RENORM_MOMENTUM),
+            virtual_batch_size: Sourced::default_value(None),
             conflicts: Vec::new(),
         }
     }
@@ -434,11 +481,26 @@ fn merge(layer: &BnLayer, index: usize, g: &GraphFindings, keras: &[KerasBn]) ->
         h.momentum = v;
     }
 
+    // Ghost batches: only the config says.
+    let vbs: Vec<(DisplayU64, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((DisplayU64(k.virtual_batch_size?), HyperSource::keras(k))))
+        .collect();
+    if let Some(v) = pick("virtual_batch_size", vbs, |a, b| a == b, &mut conflicts) {
+        h.virtual_batch_size = Sourced::new(v.value.0, v.source);
+    }
+    // With ghost batches the graph runs the layer on x reshaped to
+    // (vbs, B / vbs, …) with [1, …, 1, C] variables: its reductions and
+    // broadcasts do not name the layer's axis, so only the config's counts
+    // (corrected for the inserted dimension where it is read).
+    let ghost = h.virtual_batch_size.value.is_some();
+
     // axis: the config's, normalized with the rank the graph implies; else
     // the graph's (a fused op's layout, a decomposed form's reshape or
     // reduction axes).
     let graph_axes: Vec<(i64, Option<usize>, HyperSource)> = sites
         .iter()
+        .filter(|_| !ghost)
         .filter_map(|s| {
             let (axis, rank, detail) = s.axis.clone()?;
             Some((axis, rank, HyperSource::graph(&s.site, detail)))
@@ -456,6 +518,27 @@ fn merge(layer: &BnLayer, index: usize, g: &GraphFindings, keras: &[KerasBn]) ->
     axes.extend(graph_axes.into_iter().map(|(a, _, s)| (normalize(a), s)));
     if let Some(v) = pick("axis", axes, |a, b| a == b, &mut conflicts) {
         h.axis = v;
+    }
+
+    // Renorm's extras: only the config says.
+    let clip: Vec<(RenormClipping, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((k.renorm_clipping?, HyperSource::keras(k))))
+        .collect();
+    if let Some(v) = pick("renorm_clipping", clip, |a, b| a == b, &mut conflicts) {
+        h.renorm_clipping = v;
+    }
+    let rmom: Vec<(f64, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((k.renorm_momentum?, HyperSource::keras(k))))
+        .collect();
+    if let Some(v) = pick(
+        "renorm_momentum",
+        rmom,
+        |a, b| same_f32(*a, *b),
+        &mut conflicts,
+    ) {
+        h.renorm_momentum = v;
     }
 
     // center / scale: config, then a fused op fed a constant (tf_keras
@@ -548,6 +631,19 @@ fn merge(layer: &BnLayer, index: usize, g: &GraphFindings, keras: &[KerasBn]) ->
     }
     h.conflicts = conflicts;
     h
+}
+
+/// `Option<u64>` that prints as the number or `none`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DisplayU64(Option<u64>);
+
+impl std::fmt::Display for DisplayU64 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("none"),
+        }
+    }
 }
 
 /// `Option<bool>` that prints as `true`, `false` or `unknown`.

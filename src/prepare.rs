@@ -137,8 +137,16 @@ pub fn prepare_layer(
         center: beta.is_some(),
         scale: gamma.is_some(),
         fused: hyper.fused.value,
-        renorm: renorm.as_ref().map(|_| RenormConfig::default()),
-        virtual_batch_size: None,
+        renorm: renorm.as_ref().map(|_| RenormConfig {
+            rmax: hyper.renorm_clipping.value.rmax,
+            rmin: hyper.renorm_clipping.value.rmin,
+            dmax: hyper.renorm_clipping.value.dmax,
+            renorm_momentum: hyper.renorm_momentum.value,
+        }),
+        virtual_batch_size: hyper
+            .virtual_batch_size
+            .value
+            .and_then(|v| usize::try_from(v).ok()),
         intra_op_threads: None,
         api,
     };

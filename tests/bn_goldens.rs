@@ -249,10 +249,18 @@ fn layer_config(layer: &Value) -> BnConfig {
         center: h["center"].as_bool().expect("center"),
         scale: h["scale"].as_bool().expect("scale"),
         fused: h["fused"].as_bool(),
-        renorm: h["renorm"]
-            .as_bool()
-            .unwrap_or(false)
-            .then(RenormConfig::default),
+        renorm: h["renorm"].as_bool().unwrap_or(false).then(|| {
+            // Written only where a generator records them (tfkeras_ghost).
+            let clip = &h["renorm_clipping"];
+            RenormConfig {
+                rmax: clip["rmax"].as_f64(),
+                rmin: clip["rmin"].as_f64(),
+                dmax: clip["dmax"].as_f64(),
+                renorm_momentum: h["renorm_momentum"]
+                    .as_f64()
+                    .unwrap_or(RenormConfig::default().renorm_momentum),
+            }
+        }),
         virtual_batch_size: h["virtual_batch_size"].as_u64().map(|v| v as usize),
         intra_op_threads: None,
         api,

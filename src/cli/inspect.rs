@@ -257,6 +257,25 @@ fn print_layer(out: &mut impl Write, l: &LayerJson) -> std::io::Result<()> {
         h.axis.value,
         source_label(&h.axis.source)
     )?;
+    let mut extra = Vec::new();
+    if let Some(v) = h.virtual_batch_size.value {
+        extra.push(format!(
+            "virtual_batch_size {v} ({})",
+            source_label(&h.virtual_batch_size.source)
+        ));
+    }
+    if l.renorm.is_some() {
+        extra.push(format!(
+            "renorm_clipping {} ({}), renorm_momentum {} ({})",
+            h.renorm_clipping.value,
+            source_label(&h.renorm_clipping.source),
+            h.renorm_momentum.value,
+            source_label(&h.renorm_momentum.source)
+        ));
+    }
+    if !extra.is_empty() {
+        writeln!(out, "      {}", extra.join(", "))?;
+    }
     for (role, v) in [
         ("gamma", &vars.gamma),
         ("beta", &vars.beta),

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::hyper::RenormClipping;
 use crate::layers::BnRole;
 use crate::proto::saved_model::saved_object::Kind;
 use crate::savedmodel::{SavedModel, KERAS_METADATA_PB, SAVED_MODEL_PB};
@@ -32,6 +33,13 @@ pub(crate) struct KerasBn {
     pub scale: Option<bool>,
     /// `config.fused` when set to a bool (null = TF's choice).
     pub fused: Option<bool>,
+    /// `config.renorm_clipping`: `Some` when the config has the key (an
+    /// empty clipping for null).
+    pub renorm_clipping: Option<RenormClipping>,
+    /// `config.renorm_momentum`.
+    pub renorm_momentum: Option<f64>,
+    /// `config.virtual_batch_size`: `Some(None)` when the config says null.
+    pub virtual_batch_size: Option<Option<u64>>,
 }
 
 /// Class names of Keras batch-norm layers.
@@ -78,11 +86,27 @@ pub(crate) fn configs(sm: &SavedModel, vars: &VarIndex) -> Result<Vec<KerasBn>> 
         });
         let Some(layer) = layer else { continue };
         let c = &m.config;
+        let virtual_batch_size = c.get("virtual_batch_size").map(Value::as_u64);
         let axis = match c.get("axis") {
             Some(Value::Array(a)) if a.len() == 1 => a[0].as_i64(),
             Some(v) => v.as_i64(),
             None => None,
         };
+        // With ghost batches, build() shifts the layer's axis by one for the
+        // inserted dimension and the saved config keeps the shifted value
+        // (`[4]` for a 4-D input; tf_keras cannot load such a model back).
+        let axis = match (axis, virtual_batch_size) {
+            (Some(a), Some(Some(_))) if a > 0 => Some(a - 1),
+            (a, _) => a,
+        };
+        let renorm_clipping = c.get("renorm_clipping").map(|v| {
+            let get = |k: &str| v.get(k).and_then(Value::as_f64);
+            RenormClipping {
+                rmax: get("rmax"),
+                rmin: get("rmin"),
+                dmax: get("dmax"),
+            }
+        });
         out.push(KerasBn {
             layer,
             file: file.to_string(),
@@ -93,6 +117,9 @@ pub(crate) fn configs(sm: &SavedModel, vars: &VarIndex) -> Result<Vec<KerasBn>> 
             center: c.get("center").and_then(Value::as_bool),
             scale: c.get("scale").and_then(Value::as_bool),
             fused: c.get("fused").and_then(Value::as_bool),
+            renorm_clipping,
+            renorm_momentum: c.get("renorm_momentum").and_then(Value::as_f64),
+            virtual_batch_size,
         });
     }
     Ok(out)

@@ -45,6 +45,7 @@ const PROVENANCE: &[(&str, Origin, Origin)] = &[
         Origin::Graph("model.ckpt.meta"),
     ),
     ("tfkeras_savedmodel", Origin::Keras, Origin::Keras),
+    ("tfkeras_ghost", Origin::Keras, Origin::Keras),
     ("tfkeras_training_serving", Origin::Keras, Origin::Keras),
     (
         "keras3_saved_model",
@@ -152,6 +153,34 @@ fn check_against_manifest(fx: &Fixture, layers: &[BnLayer], hyper: &[LayerHyper]
             (None, g) => assert_ne!(g, Some(true), "{ctx}: fused"),
             (Some(_), None) => assert!(h.fused.is_default(), "{ctx}"),
         }
+        // Ghost batches and renorm's extras: only a Keras config holds
+        // them; the generators record them where they set them.
+        if !h.virtual_batch_size.is_default() {
+            assert_eq!(
+                h.virtual_batch_size.value,
+                want["virtual_batch_size"].as_u64(),
+                "{ctx}: virtual_batch_size"
+            );
+        }
+        if want["virtual_batch_size"].as_u64().is_some() {
+            assert!(!h.virtual_batch_size.is_default(), "{ctx}: ghost layer");
+        }
+        if let Some(clip) = want.get("renorm_clipping") {
+            assert_eq!(
+                h.renorm_clipping.value,
+                tfbn::hyper::RenormClipping {
+                    rmax: clip["rmax"].as_f64(),
+                    rmin: clip["rmin"].as_f64(),
+                    dmax: clip["dmax"].as_f64(),
+                },
+                "{ctx}: renorm_clipping"
+            );
+            assert_eq!(
+                Some(h.renorm_momentum.value),
+                want["renorm_momentum"].as_f64(),
+                "{ctx}: renorm_momentum"
+            );
+        }
         // Renorm layers never run the fused kernel, and their variables say
         // so even where no graph or config does.
         if want["renorm"].as_bool() == Some(true) {
@@ -255,7 +284,7 @@ fn serving_mode_follows_the_serving_signature_only() {
                 "tfkeras_training_serving" => Some(ServingMode::Training),
                 // These also hold training traces (tf_keras layer call
                 // functions) that no signature reaches.
-                "tfkeras_savedmodel" | "keras3_saved_model" | "keras3_export" => {
+                "tfkeras_savedmodel" | "tfkeras_ghost" | "keras3_saved_model" | "keras3_export" => {
                     Some(ServingMode::Inference)
                 }
                 _ => None,

@@ -172,6 +172,13 @@ fn tf_side_graphs_reproduce_each_apis_goldens() {
             };
             let mut p = prepare_layer(&source, layer, &hyper, &overrides).unwrap();
             p.config.fused = h["fused"].as_bool();
+            p.config.virtual_batch_size = h["virtual_batch_size"].as_u64().map(|v| v as usize);
+            if let (Some(rn), Some(clip)) = (p.config.renorm.as_mut(), h.get("renorm_clipping")) {
+                rn.rmax = clip["rmax"].as_f64();
+                rn.rmin = clip["rmin"].as_f64();
+                rn.dmax = clip["dmax"].as_f64();
+                rn.renorm_momentum = h["renorm_momentum"].as_f64().unwrap();
+            }
             let (shape, x) = f32s(&golden.join("input.npy"));
             let axis = h["axis"][0].as_u64().unwrap() as usize;
             let ylayout = ChannelLayout::of(&shape, axis);

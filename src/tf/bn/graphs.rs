@@ -244,6 +244,109 @@ pub(super) fn build_nn_half(
     Ok((vec![y, mean, var], index))
 }
 
+/// tf_keras's ghost batch norm in training mode (`virtual_batch_size`):
+/// x reshaped to `(vbs, B / vbs, …)`, `tf.nn.moments` over every dimension
+/// but the ghost one (1) and the channels with keepdims, the layer's
+/// `batch_normalization` on the reshaped x with `[1, 1, …, C]` parameters,
+/// y reshaped back; the moving averages take the mean over ghosts of the
+/// ghost statistics (`tf.reduce_mean(…, axis=1)`). Renorm with ghost
+/// batches is not built.
+pub(super) fn build_ghost(
+    g: &mut G,
+    cfg: &BnConfig,
+    x: &Operation,
+    p: &ParamOps,
+    l: Layout,
+    shape: &[usize],
+    vbs: usize,
+) -> Result<(Vec<Output>, OutputIndex)> {
+    if cfg.renorm.is_some() {
+        return Err(Error::InvalidArgument(
+            "the TensorFlow side of verify does not build renorm with virtual batches".into(),
+        ));
+    }
+    let (rank, axis, c) = (l.rank, l.axis, l.c);
+    let dt = l.dtype.stats_dtype().tf_type();
+    let half = l.is_half();
+    let x: Output = if half {
+        g.cast(x.clone(), dt)?
+    } else {
+        x.clone().into()
+    };
+    let dim = |v: usize| {
+        i32::try_from(v).map_err(|_| Error::InvalidArgument(format!("dimension {v} too large")))
+    };
+    let mut ghost_shape = vec![dim(vbs)?, -1];
+    for &d in &shape[1..] {
+        ghost_shape.push(dim(d)?);
+    }
+    let orig: Vec<i32> = shape.iter().map(|&d| dim(d)).collect::<Result<_>>()?;
+    let ghost_t = g.i32s(&ghost_shape)?;
+    let xg = g.reshape(x, ghost_t)?;
+    let axes: Vec<usize> = (0..=rank).filter(|&a| a != 1 && a != axis + 1).collect();
+    let mean_k = g.mean(xg.clone(), &axes, true)?;
+    let sq = g.squared_difference(xg.clone(), mean_k.clone())?;
+    let var_k = g.mean(sq, &axes, true)?;
+    let mut pshape = vec![1i32; rank + 1];
+    pshape[axis + 1] = dim(c)?;
+    let pshape_t = g.i32s(&pshape)?;
+    let sc = match p.gamma.clone() {
+        Some(s) => Some(g.reshape(s, pshape_t.clone())?),
+        None => None,
+    };
+    let of = match p.beta.clone() {
+        Some(b) => Some(g.reshape(b, pshape_t.clone())?),
+        None => None,
+    };
+    let y = batch_normalization(
+        g,
+        dt,
+        xg,
+        mean_k.clone(),
+        var_k.clone(),
+        of,
+        sc,
+        cfg.epsilon,
+    )?;
+    let orig_t = g.i32s(&orig)?;
+    let y = g.reshape(y, orig_t)?;
+    let y = if half {
+        g.cast(y, l.dtype.tf_type())?
+    } else {
+        y
+    };
+    let flat_t = g.i32s(&[dim(c)?])?;
+    let new_mean = g.mean(mean_k, &[1], true)?;
+    let new_mean = g.reshape(new_mean, flat_t.clone())?;
+    let new_var = g.mean(var_k, &[1], true)?;
+    let new_var = g.reshape(new_var, flat_t)?;
+    let mut index = OutputIndex::default();
+    let mut outputs = vec![y, new_mean.clone(), new_var.clone()];
+    index.add(&["batch_mean", "batch_variance"], 1);
+    if cfg.api != BnApi::Nn {
+        let mm = update(
+            g,
+            dt,
+            cfg.api,
+            p.moving_mean.clone().into(),
+            new_mean,
+            cfg.momentum,
+        )?;
+        let mv = update(
+            g,
+            dt,
+            cfg.api,
+            p.moving_variance.clone().into(),
+            new_var,
+            cfg.momentum,
+        )?;
+        outputs.push(mm);
+        outputs.push(mv);
+        index.add(&["moving_mean", "moving_variance"], 3);
+    }
+    Ok((outputs, index))
+}
+
 pub(super) fn build_nonfused(
     g: &mut G,
     cfg: &BnConfig,

@@ -558,11 +558,13 @@ impl TfBatchNorm {
         let rank = shape.len();
         let axis = cfg.resolved_axis(rank)?;
         cfg.check_validity(rank, shape[axis])?;
-        if cfg.virtual_batch_size.is_some() {
-            return Err(Error::InvalidArgument(
-                "the TensorFlow side of verify does not build virtual batches (virtual_batch_size)"
-                    .into(),
-            ));
+        if let Some(v) = cfg.virtual_batch_size {
+            if v == 0 || shape[0] % v != 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "batch norm: virtual_batch_size {v} does not divide the batch size {}",
+                    shape[0]
+                )));
+            }
         }
         let c = shape[axis];
         let path = tf_path(cfg, rank, axis, dtype)?;
@@ -606,7 +608,12 @@ impl TfBatchNorm {
             TfPath::NonFused if cfg.api == BnApi::Nn && l.is_half() => {
                 build_nn_half(&mut g, cfg, &x, &p, l)?
             }
-            TfPath::NonFused => build_nonfused(&mut g, cfg, &x, &p, l)?,
+            TfPath::NonFused => match cfg.virtual_batch_size {
+                // Inference with ghost batches is the same element-wise
+                // arithmetic on the reshaped input.
+                Some(v) if training => build_ghost(&mut g, cfg, &x, &p, l, shape, v)?,
+                _ => build_nonfused(&mut g, cfg, &x, &p, l)?,
+            },
         };
         let session = graph::session(&g.graph(), rt.host.threads)?;
         Ok(TfBatchNorm {
@@ -785,4 +792,4 @@ mod graphs;
 #[cfg(test)]
 mod tests;
 
-use graphs::{build_fused, build_nn_half, build_nonfused, Layout};
+use graphs::{build_fused, build_ghost, build_nn_half, build_nonfused, Layout};

@@ -1,0 +1,157 @@
+"""tf_keras fixture for the hyper-parameters only a layer's config holds:
+ghost batches (`virtual_batch_size`) and batch renormalization with clipping
+(`renorm_clipping`, `renorm_momentum`). Saved as a SavedModel, whose
+`keras_metadata.pb` carries each layer's JSON config.
+
+Runs with TF_USE_LEGACY_KERAS=1.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as K
+
+from . import common
+from . import tfkeras
+
+SEED = 2026
+FIXTURES = ("tfkeras_ghost",)
+API = tfkeras.API
+ROLES = tfkeras.ROLES
+
+
+def build_model():
+    """conv -> BN with virtual_batch_size 2 (NHWC, non-fused) -> pool -> dense
+    -> BN renorm clipped on r and d -> dense -> BN renorm clipped on rmax only
+    -> dense."""
+    K.backend.clear_session()
+    K.utils.set_random_seed(SEED)
+    L = K.layers
+    inp = K.Input((5, 5, 3), name="image")
+    h = L.Conv2D(8, 3, padding="same", name="conv1")(inp)
+    h = L.BatchNormalization(virtual_batch_size=2, name="bn_ghost", epsilon=1e-3, momentum=0.9)(h)
+    h = L.ReLU()(h)
+    h = L.GlobalAveragePooling2D()(h)
+    h = L.Dense(6, name="fc1")(h)
+    h = L.BatchNormalization(
+        renorm=True,
+        renorm_clipping={"rmax": 1.25, "rmin": 0.875, "dmax": 0.0625},
+        renorm_momentum=0.9,
+        momentum=0.95,
+        name="bn_clip",
+    )(h)
+    h = L.Dense(6, name="fc2")(h)
+    h = L.BatchNormalization(renorm=True, renorm_clipping={"rmax": 1.125}, renorm_momentum=0.8, name="bn_rmax")(h)
+    out = L.Dense(3, name="logits")(h)
+    return K.Model(inp, out, name="tfkeras_ghost")
+
+
+def live_hyper(layer):
+    h = tfkeras.live_hyper(layer)
+    if layer.virtual_batch_size is not None:
+        # build() shifts layer.axis by one for the ghost dimension; the
+        # manifest records the axis of the layer's input.
+        rank = len(layer.input_shape)
+        h["axis"] = sorted((int(a) - 1) % rank for a in layer.axis)
+    clip = getattr(layer, "renorm_clipping", None)
+    if layer.renorm:
+        h["renorm_clipping"] = None if clip is None else {k: (None if clip.get(k) is None else float(clip[k])) for k in ("rmax", "rmin", "dmax")}
+        h["renorm_momentum"] = float(layer.renorm_momentum)
+    return h
+
+
+def build(fixture, fixture_dir):
+    model = build_model()
+    opt = K.optimizers.SGD(learning_rate=0.05, momentum=0.9)
+    model.compile(opt, K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(SEED)
+    x = rng.normal(0.5, 2.0, size=(8, 5, 5, 3)).astype(np.float32)
+    y = rng.integers(0, 3, size=(8,)).astype(np.int64)
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+
+    path = os.path.join(fixture_dir, "savedmodel")
+    model.save(path, save_format="tf", include_optimizer=True)
+    prefix_rel = "savedmodel/variables/variables"
+    prefix = os.path.join(fixture_dir, prefix_rel)
+    keys = common.object_graph_keys(prefix, model, "savedmodel")
+    layers = []
+    for layer in tfkeras.bn_layers(model):
+        variables = {}
+        for role in ROLES:
+            v = getattr(layer, role, None)
+            if v is None:
+                if role in ("gamma", "beta", "moving_mean", "moving_variance"):
+                    variables[role] = None
+                continue
+            key, full_name, _ = keys[id(v)]
+            variables[role] = common.var_ref(tfkeras.var_name(v), key, full_name)
+        layers.append(
+            common.layer_entry(fixture_dir, fixture, layer.name, API, variables, live_hyper(layer), layer.input_shape)
+        )
+    variables = common.dump_variables(prefix, fixture_dir)
+    opt_keys = common.reachable_keys(keys, opt, model.variables)
+    other = {k for (k, _, _) in keys.values()} - opt_keys
+    non_layer = common.classify(variables, layers, opt_keys, (), other)
+    manifest = {
+        "fixture": fixture,
+        "open": "savedmodel",
+        "variables_prefix": prefix_rel,
+        "writer": "tf_keras Model.save(dir, save_format='tf') (SavedModel with keras_metadata.pb)",
+        "format": "saved_model",
+        "tf_version": tf.__version__,
+        "keras_version": K.__version__,
+        "variables": variables,
+        "layers": layers,
+        "non_layer": non_layer,
+    }
+    common.write_json(os.path.join(fixture_dir, "expected", "manifest.json"), manifest)
+    title = (
+        "tf_keras 2.21 functional model with a ghost-batch BN (`virtual_batch_size=2`) and two renorm BNs "
+        "with `renorm_clipping` and `renorm_momentum`, trained 2 SGD(momentum 0.9) steps with `model.fit`, "
+        "saved with `model.save('savedmodel', save_format='tf')`. Only `keras_metadata.pb` holds these "
+        "hyper-parameters."
+    )
+    notes = ["variable keys are relative to the model (root): `layer_with_weights-N/...`, optimizer under `optimizer/...`"]
+    lines = tfkeras.layer_lines(layers)
+    for l, line in zip(layers, lines):
+        h = l["hyper"]
+        extra = ""
+        if h.get("virtual_batch_size") is not None:
+            extra += ", virtual_batch_size=%d" % h["virtual_batch_size"]
+        if "renorm_clipping" in h:
+            extra += ", renorm_clipping=%s, renorm_momentum=%g" % (h["renorm_clipping"], h["renorm_momentum"])
+        notes.append(line.replace("; input", extra + "; input"))
+    common.write_readme(fixture_dir, fixture, title, notes)
+
+
+def goldens(fixture, fixture_dir, onednn):
+    manifest = common.read_json(os.path.join(fixture_dir, "expected", "manifest.json"))
+    results = {l["name"]: {} for l in manifest["layers"]}
+    for training in (False, True):
+        # Rebuilt and restored from the SavedModel's variables: tf_keras
+        # cannot load this SavedModel back, because a ghost-batch layer's
+        # saved config holds the axis shifted by one (`[4]` on 4-D input).
+        model = build_model()
+        status = model.load_weights(os.path.join(fixture_dir, manifest["variables_prefix"]))
+        status.expect_partial().assert_existing_objects_matched()
+        for layer in manifest["layers"]:
+            live = model.get_layer(layer["name"])
+            assert type(live) is K.layers.BatchNormalization, type(live)
+            common.check_hyper(layer, live_hyper(live))
+            if not training:
+                common.check_restored(fixture_dir, manifest, layer, lambda role: getattr(live, role))
+            x = tf.constant(common.load_input(fixture_dir, layer))
+            y = live(x, training=training).numpy()
+            r = results[layer["name"]]
+            if not training:
+                r["inference_y"] = y
+                continue
+            r["training_y"] = y
+            for role in ("moving_mean", "moving_variance", "moving_stddev", "renorm_mean", "renorm_stddev"):
+                v = getattr(live, role, None)
+                if v is not None:
+                    r["training_" + role] = v.numpy()
+    for layer in manifest["layers"]:
+        out = common.mode_dir(fixture_dir, layer, onednn)
+        common.write_mode_goldens(out, results[layer["name"]], common.golden_env(API, layer["name"], onednn))
