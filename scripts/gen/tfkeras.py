@@ -92,7 +92,8 @@ def live_hyper(layer):
     )
 
 
-def layer_entries(fixture, fixture_dir, model, keys):
+def layer_entries(fixture, fixture_dir, model, keys, hyper=None):
+    hyper = hyper or live_hyper
     out = []
     for layer in bn_layers(model):
         variables = {}
@@ -105,7 +106,7 @@ def layer_entries(fixture, fixture_dir, model, keys):
             key, full_name, _ = keys[id(v)]
             variables[role] = common.var_ref(var_name(v), key, full_name)
         out.append(
-            common.layer_entry(fixture_dir, fixture, layer.name, API, variables, live_hyper(layer), layer.input_shape)
+            common.layer_entry(fixture_dir, fixture, layer.name, API, variables, hyper(layer), layer.input_shape)
         )
     return out
 
@@ -200,18 +201,22 @@ def restored_model(fixture, fixture_dir, manifest):
     return K.models.load_model(os.path.join(fixture_dir, manifest["open"]))
 
 
-def goldens(fixture, fixture_dir, onednn):
+def goldens(fixture, fixture_dir, onednn, restore=None, hyper=None):
+    """restore(fixture, fixture_dir, manifest) -> model and hyper(layer) ->
+    dict default to this module's (other tf_keras fixtures pass their own)."""
+    restore = restore or restored_model
+    hyper = hyper or live_hyper
     manifest = common.read_json(os.path.join(fixture_dir, "expected", "manifest.json"))
     results = {l["name"]: {} for l in manifest["layers"]}
     for training in (False, True):
         # One freshly restored model per mode. Each layer is called once per
         # mode and only touches its own variables, so every call starts from
         # the checkpoint's values.
-        model = restored_model(fixture, fixture_dir, manifest)
+        model = restore(fixture, fixture_dir, manifest)
         for layer in manifest["layers"]:
             live = model.get_layer(layer["name"])
             assert type(live) is K.layers.BatchNormalization, type(live)
-            common.check_hyper(layer, live_hyper(live))
+            common.check_hyper(layer, hyper(live))
             for role, ref in layer["variables"].items():
                 v = getattr(live, role, None)
                 assert (v is None) == (ref is None), (layer["name"], role)

@@ -18,7 +18,6 @@ from . import tfkeras
 SEED = 2026
 FIXTURES = ("tfkeras_ghost",)
 API = tfkeras.API
-ROLES = tfkeras.ROLES
 
 
 def build_model():
@@ -75,20 +74,7 @@ def build(fixture, fixture_dir):
     prefix_rel = "savedmodel/variables/variables"
     prefix = os.path.join(fixture_dir, prefix_rel)
     keys = common.object_graph_keys(prefix, model, "savedmodel")
-    layers = []
-    for layer in tfkeras.bn_layers(model):
-        variables = {}
-        for role in ROLES:
-            v = getattr(layer, role, None)
-            if v is None:
-                if role in ("gamma", "beta", "moving_mean", "moving_variance"):
-                    variables[role] = None
-                continue
-            key, full_name, _ = keys[id(v)]
-            variables[role] = common.var_ref(tfkeras.var_name(v), key, full_name)
-        layers.append(
-            common.layer_entry(fixture_dir, fixture, layer.name, API, variables, live_hyper(layer), layer.input_shape)
-        )
+    layers = tfkeras.layer_entries(fixture, fixture_dir, model, keys, hyper=live_hyper)
     variables = common.dump_variables(prefix, fixture_dir)
     opt_keys = common.reachable_keys(keys, opt, model.variables)
     other = {k for (k, _, _) in keys.values()} - opt_keys
@@ -125,33 +111,15 @@ def build(fixture, fixture_dir):
     common.write_readme(fixture_dir, fixture, title, notes)
 
 
+def restored_model(fixture, fixture_dir, manifest):
+    """Rebuilt and restored from the SavedModel's variables: tf_keras cannot
+    load this SavedModel back, because a ghost-batch layer's saved config
+    holds the axis shifted by one (`[4]` on 4-D input)."""
+    model = build_model()
+    status = model.load_weights(os.path.join(fixture_dir, manifest["variables_prefix"]))
+    status.expect_partial().assert_existing_objects_matched()
+    return model
+
+
 def goldens(fixture, fixture_dir, onednn):
-    manifest = common.read_json(os.path.join(fixture_dir, "expected", "manifest.json"))
-    results = {l["name"]: {} for l in manifest["layers"]}
-    for training in (False, True):
-        # Rebuilt and restored from the SavedModel's variables: tf_keras
-        # cannot load this SavedModel back, because a ghost-batch layer's
-        # saved config holds the axis shifted by one (`[4]` on 4-D input).
-        model = build_model()
-        status = model.load_weights(os.path.join(fixture_dir, manifest["variables_prefix"]))
-        status.expect_partial().assert_existing_objects_matched()
-        for layer in manifest["layers"]:
-            live = model.get_layer(layer["name"])
-            assert type(live) is K.layers.BatchNormalization, type(live)
-            common.check_hyper(layer, live_hyper(live))
-            if not training:
-                common.check_restored(fixture_dir, manifest, layer, lambda role: getattr(live, role))
-            x = tf.constant(common.load_input(fixture_dir, layer))
-            y = live(x, training=training).numpy()
-            r = results[layer["name"]]
-            if not training:
-                r["inference_y"] = y
-                continue
-            r["training_y"] = y
-            for role in ("moving_mean", "moving_variance", "moving_stddev", "renorm_mean", "renorm_stddev"):
-                v = getattr(live, role, None)
-                if v is not None:
-                    r["training_" + role] = v.numpy()
-    for layer in manifest["layers"]:
-        out = common.mode_dir(fixture_dir, layer, onednn)
-        common.write_mode_goldens(out, results[layer["name"]], common.golden_env(API, layer["name"], onednn))
+    tfkeras.goldens(fixture, fixture_dir, onednn, restore=restored_model, hyper=live_hyper)

@@ -244,6 +244,42 @@ pub(super) fn build_nn_half(
     Ok((vec![y, mean, var], index))
 }
 
+/// The API's moving-average updates of the moving mean and variance with
+/// the batch statistics, appended as outputs 3 and 4 (after y and the batch
+/// statistics).
+#[allow(clippy::too_many_arguments)]
+fn moving_updates(
+    g: &mut G,
+    dt: DataType,
+    cfg: &BnConfig,
+    p: &ParamOps,
+    mean: Output,
+    var: Output,
+    outputs: &mut Vec<Output>,
+    index: &mut OutputIndex,
+) -> Result<()> {
+    let mm = update(
+        g,
+        dt,
+        cfg.api,
+        p.moving_mean.clone().into(),
+        mean,
+        cfg.momentum,
+    )?;
+    let mv = update(
+        g,
+        dt,
+        cfg.api,
+        p.moving_variance.clone().into(),
+        var,
+        cfg.momentum,
+    )?;
+    outputs.push(mm);
+    outputs.push(mv);
+    index.add(&["moving_mean", "moving_variance"], 3);
+    Ok(())
+}
+
 /// tf_keras's ghost batch norm in training mode (`virtual_batch_size`):
 /// x reshaped to `(vbs, B / vbs, …)`, `tf.nn.moments` over every dimension
 /// but the ghost one (1) and the channels with keepdims, the layer's
@@ -324,25 +360,7 @@ pub(super) fn build_ghost(
     let mut outputs = vec![y, new_mean.clone(), new_var.clone()];
     index.add(&["batch_mean", "batch_variance"], 1);
     if cfg.api != BnApi::Nn {
-        let mm = update(
-            g,
-            dt,
-            cfg.api,
-            p.moving_mean.clone().into(),
-            new_mean,
-            cfg.momentum,
-        )?;
-        let mv = update(
-            g,
-            dt,
-            cfg.api,
-            p.moving_variance.clone().into(),
-            new_var,
-            cfg.momentum,
-        )?;
-        outputs.push(mm);
-        outputs.push(mv);
-        index.add(&["moving_mean", "moving_variance"], 3);
+        moving_updates(g, dt, cfg, p, new_mean, new_var, &mut outputs, &mut index)?;
     }
     Ok((outputs, index))
 }
@@ -497,27 +515,7 @@ pub(super) fn build_nonfused(
     index.add(&["batch_mean", "batch_variance"], 1);
     match (cfg.api, renorm_out) {
         (BnApi::Nn, _) => {}
-        (_, None) => {
-            let mm = update(
-                g,
-                dt,
-                cfg.api,
-                p.moving_mean.clone().into(),
-                mean,
-                cfg.momentum,
-            )?;
-            let mv = update(
-                g,
-                dt,
-                cfg.api,
-                p.moving_variance.clone().into(),
-                var,
-                cfg.momentum,
-            )?;
-            outputs.push(mm);
-            outputs.push(mv);
-            index.add(&["moving_mean", "moving_variance"], 3);
-        }
+        (_, None) => moving_updates(g, dt, cfg, p, mean, var, &mut outputs, &mut index)?,
         (_, Some((mm, mv, ms, rm, rsd))) => {
             outputs.extend([mm, mv, ms, rm, rsd]);
             index.add(
