@@ -206,30 +206,27 @@ mod avx2 {
         if four {
             let r4 = r / 4 * 4;
             while row < r4 {
-                // One quad per call: four quads per call (fewer accumulator
-                // loads and stores) measured no faster, the pass is memory-bound.
-                let quads = 1;
-                for j in 0..4 * quads {
+                for j in 0..4 {
                     prefetch_row(row + PF + j);
                 }
-                // SAFETY: rows row..row + 4·quads ≤ r4 ≤ r; groups g_lo..g_lo + ng
+                // SAFETY: rows row..row + 4 ≤ r4 ≤ r; groups g_lo..g_lo + ng
                 // lie in each row.
                 unsafe {
-                    rows_quads::<SQ>(
+                    rows_add::<SQ>(
                         xp.add(row * k + 8 * g_lo),
                         k,
-                        quads,
+                        4,
                         &mut acc,
                         &means,
                         &mut keys,
                     )
                 };
                 if nt > 0 {
-                    for j in 0..4 * quads {
+                    for j in 0..4 {
                         tail_row(row + j, &mut tail, &mut tail_key);
                     }
                 }
-                row += 4 * quads;
+                row += 4;
             }
             for gi in 0..ng {
                 let a = &mut acc[4 * gi..4 * gi + 4];
@@ -238,8 +235,18 @@ mod avx2 {
         }
         while row < r {
             prefetch_row(row + PF);
-            // SAFETY: row < r; groups g_lo..g_lo + ng lie in the row.
-            unsafe { rows_single::<SQ>(xp.add(row * k + 8 * g_lo), &mut acc, &means, &mut keys) };
+            // SAFETY: row < r; groups g_lo..g_lo + ng lie in the row. One
+            // row goes into the first partial of each group.
+            unsafe {
+                rows_add::<SQ>(
+                    xp.add(row * k + 8 * g_lo),
+                    k,
+                    1,
+                    &mut acc,
+                    &means,
+                    &mut keys,
+                )
+            };
             if nt > 0 {
                 tail_row(row, &mut tail, &mut tail_key);
             }
@@ -260,78 +267,52 @@ mod avx2 {
         true
     }
 
-    /// `quads` quads of rows of [`rows_sums`]: `base` points at the first
-    /// group of the first row; `acc` holds the 4 partials of each group,
-    /// partial `j` taking rows `4q + j`. Each row is read front to back
-    /// (every group's partial `j`, then the next row): the same additions
-    /// into each partial as group by group, but one sequential stream,
-    /// measured ~20 % faster than visiting the four rows per group (float32
-    /// `[100352, 256]`, medians of 9: 11.4 against 14.2 ms, as fast as a
-    /// plain vector sum of the array). Kept out of line so that the running
-    /// key stays in a register.
+    /// `rows` (at most 4) consecutive rows of [`rows_sums`], row `j` into
+    /// partial `j` of each group: `base` points at the first group of the
+    /// first row; `acc` holds the 4 partials of each group (partial `j` takes
+    /// rows `4q + j`; rows past the last whole quad go into partial 0). Each
+    /// row is read front to back (every group's partial `j`, then the next
+    /// row): the same additions into each partial as group by group, but one
+    /// sequential stream, measured ~20 % faster than visiting the four rows
+    /// per group (float32 `[100352, 256]`, medians of 9: 11.4 against
+    /// 14.2 ms, as fast as a plain vector sum of the array). Kept out of line
+    /// so that the running key stays in a register.
     #[target_feature(enable = "avx2")]
     #[inline(never)]
-    unsafe fn rows_quads<const SQ: bool>(
+    unsafe fn rows_add<const SQ: bool>(
         base: *const f32,
         k: usize,
-        quads: usize,
+        rows: usize,
         acc: &mut [__m256],
         means: &[__m256],
         keys_io: &mut __m256i,
     ) {
+        debug_assert!(rows <= 4);
         let mut keys = *keys_io;
         let ng = acc.len() / 4;
         debug_assert!(!SQ || means.len() >= ng);
         let ap = acc.as_mut_ptr();
         let mp = means.as_ptr();
-        for q in 0..quads {
-            for j in 0..4 {
-                // SAFETY: the caller guarantees 4·quads rows of the groups.
-                let row = unsafe { base.add((4 * q + j) * k) };
-                for gi in 0..ng {
-                    // SAFETY: group gi lies in the row; acc holds 4·ng
-                    // partials and means (for SQ) ng vectors.
-                    unsafe {
-                        let v = _mm256_loadu_ps(row.add(8 * gi));
-                        let t = if SQ {
-                            let d = _mm256_sub_ps(v, *mp.add(gi));
-                            keys = key_min(keys, d);
-                            _mm256_mul_ps(d, d)
-                        } else {
-                            keys = key_min(keys, v);
-                            v
-                        };
-                        let a = ap.add(4 * gi + j);
-                        *a = _mm256_add_ps(*a, t);
-                    }
+        for j in 0..rows {
+            // SAFETY: the caller guarantees `rows` rows of the groups.
+            let row = unsafe { base.add(j * k) };
+            for gi in 0..ng {
+                // SAFETY: group gi lies in the row; acc holds 4·ng partials
+                // and means (for SQ) ng vectors.
+                unsafe {
+                    let v = _mm256_loadu_ps(row.add(8 * gi));
+                    let t = if SQ {
+                        let d = _mm256_sub_ps(v, *mp.add(gi));
+                        keys = key_min(keys, d);
+                        _mm256_mul_ps(d, d)
+                    } else {
+                        keys = key_min(keys, v);
+                        v
+                    };
+                    let a = ap.add(4 * gi + j);
+                    *a = _mm256_add_ps(*a, t);
                 }
             }
-        }
-        *keys_io = keys;
-    }
-
-    /// One row of [`rows_sums`] into the first partial of each group.
-    #[target_feature(enable = "avx2")]
-    #[inline(never)]
-    unsafe fn rows_single<const SQ: bool>(
-        base: *const f32,
-        acc: &mut [__m256],
-        means: &[__m256],
-        keys_io: &mut __m256i,
-    ) {
-        let mut keys = *keys_io;
-        for (gi, a) in acc.chunks_exact_mut(4).enumerate() {
-            // SAFETY: the caller guarantees the row's groups.
-            let v = unsafe { _mm256_loadu_ps(base.add(8 * gi)) };
-            let t = if SQ {
-                let d = _mm256_sub_ps(v, means[gi]);
-                keys = unsafe { key_min(keys, d) };
-                _mm256_mul_ps(d, d)
-            } else {
-                keys = unsafe { key_min(keys, v) };
-                v
-            };
-            a[0] = _mm256_add_ps(a[0], t);
         }
         *keys_io = keys;
     }
