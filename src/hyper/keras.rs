@@ -86,7 +86,13 @@ pub(crate) fn configs(sm: &SavedModel, vars: &VarIndex) -> Result<Vec<KerasBn>> 
         });
         let Some(layer) = layer else { continue };
         let c = &m.config;
-        let virtual_batch_size = c.get("virtual_batch_size").map(Value::as_u64);
+        // null: off; a number: the size (0 is kept, for the layer to
+        // refuse); anything else is left unrecovered.
+        let virtual_batch_size = match c.get("virtual_batch_size") {
+            Some(Value::Null) => Some(None),
+            Some(v) => v.as_u64().map(Some),
+            None => None,
+        };
         let axis = match c.get("axis") {
             Some(Value::Array(a)) if a.len() == 1 => a[0].as_i64(),
             Some(v) => v.as_i64(),
@@ -99,14 +105,20 @@ pub(crate) fn configs(sm: &SavedModel, vars: &VarIndex) -> Result<Vec<KerasBn>> 
             (Some(a), Some(Some(_))) if a > 0 => Some(a - 1),
             (a, _) => a,
         };
-        let renorm_clipping = c.get("renorm_clipping").map(|v| {
-            let get = |k: &str| v.get(k).and_then(Value::as_f64);
-            RenormClipping {
-                rmax: get("rmax"),
-                rmin: get("rmin"),
-                dmax: get("dmax"),
+        // null: no clipping; an object: its bounds; anything else is not a
+        // config tf_keras writes and is left unrecovered.
+        let renorm_clipping = match c.get("renorm_clipping") {
+            Some(Value::Null) => Some(RenormClipping::default()),
+            Some(Value::Object(o)) => {
+                let get = |k: &str| o.get(k).and_then(Value::as_f64);
+                Some(RenormClipping {
+                    rmax: get("rmax"),
+                    rmin: get("rmin"),
+                    dmax: get("dmax"),
+                })
             }
-        });
+            _ => None,
+        };
         out.push(KerasBn {
             layer,
             file: file.to_string(),

@@ -668,3 +668,66 @@ fn recover_all_reports_files_read() {
     let r = recover_all(&source, &discover(&source)).unwrap();
     assert!(r.files.is_empty());
 }
+
+/// A tf_keras config with values no tf_keras writes: a ghost batch of 0 is
+/// recovered as written and refused by the layer with a typed error; a
+/// clipping or a renorm momentum of the wrong type is left unrecovered
+/// (TF's defaults, marked as such).
+#[test]
+fn malformed_ghost_and_clipping_configs_are_typed_errors_or_defaults() {
+    let fx = fixture("tfkeras_ghost");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_saved_model(&fx, tmp.path());
+    let path = dir.join("keras_metadata.pb");
+    let mut meta =
+        tfbn::proto::keras::SavedMetadata::decode(std::fs::read(&path).unwrap().as_slice())
+            .unwrap();
+    let mut edited = 0;
+    for n in &mut meta.nodes {
+        let Ok(mut v) = serde_json::from_str::<Value>(&n.metadata) else {
+            continue;
+        };
+        match v["config"]["name"].as_str() {
+            Some("bn_ghost") => v["config"]["virtual_batch_size"] = serde_json::json!(0),
+            Some("bn_clip") => {
+                v["config"]["renorm_clipping"] = serde_json::json!("rmax");
+                v["config"]["renorm_momentum"] = serde_json::json!([0.9]);
+            }
+            _ => continue,
+        }
+        n.metadata = v.to_string();
+        edited += 1;
+    }
+    assert_eq!(edited, 2);
+    std::fs::write(&path, meta.encode_to_vec()).unwrap();
+
+    let (layers, hyper) = recovered(&dir);
+    let at = |name: &str| layers.iter().position(|l| l.name == name).unwrap();
+    let ghost = &hyper[at("bn_ghost")];
+    assert_eq!(ghost.virtual_batch_size.value, Some(0));
+    let clip = &hyper[at("bn_clip")];
+    assert!(
+        clip.renorm_clipping.is_default(),
+        "{:?}",
+        clip.renorm_clipping
+    );
+    assert!(
+        clip.renorm_momentum.is_default(),
+        "{:?}",
+        clip.renorm_momentum
+    );
+
+    let source = Source::open(&dir).unwrap();
+    let p = tfbn::prepare::prepare_layer(
+        &source,
+        &layers[at("bn_ghost")],
+        ghost,
+        &tfbn::prepare::Overrides::default(),
+    )
+    .unwrap();
+    let x = tfbn::bn::BnInput::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 5, 5, 8])));
+    match tfbn::bn::training(&p.config, &p.params, &x) {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("virtual_batch_size"), "{m}"),
+        other => panic!("expected a typed error, got {:?}", other.map(|_| ())),
+    }
+}
