@@ -53,18 +53,25 @@ def make_optimizer():
 _trained = None
 
 
+def fit(model, input_shape, seed):
+    """Compile with SGD(momentum 0.9) and train 2 steps of batch 4 on seeded
+    data of `input_shape` (per sample). Returns the optimizer."""
+    opt = make_optimizer()
+    model.compile(opt, K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.5, 2.0, size=(8,) + tuple(input_shape)).astype(np.float32)
+    y = rng.integers(0, 3, size=(8,)).astype(np.int64)
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    return opt
+
+
 def trained_model():
     """Build and train (2 steps of batch 4) once per process; both fixtures of
     a run share the same trained weights."""
     global _trained
     if _trained is None:
         model = build_model()
-        opt = make_optimizer()
-        model.compile(opt, K.losses.SparseCategoricalCrossentropy(from_logits=True))
-        rng = np.random.default_rng(SEED)
-        x = rng.normal(0.5, 2.0, size=(8, 6, 6, 3)).astype(np.float32)
-        y = rng.integers(0, 3, size=(8,)).astype(np.int64)
-        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+        opt = fit(model, (6, 6, 3), SEED)
         _trained = (model, opt)
     return _trained
 
@@ -142,9 +149,18 @@ def build(fixture, fixture_dir):
             "momentum, axis) and `variables/variables.*`."
         )
         notes = ["variable keys are relative to the model (root): `layer_with_weights-N/...`, optimizer under `optimizer/...`"]
+    write_fixture(fixture, fixture_dir, model, opt, root, fmt, open_rel, prefix_rel, writer, title, notes)
+
+
+def write_fixture(
+    fixture, fixture_dir, model, opt, root, fmt, open_rel, prefix_rel, writer, title, notes, hyper=None, lines=None
+):
+    """The manifest and README of a written tf_keras model. hyper(layer) ->
+    dict and lines(layers) -> README lines default to this module's."""
+    lines = lines or layer_lines
     prefix = os.path.join(fixture_dir, prefix_rel)
     keys = common.object_graph_keys(prefix, root, "savedmodel" if fmt == "saved_model" else "checkpoint")
-    layers = layer_entries(fixture, fixture_dir, model, keys)
+    layers = layer_entries(fixture, fixture_dir, model, keys, hyper=hyper)
     variables = common.dump_variables(prefix, fixture_dir)
     opt_keys = common.reachable_keys(keys, opt, model.variables)
     # everything else the model tracks: conv/dense weights, and in the
@@ -164,7 +180,7 @@ def build(fixture, fixture_dir):
         "non_layer": non_layer,
     }
     common.write_json(os.path.join(fixture_dir, "expected", "manifest.json"), manifest)
-    common.write_readme(fixture_dir, fixture, title, notes + layer_lines(layers))
+    common.write_readme(fixture_dir, fixture, title, notes + lines(layers))
 
 
 def layer_lines(layers):

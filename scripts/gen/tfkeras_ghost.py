@@ -8,8 +8,6 @@ Runs with TF_USE_LEGACY_KERAS=1.
 
 import os
 
-import numpy as np
-import tensorflow as tf
 import tf_keras as K
 
 from . import common
@@ -60,38 +58,24 @@ def live_hyper(layer):
     return h
 
 
+def layer_lines(layers):
+    """tfkeras.layer_lines plus the ghost batch and the renorm extras."""
+    out = []
+    for l, line in zip(layers, tfkeras.layer_lines(layers)):
+        h = l["hyper"]
+        extra = ""
+        if h.get("virtual_batch_size") is not None:
+            extra += ", virtual_batch_size=%d" % h["virtual_batch_size"]
+        if "renorm_clipping" in h:
+            extra += ", renorm_clipping=%s, renorm_momentum=%g" % (h["renorm_clipping"], h["renorm_momentum"])
+        out.append(line.replace("; input", extra + "; input"))
+    return out
+
+
 def build(fixture, fixture_dir):
     model = build_model()
-    opt = K.optimizers.SGD(learning_rate=0.05, momentum=0.9)
-    model.compile(opt, K.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rng = np.random.default_rng(SEED)
-    x = rng.normal(0.5, 2.0, size=(8, 5, 5, 3)).astype(np.float32)
-    y = rng.integers(0, 3, size=(8,)).astype(np.int64)
-    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
-
-    path = os.path.join(fixture_dir, "savedmodel")
-    model.save(path, save_format="tf", include_optimizer=True)
-    prefix_rel = "savedmodel/variables/variables"
-    prefix = os.path.join(fixture_dir, prefix_rel)
-    keys = common.object_graph_keys(prefix, model, "savedmodel")
-    layers = tfkeras.layer_entries(fixture, fixture_dir, model, keys, hyper=live_hyper)
-    variables = common.dump_variables(prefix, fixture_dir)
-    opt_keys = common.reachable_keys(keys, opt, model.variables)
-    other = {k for (k, _, _) in keys.values()} - opt_keys
-    non_layer = common.classify(variables, layers, opt_keys, (), other)
-    manifest = {
-        "fixture": fixture,
-        "open": "savedmodel",
-        "variables_prefix": prefix_rel,
-        "writer": "tf_keras Model.save(dir, save_format='tf') (SavedModel with keras_metadata.pb)",
-        "format": "saved_model",
-        "tf_version": tf.__version__,
-        "keras_version": K.__version__,
-        "variables": variables,
-        "layers": layers,
-        "non_layer": non_layer,
-    }
-    common.write_json(os.path.join(fixture_dir, "expected", "manifest.json"), manifest)
+    opt = tfkeras.fit(model, (5, 5, 3), SEED)
+    model.save(os.path.join(fixture_dir, "savedmodel"), save_format="tf", include_optimizer=True)
     title = (
         "tf_keras 2.21 functional model with a ghost-batch BN (`virtual_batch_size=2`) and two renorm BNs "
         "with `renorm_clipping` and `renorm_momentum`, trained 2 SGD(momentum 0.9) steps with `model.fit`, "
@@ -99,16 +83,21 @@ def build(fixture, fixture_dir):
         "hyper-parameters."
     )
     notes = ["variable keys are relative to the model (root): `layer_with_weights-N/...`, optimizer under `optimizer/...`"]
-    lines = tfkeras.layer_lines(layers)
-    for l, line in zip(layers, lines):
-        h = l["hyper"]
-        extra = ""
-        if h.get("virtual_batch_size") is not None:
-            extra += ", virtual_batch_size=%d" % h["virtual_batch_size"]
-        if "renorm_clipping" in h:
-            extra += ", renorm_clipping=%s, renorm_momentum=%g" % (h["renorm_clipping"], h["renorm_momentum"])
-        notes.append(line.replace("; input", extra + "; input"))
-    common.write_readme(fixture_dir, fixture, title, notes)
+    tfkeras.write_fixture(
+        fixture,
+        fixture_dir,
+        model,
+        opt,
+        model,
+        "saved_model",
+        "savedmodel",
+        "savedmodel/variables/variables",
+        "tf_keras Model.save(dir, save_format='tf') (SavedModel with keras_metadata.pb)",
+        title,
+        notes,
+        hyper=live_hyper,
+        lines=layer_lines,
+    )
 
 
 def restored_model(fixture, fixture_dir, manifest):
