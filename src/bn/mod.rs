@@ -85,6 +85,25 @@ pub struct BnParams<T = f32> {
     pub renorm: Option<RenormState<T>>,
 }
 
+impl BnParams {
+    /// The same values as a `float64` layer holds them (every `float32`
+    /// widens exactly).
+    pub fn to_f64(&self) -> BnParams<f64> {
+        let w = |v: &Vec<f32>| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+        BnParams {
+            gamma: self.gamma.as_ref().map(w),
+            beta: self.beta.as_ref().map(w),
+            moving_mean: w(&self.moving_mean),
+            moving_variance: w(&self.moving_variance),
+            renorm: self.renorm.as_ref().map(|r| RenormState {
+                moving_stddev: w(&r.moving_stddev),
+                renorm_mean: w(&r.renorm_mean),
+                renorm_stddev: w(&r.renorm_stddev),
+            }),
+        }
+    }
+}
+
 impl<T: TfFloat> BnParams<T> {
     /// The values Keras initializes a layer of `channels` channels with:
     /// gamma 1, beta 0, moving mean 0, moving variance 1 (and, with
@@ -244,21 +263,6 @@ pub(crate) fn f32_to_bf16_tf(v: f32) -> bf16 {
     bf16::from_bits((rounded >> 16) as u16)
 }
 
-fn widen_params(p: &BnParams) -> BnParams<f64> {
-    let w = |v: &Vec<f32>| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-    BnParams {
-        gamma: p.gamma.as_ref().map(w),
-        beta: p.beta.as_ref().map(w),
-        moving_mean: w(&p.moving_mean),
-        moving_variance: w(&p.moving_variance),
-        renorm: p.renorm.as_ref().map(|r| RenormState {
-            moving_stddev: w(&r.moving_stddev),
-            renorm_mean: w(&r.renorm_mean),
-            renorm_stddev: w(&r.renorm_stddev),
-        }),
-    }
-}
-
 fn narrow_stats(s: TrainingStats<f64>) -> TrainingStats<f32> {
     let n = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
     TrainingStats {
@@ -322,7 +326,7 @@ pub fn inference(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Infer
             BnInput::BF16(nn_half_inference(cfg, params, a)?)
         }
         BnInput::F32(a) => BnInput::F32(run_inference_f32(cfg, params, a.view())?),
-        BnInput::F64(a) => BnInput::F64(inference_f64(cfg, &widen_params(params), a.view())?),
+        BnInput::F64(a) => BnInput::F64(inference_f64(cfg, &params.to_f64(), a.view())?),
         BnInput::F16(a) => {
             let xf = a.mapv(|v| v.to_f32());
             let y = run_inference_f32(cfg, params, xf.view())?;
@@ -383,7 +387,7 @@ pub fn training(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Traini
             let view = a.view();
             let xs = contiguous(&view);
             let mut y = par::output_buffer::<f64>(xs.len());
-            let s = apis::training(cfg, &widen_params(params), &xs, &shape, &mut y)?;
+            let s = apis::training(cfg, &params.to_f64(), &xs, &shape, &mut y)?;
             Ok(Training::from_stats(
                 BnInput::F64(into_array(&shape, y)?),
                 narrow_stats(s),

@@ -490,25 +490,6 @@ fn refuses_dtype(e: &Error) -> bool {
         || m.contains("Could not find device for node")
 }
 
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
-/// The layer's variables as a `float64` layer holds them.
-fn params_f64(p: &BnParams) -> BnParams<f64> {
-    BnParams {
-        gamma: p.gamma.as_deref().map(widen),
-        beta: p.beta.as_deref().map(widen),
-        moving_mean: widen(&p.moving_mean),
-        moving_variance: widen(&p.moving_variance),
-        renorm: p.renorm.as_ref().map(|r| RenormState {
-            moving_stddev: widen(&r.moving_stddev),
-            renorm_mean: widen(&r.renorm_mean),
-            renorm_stddev: widen(&r.renorm_stddev),
-        }),
-    }
-}
-
 /// A training step's statistics as named [`TypedOutputs::stats`]; `wrap`
 /// makes a [`FloatVec`] of the statistics' type.
 fn named_stats<T>(
@@ -548,7 +529,7 @@ fn native_outputs(
 ) -> Result<TypedOutputs> {
     let input = x.to_bn(shape)?;
     if let BnInput::F64(a) = &input {
-        let p64 = params_f64(params);
+        let p64 = params.to_f64();
         if !training {
             let y = bn::inference_f64(cfg, &p64, a.view())?;
             return Ok(TypedOutputs {
