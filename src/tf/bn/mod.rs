@@ -18,8 +18,9 @@
 //! Grappler and constant folding off (`graph::config_proto`), so
 //! each op runs its own kernel as in eager mode; Grappler's remapper would
 //! otherwise rewrite an inference `FusedBatchNorm` (bn-semantics §0).
-//! Virtual batches (`virtual_batch_size`) are not built; [`TfBatchNorm::new`]
-//! says so.
+//! Virtual batches (`virtual_batch_size`) build tf_keras's ghost batch norm
+//! in training (reshape to `(vbs, B / vbs, …)`, moments per ghost, updates
+//! from their mean); renorm with virtual batches is refused.
 
 use half::{bf16, f16};
 use serde::Serialize;
