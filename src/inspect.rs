@@ -138,6 +138,10 @@ pub struct InspectReport {
     pub layers: Vec<LayerJson>,
     /// Every variable.
     pub variables: Vec<VariableJson>,
+    /// How the path was read, where that is worth knowing (omitted when
+    /// empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 fn range(source: &Source, v: Option<&VarRef>) -> Result<Option<[Option<f64>; 2]>> {
@@ -210,5 +214,6 @@ pub fn inspect(source: &Source) -> Result<InspectReport> {
                 role: v.role,
             })
             .collect(),
+        notes: source.notes(),
     })
 }

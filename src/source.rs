@@ -184,6 +184,16 @@ impl Source {
         self.style
     }
 
+    /// Things the user should know about how the path was read (e.g. a
+    /// `checkpoint` file that named another machine's path).
+    pub fn notes(&self) -> Vec<String> {
+        self.bundle
+            .resolution_note()
+            .map(str::to_string)
+            .into_iter()
+            .collect()
+    }
+
     /// The underlying tensor bundle.
     pub fn bundle(&self) -> &Bundle {
         &self.bundle

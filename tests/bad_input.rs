@@ -13,7 +13,7 @@ use prost::Message;
 use tfbn::bundle::crc::mask;
 use tfbn::bundle::table::{BlockHandle, Footer, Table};
 use tfbn::bundle::write::{append_block, BlockBuilder, TableBuilder};
-use tfbn::bundle::{encode_slice_key, Bundle, BundleWriter, Extent, WriteOptions};
+use tfbn::bundle::{encode_slice_key, write_v2, Bundle, BundleWriter, Extent, WriteOptions};
 use tfbn::proto::bundle::BundleEntryProto;
 use tfbn::proto::bundle::BundleHeaderProto;
 use tfbn::proto::tensor::{tensor_shape_proto::Dim, TensorShapeProto, VersionDef};
@@ -1001,4 +1001,76 @@ fn checkpoint_file_pointing_at_windows_path() {
     )
     .unwrap();
     assert_eq!(Bundle::open(d.path()).unwrap().prefix(), p.as_path());
+}
+
+/// Failure class 1 of the wild corpus (musicnn): the `checkpoint` file names
+/// the writer's folder, ending in `/`, and the bundle files beside it have an
+/// empty basename (`.index`, `.data-00000-of-00001`).
+#[test]
+fn checkpoint_file_naming_a_foreign_folder_with_empty_basename() {
+    let d = tempfile::tempdir().unwrap();
+    let prefix = d.path().join("");
+    write_v2(&prefix, &[("a", &f32s(&[2], &[1.0, 2.0]))]).unwrap();
+    assert!(d.path().join(".index").is_file());
+    std::fs::write(
+        d.path().join("checkpoint"),
+        "model_checkpoint_path: \"/home/writer/models/MSD_musicnn/\"\n",
+    )
+    .unwrap();
+    let b = Bundle::open(d.path()).unwrap();
+    assert_eq!(b.prefix(), prefix.as_path());
+    assert!(b.read("a").is_ok());
+    let note = b.resolution_note().expect("a note says what was read");
+    assert!(note.contains("/home/writer/models/MSD_musicnn/"), "{note}");
+    assert!(note.contains(".index"), "{note}");
+    // The `checkpoint` file itself as the path behaves the same.
+    assert_eq!(
+        Bundle::open(d.path().join("checkpoint")).unwrap().prefix(),
+        prefix.as_path()
+    );
+}
+
+/// A `checkpoint` file that names an existing file which is not a
+/// checkpoint (here: a file of secrets elsewhere) is never read: the
+/// folder's own bundle is, and no byte of the other file reaches an error.
+#[test]
+fn checkpoint_file_naming_an_unrelated_file_falls_back_without_reading_it() {
+    let (d, p) = valid();
+    let other = tempfile::tempdir().unwrap();
+    let secret = other.path().join("secret");
+    std::fs::write(
+        &secret,
+        b"TOPSECRET-TOPSECRET-TOPSECRET-TOPSECRET-TOPSECRET!",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("checkpoint"),
+        format!("model_checkpoint_path: \"{}\"\n", secret.display()),
+    )
+    .unwrap();
+    let b = Bundle::open(d.path()).unwrap();
+    assert_eq!(b.prefix(), p.as_path());
+    assert!(b.resolution_note().is_some());
+    // With no bundle of its own, the folder is an error that quotes no byte
+    // of the named file.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(
+        empty.path().join("checkpoint"),
+        format!("model_checkpoint_path: \"{}\"\n", secret.display()),
+    )
+    .unwrap();
+    let err = Bundle::open(empty.path()).unwrap_err().to_string();
+    assert!(!err.contains("TOPSECRET") && !err.contains("5453"), "{err}");
+    assert!(err.contains("not a checkpoint"), "{err}");
+}
+
+/// A `checkpoint` file without a `model_checkpoint_path` line still opens
+/// the folder's one bundle, with a note.
+#[test]
+fn checkpoint_file_without_a_path_line_uses_the_folders_bundle() {
+    let (d, p) = valid();
+    std::fs::write(d.path().join("checkpoint"), "garbage\n").unwrap();
+    let b = Bundle::open(d.path()).unwrap();
+    assert_eq!(b.prefix(), p.as_path());
+    assert!(b.resolution_note().is_some());
 }

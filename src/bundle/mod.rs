@@ -84,14 +84,16 @@ pub struct Bundle {
     files: Vec<PathBuf>,
     entries: Vec<EntryInfo>,
     reader: Reader,
+    note: Option<String>,
 }
 
 impl Bundle {
     /// Opens any checkpoint path form: a prefix (`dir/model.ckpt`); a
     /// `.index` file; a V2 data file path (`…data-00000-of-00001`); a folder
     /// holding a `checkpoint` text file, or that file (`model_checkpoint_path: "…"`,
-    /// relative to the folder; when it names a path that does not exist, the
-    /// same basename inside this folder is used); a folder whose files are
+    /// relative to the folder; when it names something that is not a
+    /// checkpoint here, the same basename inside this folder, else the
+    /// folder's own files are used, see [`Bundle::resolution_note`]); a folder whose files are
     /// named `.index` / `.data-…` (empty basename) or that holds exactly one
     /// `*.index`; a V1 file (an SSTable whose empty key holds the
     /// SavedTensorSlices meta), including sharded V1 `NAME-00000-of-00002`
@@ -101,7 +103,8 @@ impl Bundle {
     /// data shard exists and is long enough, and every partition; tensor
     /// crcs are checked when read.
     pub fn open(path: impl AsRef<Path>) -> Result<Bundle> {
-        match path::resolve(path.as_ref())? {
+        let (resolved, note) = path::resolve(path.as_ref())?;
+        match resolved {
             path::Resolved::V2 { prefix } => {
                 let o = v2::open(&prefix)?;
                 Ok(Bundle {
@@ -112,6 +115,7 @@ impl Bundle {
                     files: o.files,
                     entries: o.entries,
                     reader: Reader::V2(o.reader),
+                    note,
                 })
             }
             path::Resolved::V1 { name, files } => {
@@ -124,6 +128,7 @@ impl Bundle {
                     files,
                     entries: o.entries,
                     reader: Reader::V1(o.reader),
+                    note,
                 })
             }
         }
@@ -133,6 +138,13 @@ impl Bundle {
     /// the `-SSSSS-of-NNNNN` suffix).
     pub fn prefix(&self) -> &Path {
         &self.prefix
+    }
+
+    /// Set when the files read are not the ones the folder's `checkpoint`
+    /// file named (it pointed at a path that is not a checkpoint here, such
+    /// as the writer's own folder): says what was read instead.
+    pub fn resolution_note(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 
     /// The format and its shard or file count.

@@ -38,8 +38,11 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Resolves `path`; see the module documentation for the forms.
-pub(crate) fn resolve(path: &Path) -> Result<Resolved> {
+/// Resolves `path`; see the module documentation for the forms. The second
+/// value is a note for the user when the files read are not the ones a
+/// `checkpoint` file named (it pointed elsewhere, e.g. at the writer's
+/// machine).
+pub(crate) fn resolve(path: &Path) -> Result<(Resolved, Option<String>)> {
     if path.is_dir() {
         return resolve_dir(path);
     }
@@ -53,41 +56,127 @@ pub(crate) fn resolve(path: &Path) -> Result<Resolved> {
             });
         }
     }
-    resolve_prefix(path)?.ok_or_else(|| Error::PathNotRecognized {
+    let resolved = resolve_prefix(path)?.ok_or_else(|| Error::PathNotRecognized {
         path: path.to_path_buf(),
         why: "no such file, no PREFIX.index, and no V1 shards NAME-00000-of-NNNNN".into(),
-    })
+    })?;
+    Ok((resolved, None))
 }
 
-fn resolve_dir(dir: &Path) -> Result<Resolved> {
+/// A folder: the checkpoint its `checkpoint` file names when that target is
+/// usable here; otherwise the same basename in this folder; otherwise the
+/// folder's own bundle files. TF's `latest_checkpoint` gives up as soon as
+/// the named target is missing (checkpoints shipped inside packages keep the
+/// writer's absolute paths, sometimes a bare folder ending in `/`); the files
+/// sitting next to the `checkpoint` file are what the user means.
+fn resolve_dir(dir: &Path) -> Result<(Resolved, Option<String>)> {
     let ckpt = dir.join("checkpoint");
-    if ckpt.is_file() {
-        let target = read_checkpoint_file(&ckpt)?;
-        let named = Path::new(&target);
-        let candidate = if named.is_absolute() {
-            named.to_path_buf()
-        } else {
-            dir.join(named)
-        };
-        if let Some(r) = resolve_prefix(&candidate)? {
-            return Ok(r);
+    if !ckpt.is_file() {
+        return own_files(dir).map(|r| (r, None));
+    }
+    let target = match read_checkpoint_file(&ckpt) {
+        Ok(t) => t,
+        Err(e) => {
+            let r = own_files(dir).map_err(|_| e)?;
+            let note = format!(
+                "{}: no usable model_checkpoint_path line; read {} in this folder instead",
+                ckpt.display(),
+                describe(&r)
+            );
+            return Ok((r, Some(note)));
         }
-        // Checkpoints copied from another machine keep that machine's
-        // absolute paths (seen in the wild: musicnn); TF then fails. Look for
-        // the same basename next to the `checkpoint` file instead.
-        let base = target.rsplit(['/', '\\']).next().unwrap_or(&target);
-        if !base.is_empty() {
-            if let Some(r) = resolve_prefix(&dir.join(base))? {
-                return Ok(r);
-            }
+    };
+    let named = Path::new(&target);
+    let as_named = if named.is_absolute() {
+        named.to_path_buf()
+    } else {
+        dir.join(named)
+    };
+    if let Some(r) = usable_target(&as_named)? {
+        return Ok((r, None));
+    }
+    // The same basename in this folder (an empty basename, as in a target
+    // ending in `/`, means files named `.index`, `.data-…`).
+    let base = if target.ends_with(['/', '\\']) {
+        ""
+    } else {
+        target.rsplit(['/', '\\']).next().unwrap_or(&target)
+    };
+    let beside = dir.join(base);
+    let found = match usable_target(&beside)? {
+        Some(r) => Some(r),
+        None => own_files(dir).ok(),
+    };
+    match found {
+        Some(r) => {
+            let note = format!(
+                "{} names {target:?}, which is not a checkpoint here (written on another \
+                 machine?); read {} in this folder instead",
+                ckpt.display(),
+                describe(&r)
+            );
+            Ok((r, Some(note)))
         }
-        return Err(Error::PathNotRecognized {
+        None => Err(Error::PathNotRecognized {
             path: ckpt,
             why: format!(
-                "it names {target:?}, which exists neither there nor as {base:?} in this folder"
+                "it names {target:?}, which is not a checkpoint, and the folder holds no \
+                 {base:?} checkpoint and no single .index file of its own"
             ),
-        });
+        }),
     }
+}
+
+/// The files a resolution reads, for notes.
+fn describe(r: &Resolved) -> String {
+    match r {
+        Resolved::V2 { prefix } => with_suffix(prefix, ".index").display().to_string(),
+        Resolved::V1 { name, .. } => name.display().to_string(),
+    }
+}
+
+/// A target named by a `checkpoint` file, if it is a checkpoint: a V2
+/// prefix with a regular `.index` file, V1 shards, or a single regular file
+/// whose last bytes are the table magic. Anything else the file names (a
+/// folder, a device, an unrelated file of the writer's or of this machine) is
+/// not read at all, so no byte of it can reach a message.
+fn usable_target(p: &Path) -> Result<Option<Resolved>> {
+    match resolve_prefix(p) {
+        Ok(Some(Resolved::V1 { name, files })) => {
+            if files.len() == 1 && !ends_with_table_magic(&files[0]) {
+                return Ok(None);
+            }
+            Ok(Some(Resolved::V1 { name, files }))
+        }
+        Ok(other) => Ok(other),
+        // A V1 shard set named but incomplete, or unreadable: not usable.
+        Err(_) => Ok(None),
+    }
+}
+
+/// True when `path` is a regular file whose last eight bytes are the SSTable
+/// footer magic.
+fn ends_with_table_magic(path: &Path) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let Ok(meta) = fs::metadata(path) else {
+        return false;
+    };
+    if !meta.is_file() || meta.len() < super::table::FOOTER_LEN as u64 {
+        return false;
+    }
+    let Ok(mut f) = fs::File::open(path) else {
+        return false;
+    };
+    let mut tail = [0u8; 8];
+    if f.seek(SeekFrom::End(-8)).is_err() || f.read_exact(&mut tail).is_err() {
+        return false;
+    }
+    u64::from_le_bytes(tail) == super::table::MAGIC
+}
+
+/// A folder's own bundle: files with an empty basename (`.index`), or the
+/// one `*.index` it holds.
+fn own_files(dir: &Path) -> Result<Resolved> {
     if dir.join(".index").is_file() {
         return Ok(Resolved::V2 {
             prefix: dir.join(""),
@@ -104,6 +193,7 @@ fn resolve_dir(dir: &Path) -> Result<Resolved> {
             }
         }
     }
+    indexes.sort();
     match indexes.len() {
         1 => Ok(Resolved::V2 {
             prefix: indexes.remove(0),
@@ -114,7 +204,9 @@ fn resolve_dir(dir: &Path) -> Result<Resolved> {
         }),
         n => Err(Error::PathNotRecognized {
             path: dir.to_path_buf(),
-            why: format!("the folder has no `checkpoint` file and {n} .index files; name one"),
+            why: format!(
+                "the folder has no usable `checkpoint` file and {n} .index files; name one"
+            ),
         }),
     }
 }

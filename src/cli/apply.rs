@@ -8,7 +8,6 @@ use ndarray::ArrayD;
 use tfbn::bn::{self, BnApi, BnInput};
 use tfbn::npy::{read_npy, write_npy, NpyArray};
 use tfbn::prepare::{prepare_layer, Overrides};
-use tfbn::source::Source;
 
 use super::{InputPath, Outcome};
 
@@ -89,7 +88,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         })?),
         None => None,
     };
-    let source = Source::open(&args.path)?;
+    let source = super::open_source(&args.path)?;
     let layers = tfbn::layers::discover(&source);
     let layer =
         tfbn::layers::find(&layers, &args.layer).ok_or_else(|| tfbn::Error::LayerNotFound {

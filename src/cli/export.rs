@@ -15,7 +15,6 @@ use tfbn::export::{
     HyperOverride, OverrideValue, Preset, Rename,
 };
 use tfbn::hyper::VarianceConvention;
-use tfbn::source::Source;
 
 use super::{InputPath, Outcome};
 
@@ -243,7 +242,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     if !opts.force && args.output.exists() {
         return Err(tfbn::Error::OutputExists { path: args.output }.into());
     }
-    let source = Source::open(&args.path)?;
+    let source = super::open_source(&args.path)?;
     let plan = if args.all_variables {
         plan_all_variables(&source, &opts)?
     } else {

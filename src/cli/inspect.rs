@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     if tfbn::export::describe::is_safetensors_file(&args.path) {
         return super::export::inspect_safetensors(&args.path, args.json);
     }
-    let source = Source::open(&args.path)?;
+    let source = super::open_source(&args.path)?;
     let mut report = inspect(&source)?;
     let tf_read = match args.reader {
         Reader::Native => None,

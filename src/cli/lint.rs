@@ -4,7 +4,6 @@ use std::io::Write;
 
 use anyhow::Result;
 use tfbn::lint::{lint, LintReport, Severity};
-use tfbn::source::Source;
 
 use super::{InputPath, Outcome};
 
@@ -42,7 +41,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
-    let source = Source::open(&args.path)?;
+    let source = super::open_source(&args.path)?;
     let report = lint(&source)?;
     let mut out = std::io::stdout().lock();
     if args.json {

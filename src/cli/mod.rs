@@ -90,5 +90,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Opens the user's path, printing on stderr how it was read where that is
+/// worth knowing (a `checkpoint` file that named another machine's folder).
+fn open_source(path: &std::path::Path) -> anyhow::Result<tfbn::source::Source> {
+    let source = tfbn::source::Source::open(path)?;
+    for n in source.notes() {
+        eprintln!("note: {n}");
+    }
+    Ok(source)
+}
+
 /// A path argument shared by the commands.
 pub type InputPath = PathBuf;

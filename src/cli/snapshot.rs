@@ -9,7 +9,6 @@ use tfbn::prepare::Overrides;
 use tfbn::snapshot::{
     compare, snapshot_layers, LayerSnapshotPlan, Snapshot, SnapshotOptions, Tolerance,
 };
-use tfbn::source::Source;
 
 use super::{InputPath, Outcome};
 
@@ -69,7 +68,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         None => None,
     };
-    let source = Source::open(&args.path)?;
+    let source = super::open_source(&args.path)?;
     let plan = LayerSnapshotPlan {
         layers: args.layers.clone(),
         inference: args.mode != Modes::Training,

@@ -8,7 +8,6 @@ use anyhow::{bail, Result};
 use tfbn::bn::BnApi;
 use tfbn::parity::Tolerance;
 use tfbn::prepare::Overrides;
-use tfbn::source::Source;
 use tfbn::tf::Backend;
 use tfbn::verify::{
     self, BnDtype, Fault, InputCase, Mode, Spatial, Status, VerifyReport, VerifySettings,
@@ -220,7 +219,7 @@ fn settings(args: &Args) -> Result<VerifySettings> {
 
 pub fn run(args: Args) -> Result<Outcome> {
     let settings = settings(&args)?;
-    let source = Source::open(&args.path)?;
+    let source = super::open_source(&args.path)?;
     let report = verify::verify(&source, &settings)?;
     let mut out = std::io::stdout().lock();
     if args.json {

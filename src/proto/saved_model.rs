@@ -142,8 +142,9 @@ pub struct TensorInfo {
     pub tensor_shape: Option<TensorShapeProto>,
 }
 
-/// `SavedObjectGraph`: the TF2 object graph of a SavedModel. Node *i* is
-/// node *i* of the variables bundle's `TrackableObjectGraph`.
+/// `SavedObjectGraph`: the TF2 object graph of a SavedModel. Its nodes pair
+/// with the variables bundle's `TrackableObjectGraph` by local names from the
+/// root, not by id (`SavedModel::variable_nodes`).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SavedObjectGraph {
     /// Objects; node 0 is the root.
@@ -166,7 +167,7 @@ pub struct SavedConcreteFunction {
 /// `SavedObject`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SavedObject {
-    /// Named edges; same names and order as the checkpoint's object graph.
+    /// Named edges (the checkpoint's object graph has the same names).
     #[prost(message, repeated, tag = "1")]
     pub children: Vec<ObjectReference>,
     /// Legacy optimizer slots.

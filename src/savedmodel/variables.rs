@@ -1,16 +1,20 @@
 //! SavedModel variable nodes → checkpoint keys of the `variables/` bundle.
 
 use crate::dtype::DType;
-use crate::error::{Error, Result};
-use crate::objgraph::{enumerate_paths, ObjectGraph, VARIABLE_VALUE};
+use crate::error::Result;
+use std::collections::VecDeque;
+
+use crate::objgraph::{enumerate_paths, node_index, ObjectGraph, VARIABLE_VALUE};
 use crate::proto::saved_model::saved_object::Kind;
+use crate::proto::saved_model::SavedObjectGraph;
 
 use super::SavedModel;
 
 /// A variable node of a SavedModel's object graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedVariable {
-    /// Node id in the `SavedObjectGraph` (and in the bundle's object graph).
+    /// Node id in the `SavedObjectGraph` (the bundle's object graph may
+    /// number its nodes differently; see [`SavedModel::variable_nodes`]).
     pub node_id: usize,
     /// The variable's name (`SavedVariable.name`, e.g.
     /// `batch_normalization/gamma`).
@@ -34,9 +38,14 @@ impl SavedModel {
     /// The variable nodes of the object graph, in node order, each with its
     /// checkpoint key. Empty for a TF1 SavedModel (no object graph).
     ///
-    /// Node *i* of the `SavedObjectGraph` is node *i* of the bundle's
-    /// `TrackableObjectGraph`; the node counts must agree, else
-    /// [`Error::SavedModelInvalid`].
+    /// The two object graphs (the `SavedObjectGraph` in `saved_model.pb` and
+    /// the bundle's `TrackableObjectGraph`) are matched the way TF's loader
+    /// restores a SavedModel: both are walked from the root, pairing children
+    /// by local name, and slot variables by their optimizer, original
+    /// variable and slot name. Node ids are never compared: writers before
+    /// TF 2.5 list more nodes in `saved_model.pb` (functions, constants) than
+    /// in the checkpoint. A variable node the checkpoint does not reach has
+    /// no key.
     pub fn variable_nodes(&self) -> Result<Vec<SavedVariable>> {
         let Some(graph) = self.object_graph() else {
             return Ok(Vec::new());
@@ -45,33 +54,11 @@ impl SavedModel {
             Some(bundle) => ObjectGraph::from_bundle(bundle)?,
             None => None,
         };
-        if let Some(ckpt) = &ckpt {
-            if ckpt.node_count() != graph.nodes.len() {
-                return Err(Error::SavedModelInvalid {
-                    path: self.pb_path().to_path_buf(),
-                    what: format!(
-                        "the object graph has {} nodes but variables/ has {}; node ids cannot be matched",
-                        graph.nodes.len(),
-                        ckpt.node_count()
-                    ),
-                });
-            }
-        }
         let children = self.object_children();
-        if let Some(ckpt) = &ckpt {
-            // TF writes both graphs from one walk, so the edges agree too
-            // (checked on tf_keras and Keras 3 SavedModels); anything else
-            // means node ids cannot be trusted to line up.
-            if let Some(i) = (0..children.len()).find(|&i| children[i] != ckpt.children(i)) {
-                return Err(Error::SavedModelInvalid {
-                    path: self.pb_path().to_path_buf(),
-                    what: format!(
-                        "node {i} has different children in the object graph and in variables/; \
-                         node ids cannot be matched"
-                    ),
-                });
-            }
-        }
+        let to_ckpt = match &ckpt {
+            Some(ckpt) => match_by_local_names(graph, &children, ckpt),
+            None => vec![None; graph.nodes.len()],
+        };
         let wanted: Vec<bool> = graph
             .nodes
             .iter()
@@ -84,8 +71,8 @@ impl SavedModel {
             let Some(Kind::Variable(v)) = &node.kind else {
                 continue;
             };
-            let checkpoint_key = ckpt.as_ref().and_then(|g| {
-                let attrs = &g.proto().nodes[i].attributes;
+            let checkpoint_key = ckpt.as_ref().zip(to_ckpt[i]).and_then(|(g, c)| {
+                let attrs = &g.proto().nodes.get(c)?.attributes;
                 attrs
                     .iter()
                     .find(|a| a.name == VARIABLE_VALUE)
@@ -131,5 +118,78 @@ impl SavedModel {
                     .collect()
             })
             .collect()
+    }
+}
+
+/// For every `SavedObjectGraph` node, the bundle graph node it is restored
+/// from: a breadth-first walk from both roots that pairs children by local
+/// name, then slot variables through their (already paired) optimizer and
+/// original variable. The first pairing of a node wins, as in TF's restore,
+/// which visits each object once.
+fn match_by_local_names(
+    graph: &SavedObjectGraph,
+    children: &[Vec<(usize, String)>],
+    ckpt: &ObjectGraph,
+) -> Vec<Option<usize>> {
+    let n = graph.nodes.len();
+    let m = ckpt.node_count();
+    let mut to_ckpt: Vec<Option<usize>> = vec![None; n];
+    let mut taken = vec![false; m];
+    if n == 0 || m == 0 {
+        return to_ckpt;
+    }
+    let mut queue = VecDeque::from([(0usize, 0usize)]);
+    to_ckpt[0] = Some(0);
+    taken[0] = true;
+    let mut pair = |s: usize, c: usize, to: &mut Vec<Option<usize>>, q: &mut VecDeque<_>| {
+        if s < n && c < m && to[s].is_none() && !taken[c] {
+            to[s] = Some(c);
+            taken[c] = true;
+            q.push_back((s, c));
+        }
+    };
+    loop {
+        while let Some((s, c)) = queue.pop_front() {
+            let saved_kids = &children[s];
+            for (ckid, name) in ckpt.children(c) {
+                if let Some((skid, _)) = saved_kids.iter().find(|(_, sn)| sn == name) {
+                    pair(*skid, *ckid, &mut to_ckpt, &mut queue);
+                }
+            }
+        }
+        // Slot variables hang off their optimizer, not off a named edge.
+        let mut added = false;
+        for (s, node) in graph.nodes.iter().enumerate() {
+            let Some(c) = to_ckpt[s] else { continue };
+            let Some(cnode) = ckpt.proto().nodes.get(c) else {
+                continue;
+            };
+            for slot in &node.slot_variables {
+                let (Some(orig_s), Some(slot_s)) = (
+                    node_index(slot.original_variable_node_id, n),
+                    node_index(slot.slot_variable_node_id, n),
+                ) else {
+                    continue;
+                };
+                if to_ckpt[slot_s].is_some() {
+                    continue;
+                }
+                let Some(orig_c) = to_ckpt[orig_s] else {
+                    continue;
+                };
+                let found = cnode.slot_variables.iter().find(|cs| {
+                    cs.slot_name == slot.slot_name
+                        && node_index(cs.original_variable_node_id, m) == Some(orig_c)
+                });
+                if let Some(slot_c) = found.and_then(|cs| node_index(cs.slot_variable_node_id, m)) {
+                    let before = queue.len();
+                    pair(slot_s, slot_c, &mut to_ckpt, &mut queue);
+                    added |= queue.len() > before;
+                }
+            }
+        }
+        if !added {
+            return to_ckpt;
+        }
     }
 }
