@@ -29,6 +29,14 @@ pub enum Error {
         /// What was looked for.
         why: String,
     },
+    /// A declared layer mapping (`[GLOB:]ROLE=NAME,…`) does not parse.
+    #[error("layer mapping {mapping:?}: {why}")]
+    LayerMappingInvalid {
+        /// The mapping as written.
+        mapping: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// An output file exists and `--force` was not given.
     #[error("{path}: already exists (pass --force to replace it)")]
     OutputExists {

@@ -321,17 +321,23 @@ pub fn recover(source: &Source, layers: &[BnLayer]) -> Result<Vec<LayerHyper>> {
     Ok(recover_all(source, layers)?.layers)
 }
 
-/// [`recover`], plus what the lint needs beyond the layers.
-pub fn recover_all(source: &Source, layers: &[BnLayer]) -> Result<Recovered> {
+/// What the files beside the variables say: the graph's findings, the
+/// tf_keras configs, and which files were read.
+struct Scan {
+    findings: GraphFindings,
+    keras: Vec<KerasBn>,
+    files: Vec<String>,
+}
+
+/// The graph's names for the variables of `source`, with `layers`' keys
+/// marked by layer and role.
+fn var_index(source: &Source, layers: &[BnLayer]) -> Result<VarIndex> {
     let mut vars = VarIndex::default();
     for (i, l) in layers.iter().enumerate() {
         for (role, v) in &l.variables {
             vars.layer_of_key.insert(v.key.clone(), (i, *role));
         }
     }
-    let mut files = Vec::new();
-    let mut findings = GraphFindings::default();
-    let mut keras = Vec::new();
     if let Some(sm) = source.saved_model() {
         for v in sm.variable_nodes()? {
             if let Some(key) = v.checkpoint_key {
@@ -342,12 +348,26 @@ pub fn recover_all(source: &Source, layers: &[BnLayer]) -> Result<Recovered> {
                 vars.key_of_node.insert(v.node_id, key);
             }
         }
+    }
+    Ok(vars)
+}
+
+/// Scans the graph that comes with `source` (`saved_model.pb`, or a TF1
+/// `<prefix>.meta`) and the tf_keras configs.
+fn scan(source: &Source, vars: &VarIndex) -> Result<Scan> {
+    let mut out = Scan {
+        findings: GraphFindings::default(),
+        keras: Vec::new(),
+        files: Vec::new(),
+    };
+    if let Some(sm) = source.saved_model() {
         let file = crate::savedmodel::SAVED_MODEL_PB;
-        findings = graph::scan(sm.meta_graph(), file, sm.pb_path(), &vars)?;
-        files.push(file.to_string());
-        keras = keras::configs(sm, &vars)?;
+        out.findings = graph::scan(sm.meta_graph(), file, sm.pb_path(), vars)?;
+        out.files.push(file.to_string());
+        out.keras = keras::configs(sm, vars)?;
         if sm.keras_metadata().is_some() {
-            files.push(crate::savedmodel::KERAS_METADATA_PB.to_string());
+            out.files
+                .push(crate::savedmodel::KERAS_METADATA_PB.to_string());
         }
     } else if let Some(meta_path) = meta_beside(source) {
         let meta = read_meta(&meta_path)?;
@@ -355,9 +375,115 @@ pub fn recover_all(source: &Source, layers: &[BnLayer]) -> Result<Recovered> {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        findings = graph::scan(&meta, &file, &meta_path, &vars)?;
-        files.push(file);
+        out.findings = graph::scan(&meta, &file, &meta_path, vars)?;
+        out.files.push(file);
     }
+    Ok(out)
+}
+
+/// Batch-norm layers that only the graph reveals: every batch-norm
+/// computation (fused op or the decomposed `tf.nn.batch_normalization`
+/// form) whose variables no layer of `known` owns, traced back through
+/// reads, identities and control flow to the variables, whatever their
+/// names. Sites reading the same moving variance are one layer. A layer
+/// needs a moving mean and a moving variance that are model variables of
+/// `source` with as many elements as every other variable of the layer.
+pub(crate) fn graph_layers(source: &Source, known: &[BnLayer]) -> Result<Vec<BnLayer>> {
+    let vars = var_index(source, known)?;
+    let found = scan(source, &vars)?.findings;
+    let mut by_variance: Vec<(String, std::collections::BTreeMap<BnRole, String>, Site)> =
+        Vec::new();
+    for u in &found.unknown {
+        let Some(var) = u.roles.get(&BnRole::MovingVariance) else {
+            continue;
+        };
+        match by_variance.iter_mut().find(|(v, _, _)| v == var) {
+            Some((_, roles, _)) => {
+                for (r, k) in &u.roles {
+                    roles.entry(*r).or_insert_with(|| k.clone());
+                }
+            }
+            None => by_variance.push((var.clone(), u.roles.clone(), u.site.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    for (_, roles, site) in by_variance {
+        if !roles.contains_key(&BnRole::MovingMean) {
+            continue;
+        }
+        let mut refs = std::collections::BTreeMap::new();
+        for (role, key) in &roles {
+            let Some(v) = source.variable(key) else {
+                continue;
+            };
+            if v.role != crate::source::VariableRole::Model || !v.dtype.is_bn_float() {
+                continue;
+            }
+            refs.insert(
+                *role,
+                crate::layers::VarRef {
+                    key: v.key.clone(),
+                    name: v.name.clone(),
+                    shape: v.shape.clone(),
+                    dtype: v.dtype,
+                },
+            );
+        }
+        let (Some(mean), Some(_)) = (
+            refs.get(&BnRole::MovingMean),
+            refs.get(&BnRole::MovingVariance),
+        ) else {
+            continue;
+        };
+        let channels: u64 = mean.shape.iter().product();
+        let (dtype, mean_name) = (mean.dtype, mean.name.clone());
+        if refs
+            .values()
+            .any(|v| v.shape.iter().product::<u64>() != channels)
+        {
+            continue;
+        }
+        let names: Vec<&str> = refs.values().map(|v| v.name.as_str()).collect();
+        let name = common_scope(&names)
+            .or_else(|| site.node.rsplit_once('/').map(|(s, _)| s.to_string()))
+            .unwrap_or(mean_name);
+        out.push(BnLayer {
+            name,
+            object_path: None,
+            channels,
+            dtype,
+            variables: refs,
+            found_by: crate::layers::FoundBy::Graph,
+        });
+    }
+    Ok(out)
+}
+
+/// The longest common `/`-separated scope of `names` (`a/bn/scale`,
+/// `a/bn/offset` → `a/bn`); `None` when they share none.
+fn common_scope(names: &[&str]) -> Option<String> {
+    let first: Vec<&str> = names.first()?.split('/').collect();
+    let mut n = first.len().saturating_sub(1);
+    for name in &names[1..] {
+        let parts: Vec<&str> = name.split('/').collect();
+        let same = first
+            .iter()
+            .zip(&parts[..parts.len().saturating_sub(1)])
+            .take_while(|(a, b)| a == b)
+            .count();
+        n = n.min(same);
+    }
+    (n > 0).then(|| first[..n].join("/"))
+}
+
+/// [`recover`], plus what the lint needs beyond the layers.
+pub fn recover_all(source: &Source, layers: &[BnLayer]) -> Result<Recovered> {
+    let vars = var_index(source, layers)?;
+    let Scan {
+        findings,
+        keras,
+        files,
+    } = scan(source, &vars)?;
 
     let out = layers
         .iter()

@@ -27,8 +27,9 @@
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::find::discover;
 use crate::hyper::{recover, LayerHyper};
-use crate::layers::{discover, BnLayer, BnRole, VarRef};
+use crate::layers::{BnLayer, BnRole, FoundBy, VarRef};
 use crate::source::{NamingStyle, Source, SourceFormat, VariableRole};
 
 /// Version of the JSON layout.
@@ -89,6 +90,8 @@ pub struct LayerJson {
     pub name: String,
     /// Owning object path (TF2).
     pub object_path: Option<String>,
+    /// How the layer was found: `naming`, `graph` or `declared`.
+    pub found_by: FoundBy,
     /// Channel count.
     pub channels: u64,
     /// dtype of the statistics.
@@ -167,6 +170,7 @@ fn layer_json(source: &Source, l: &BnLayer, hyper: LayerHyper) -> Result<LayerJs
     Ok(LayerJson {
         name: l.name.clone(),
         object_path: l.object_path.clone(),
+        found_by: l.found_by,
         channels: l.channels,
         dtype: l.dtype.name().to_string(),
         variables: CoreVars {

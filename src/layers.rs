@@ -103,6 +103,32 @@ pub struct BnLayer {
     pub dtype: DType,
     /// The variables by role.
     pub variables: BTreeMap<BnRole, VarRef>,
+    /// How the layer was found.
+    pub found_by: FoundBy,
+}
+
+/// How a layer was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    /// Its variables' names follow a TF or Keras naming convention
+    /// (`…/gamma`, `…/moving_mean`, …).
+    Naming,
+    /// A batch-norm op of the file's graph reads its variables.
+    Graph,
+    /// The user declared which variables form it (a name mapping).
+    Declared,
+}
+
+impl FoundBy {
+    /// `naming`, `graph` or `declared`.
+    pub fn label(self) -> &'static str {
+        match self {
+            FoundBy::Naming => "naming",
+            FoundBy::Graph => "graph",
+            FoundBy::Declared => "declared",
+        }
+    }
 }
 
 impl BnLayer {
@@ -198,9 +224,10 @@ fn is_duplicate_listing(key: &str) -> bool {
     key.starts_with("_all_variables/")
 }
 
-/// Finds every batch-norm layer of a source, in key order of their
-/// `moving_mean`.
-pub fn discover(source: &Source) -> Vec<BnLayer> {
+/// The batch-norm layers whose variables follow a naming convention, in key
+/// order of their `moving_mean` (the first step of
+/// [`crate::find::discover`]).
+pub fn by_naming(source: &Source) -> Vec<BnLayer> {
     let style = source.style();
     // owner → (display names seen, by object path, variables by role)
     type Group<'a> = (Vec<String>, bool, BTreeMap<BnRole, &'a Variable>);
@@ -250,6 +277,7 @@ pub fn discover(source: &Source) -> Vec<BnLayer> {
                     )
                 })
                 .collect(),
+            found_by: FoundBy::Naming,
         });
     }
 
@@ -276,7 +304,7 @@ pub fn discover(source: &Source) -> Vec<BnLayer> {
 
 /// Compares keys with runs of digits taken as numbers, so that
 /// `_operations/10` sorts after `_operations/2` (model order).
-fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     fn chunks(s: &str) -> Vec<(bool, &str)> {
         let mut out = Vec::new();
         let mut start = 0;

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::bn::BnApi;
 use crate::error::Result;
+use crate::find::discover;
 use crate::hyper::{self, LayerHyper, ServingMode, VarianceConvention};
-use crate::layers::{discover, BnLayer, BnRole};
+use crate::layers::{BnLayer, BnRole};
 use crate::source::{Source, VariableRole};
 
 /// How bad a finding is. Ordered: `Info < Warning < Error`.

@@ -6,7 +6,7 @@
 
 use crate::bn::{BnApi, BnConfig, BnParams, RenormConfig, RenormState};
 use crate::error::{Error, Result};
-use crate::hyper::{default_api, LayerHyper, Sourced};
+use crate::hyper::{default_api, HyperSource, LayerHyper, Sourced};
 use crate::layers::{BnLayer, BnRole};
 use crate::source::Source;
 
@@ -128,6 +128,22 @@ pub fn prepare_layer(
         None
     };
 
+    // A fused op in a graph shows that TF ran the fused kernel, which
+    // `fused=True` and the default `fused=None` both do where the input
+    // allows it; the graph cannot tell them apart. So TF's own rule decides
+    // (fused where the rank and axis allow, non-fused otherwise) instead of
+    // refusing inputs the layer would have run non-fused.
+    let fused = match (&hyper.fused.source, hyper.fused.value) {
+        (HyperSource::Graph { node, .. }, Some(true)) => {
+            notes.push(format!(
+                "fused: the graph runs a fused op ({node}), which fused=True and TF's default \
+                 fused=None both do; TF's rule decides (fused where the input allows it)"
+            ));
+            None
+        }
+        (_, v) => v,
+    };
+
     // center/scale follow the variables that exist: Keras creates beta only
     // with center=True and gamma only with scale=True.
     let config = BnConfig {
@@ -136,7 +152,7 @@ pub fn prepare_layer(
         axis: hyper.axis.value as isize,
         center: beta.is_some(),
         scale: gamma.is_some(),
-        fused: hyper.fused.value,
+        fused,
         renorm: renorm.as_ref().map(|_| RenormConfig {
             rmax: hyper.renorm_clipping.value.rmax,
             rmin: hyper.renorm_clipping.value.rmin,

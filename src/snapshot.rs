@@ -787,7 +787,7 @@ pub fn seeded_input(shape: &[usize], channel_axis: usize, seed: u64) -> ndarray:
 /// What [`snapshot_layers`] runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerSnapshotPlan {
-    /// Layer names (as [`crate::layers::discover`] names them); empty = all.
+    /// Layer names (as [`crate::find::discover`] names them); empty = all.
     pub layers: Vec<String>,
     /// Run inference.
     pub inference: bool,
@@ -861,7 +861,7 @@ pub fn snapshot_layers(
     overrides: &crate::prepare::Overrides,
     opts: &SnapshotOptions,
 ) -> Result<Snapshot> {
-    let layers = crate::layers::discover(source);
+    let layers = crate::find::discover(source);
     let hypers = crate::hyper::recover(source, &layers)?;
     for want in &plan.layers {
         if crate::layers::find(&layers, want).is_none() {

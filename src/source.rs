@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::bundle::{Bundle, BundleFormat};
 use crate::error::Result;
+use crate::mapping::LayerMapping;
 use crate::objgraph::ObjectGraph;
 use crate::savedmodel::SavedModel;
 use crate::{DType, Tensor};
@@ -107,6 +108,7 @@ pub struct Source {
     object_graph: Option<ObjectGraph>,
     variables: Vec<Variable>,
     style: NamingStyle,
+    declared: Vec<LayerMapping>,
 }
 
 impl std::fmt::Debug for Source {
@@ -166,6 +168,7 @@ impl Source {
             object_graph,
             variables,
             style,
+            declared: Vec::new(),
         })
     }
 
@@ -192,6 +195,18 @@ impl Source {
             .map(str::to_string)
             .into_iter()
             .collect()
+    }
+
+    /// Declares which variables form layers, for names that follow no
+    /// convention (see [`crate::mapping`]); layer discovery
+    /// ([`crate::find::discover`]) honours them before anything else.
+    pub fn declare_layers(&mut self, mappings: Vec<LayerMapping>) {
+        self.declared = mappings;
+    }
+
+    /// The mappings given to [`Source::declare_layers`].
+    pub fn declared_layers(&self) -> &[LayerMapping] {
+        &self.declared
     }
 
     /// The underlying tensor bundle.

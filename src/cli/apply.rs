@@ -22,6 +22,8 @@ pub enum Mode {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    found: super::LayerArgs,
     /// Checkpoint prefix, `.index` file, checkpoint folder or SavedModel folder.
     path: InputPath,
     /// The layer (name or object path, as `tfbn inspect` lists it).
@@ -88,8 +90,8 @@ pub fn run(args: Args) -> Result<Outcome> {
         })?),
         None => None,
     };
-    let source = super::open_source(&args.path)?;
-    let layers = tfbn::layers::discover(&source);
+    let source = super::open_source(&args.path, &args.found)?;
+    let layers = tfbn::find::discover(&source);
     let layer =
         tfbn::layers::find(&layers, &args.layer).ok_or_else(|| tfbn::Error::LayerNotFound {
             name: args.layer.clone(),

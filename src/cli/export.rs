@@ -20,6 +20,8 @@ use super::{InputPath, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    found: super::LayerArgs,
     /// Checkpoint prefix, `.index` file, checkpoint folder or SavedModel folder.
     path: InputPath,
     /// Output `.safetensors` file.
@@ -242,7 +244,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     if !opts.force && args.output.exists() {
         return Err(tfbn::Error::OutputExists { path: args.output }.into());
     }
-    let source = super::open_source(&args.path)?;
+    let source = super::open_source(&args.path, &args.found)?;
     let plan = if args.all_variables {
         plan_all_variables(&source, &opts)?
     } else {

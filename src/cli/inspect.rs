@@ -11,6 +11,8 @@ use super::{InputPath, Outcome};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    found: super::LayerArgs,
     /// Checkpoint prefix, `.index` file, checkpoint folder, SavedModel folder,
     /// or a `.safetensors` file (shows an export's layers and conventions).
     path: InputPath,
@@ -43,7 +45,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     if tfbn::export::describe::is_safetensors_file(&args.path) {
         return super::export::inspect_safetensors(&args.path, args.json);
     }
-    let source = super::open_source(&args.path)?;
+    let source = super::open_source(&args.path, &args.found)?;
     let mut report = inspect(&source)?;
     let tf_read = match args.reader {
         Reader::Native => None,
@@ -237,10 +239,11 @@ fn print_layer(out: &mut impl Write, l: &LayerJson) -> std::io::Result<()> {
     .collect();
     writeln!(
         out,
-        "  {:<32} {:>8} {:<9} {:<5} {:<22} {:<22}{}",
+        "  {:<32} {:>8} {:<9} {:<8} {:<5} {:<22} {:<22}{}",
         l.name,
         l.channels,
         l.dtype,
+        l.found_by.label(),
         flags,
         fmt_range(&l.moving_mean_range),
         fmt_range(&l.moving_variance_range),
@@ -306,8 +309,8 @@ fn print_table(out: &mut impl Write, r: &InspectReport) -> std::io::Result<()> {
         writeln!(out)?;
         writeln!(
             out,
-            "  {:<32} {:>8} {:<9} {:<5} {:<22} {:<22}",
-            "layer", "channels", "dtype", "gbmv", "moving_mean", "moving_variance"
+            "  {:<32} {:>8} {:<9} {:<8} {:<5} {:<22} {:<22}",
+            "layer", "channels", "dtype", "found", "gbmv", "moving_mean", "moving_variance"
         )?;
         for l in &r.layers {
             print_layer(out, l)?;
@@ -322,6 +325,14 @@ fn print_table(out: &mut impl Write, r: &InspectReport) -> std::io::Result<()> {
         *by_role.entry(role).or_default() += 1;
     }
     let roles: Vec<String> = by_role.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    if !r.layers.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "found: how the layer was found (naming convention, graph op, declared mapping); \
+             gbmv: which of gamma, beta, moving_mean, moving_variance it has (- = absent)"
+        )?;
+    }
     writeln!(out)?;
     writeln!(out, "variables by role: {}", roles.join(", "))?;
     Ok(())

@@ -30,6 +30,8 @@ impl From<Deny> for Severity {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    found: super::LayerArgs,
     /// Checkpoint prefix, `.index` file, checkpoint folder or SavedModel folder.
     path: InputPath,
     /// Print `{"findings": [{code, severity, layer, message, help}]}`.
@@ -41,7 +43,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
-    let source = super::open_source(&args.path)?;
+    let source = super::open_source(&args.path, &args.found)?;
     let report = lint(&source)?;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -92,12 +92,32 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Opens the user's path, printing on stderr how it was read where that is
 /// worth knowing (a `checkpoint` file that named another machine's folder).
-fn open_source(path: &std::path::Path) -> anyhow::Result<tfbn::source::Source> {
-    let source = tfbn::source::Source::open(path)?;
+fn open_source(path: &std::path::Path, layers: &LayerArgs) -> anyhow::Result<tfbn::source::Source> {
+    let mappings = layers
+        .bn
+        .iter()
+        .map(|m| m.parse::<tfbn::mapping::LayerMapping>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--bn: {e}"))?;
+    let mut source = tfbn::source::Source::open(path)?;
+    source.declare_layers(mappings);
     for n in source.notes() {
         eprintln!("note: {n}");
     }
     Ok(source)
+}
+
+/// How layers are found, shared by every command that reads layers.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LayerArgs {
+    /// Declare batch-norm layers whose variables follow no naming convention
+    /// and that no graph shows: `[GLOB:]ROLE=NAME,…`, e.g.
+    /// `'*_bn:gamma=scale,beta=offset,moving_mean=pop_mean,moving_variance=pop_var'`
+    /// (every scope matching GLOB holding those names is a layer; roles:
+    /// gamma, beta, moving_mean, moving_variance, moving_stddev,
+    /// renorm_mean, renorm_stddev). Repeatable.
+    #[arg(long = "bn", value_name = "[GLOB:]ROLE=NAME,…")]
+    pub bn: Vec<String>,
 }
 
 /// A path argument shared by the commands.

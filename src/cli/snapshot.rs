@@ -25,6 +25,8 @@ pub enum Modes {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    found: super::LayerArgs,
     /// Checkpoint prefix, `.index` file, checkpoint folder or SavedModel folder.
     path: InputPath,
     /// Write the snapshot here (written atomically).
@@ -68,7 +70,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         None => None,
     };
-    let source = super::open_source(&args.path)?;
+    let source = super::open_source(&args.path, &args.found)?;
     let plan = LayerSnapshotPlan {
         layers: args.layers.clone(),
         inference: args.mode != Modes::Training,

@@ -48,6 +48,8 @@ pub enum FaultArg {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    found: super::LayerArgs,
     /// Checkpoint prefix, `.index` file, checkpoint folder or SavedModel folder.
     path: InputPath,
     /// Only these layers (name or object path as `tfbn inspect` lists them;
@@ -219,7 +221,7 @@ fn settings(args: &Args) -> Result<VerifySettings> {
 
 pub fn run(args: Args) -> Result<Outcome> {
     let settings = settings(&args)?;
-    let source = super::open_source(&args.path)?;
+    let source = super::open_source(&args.path, &args.found)?;
     let report = verify::verify(&source, &settings)?;
     let mut out = std::io::stdout().lock();
     if args.json {

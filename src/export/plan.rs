@@ -15,10 +15,11 @@ use super::preset::{Preset, Slot};
 use super::ExportOptions;
 use crate::bn::BnApi;
 use crate::error::{Error, Result};
+use crate::find::discover;
 use crate::hyper::{
     default_api, recover, variance_convention, HyperSource, LayerHyper, Sourced, VarianceConvention,
 };
-use crate::layers::{discover, BnLayer, BnRole};
+use crate::layers::{BnLayer, BnRole};
 use crate::source::Source;
 use crate::DType;
 

@@ -178,8 +178,21 @@ pub(crate) struct GraphFindings {
     pub bn: Vec<BnSite>,
     /// Momenta from update subgraphs and `exponential_avg_factor`s.
     pub momentum: Vec<MomentumSite>,
+    /// Batch-norm computations whose variables belong to no known layer,
+    /// with the checkpoint key found for each role (graph-based discovery).
+    pub unknown: Vec<UnknownBn>,
     /// The meta graph has at least one serving signature.
     pub has_serving: bool,
+}
+
+/// A batch-norm computation reading variables that no known layer owns:
+/// which variable feeds which role, read off the op's inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct UnknownBn {
+    /// Where.
+    pub site: Site,
+    /// Role → checkpoint key (only roles fed by a variable).
+    pub roles: BTreeMap<BnRole, String>,
 }
 
 /// How variables are named in the graph and which layer each belongs to.
@@ -371,6 +384,7 @@ struct Walker<'a> {
     steps: usize,
     bn: BTreeMap<(Site, Option<usize>), BnSite>,
     momentum: BTreeMap<(Site, usize), MomentumSite>,
+    unknown: BTreeMap<Site, UnknownBn>,
 }
 
 /// Scans one meta graph (a SavedModel's or a TF1 `.meta`): every batch-norm
@@ -419,6 +433,7 @@ pub(crate) fn scan(
         steps: 0,
         bn: BTreeMap::new(),
         momentum: BTreeMap::new(),
+        unknown: BTreeMap::new(),
     };
 
     let serving = serving_nodes(meta, graph);
@@ -445,6 +460,7 @@ pub(crate) fn scan(
     }
     Ok(GraphFindings {
         bn: w.bn.into_values().collect(),
+        unknown: w.unknown.into_values().collect(),
         momentum: w.momentum.into_values().collect(),
         has_serving: !serving.is_empty(),
     })

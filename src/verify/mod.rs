@@ -249,7 +249,7 @@ pub fn verify_with(
         dtypes,
         ..settings.clone()
     };
-    let all = layers::discover(source);
+    let all = crate::find::discover(source);
     let selected: Vec<&BnLayer> = if settings.layers.is_empty() {
         all.iter().collect()
     } else {

@@ -48,7 +48,7 @@ fn apply_reproduces_every_eigen_golden_bit_for_bit() {
             let mean_key = layer["variables"]["moving_mean"]["key"].as_str().unwrap();
             // Address the layer the way inspect lists it.
             let source = tfbn::source::Source::open(fx.open_path()).unwrap();
-            let found = tfbn::layers::discover(&source);
+            let found = tfbn::find::discover(&source);
             let ours = found
                 .iter()
                 .find(|l| {

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use tfbn::layers::{discover, BnRole};
+use tfbn::find::discover;
+use tfbn::layers::BnRole;
 use tfbn::source::{Source, VariableRole};
 use tfbn::TensorData;
 

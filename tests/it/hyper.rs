@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 use serde_json::Value;
+use tfbn::find::discover;
 use tfbn::hyper::{recover, recover_all, HyperSource, LayerHyper, ServingMode};
-use tfbn::layers::{discover, BnLayer, BnRole};
+use tfbn::layers::{BnLayer, BnRole};
 use tfbn::proto::graph::{attr_value, AttrValue, FunctionDef, NameAttrList, NodeDef};
 use tfbn::proto::saved_model::SavedModel as SavedModelProto;
 use tfbn::source::Source;

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod corpus;
 mod export;
+mod found;
 mod hyper;
 mod lint;
 mod numeric_snapshot;

@@ -137,7 +137,7 @@ fn tf_side_graphs_reproduce_each_apis_goldens() {
     let mut checked = 0;
     for fx in fixtures() {
         let source = Source::open(fx.open_path()).unwrap();
-        let layers = tfbn::layers::discover(&source);
+        let layers = tfbn::find::discover(&source);
         for l in fx.layers() {
             let name = l["name"].as_str().unwrap();
             let golden = fx.dir.join(l["golden"].as_str().unwrap());

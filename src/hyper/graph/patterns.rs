@@ -10,9 +10,11 @@ use crate::proto::graph::NodeDef;
 use super::super::consts::{
     axis_of_format, const_ints, const_scalar, momentum_from_decay, python_float,
 };
+use std::collections::BTreeMap;
+
 use super::{
-    data_inputs, input_node, BnSite, Body, Form, FusedOp, MomentumSite, Val, Walker,
-    MAX_VALUE_DEPTH,
+    data_inputs, input_node, BnSite, Body, Form, FusedOp, MomentumSite, Site, UnknownBn, Val,
+    Walker, MAX_VALUE_DEPTH,
 };
 
 /// A constant expression of the update subgraph: its value, and when it
@@ -88,6 +90,21 @@ impl<'a> Walker<'a> {
                 .map(|x| matches!(body.resolve(self.vars, x), Val::Const(..)))
         };
         let site = body.site(&self.file, node);
+        if layer.is_none() {
+            let roles = [
+                (1, BnRole::Gamma),
+                (2, BnRole::Beta),
+                (3, BnRole::MovingMean),
+                (4, BnRole::MovingVariance),
+            ]
+            .iter()
+            .filter_map(|&(i, role)| {
+                let key = self.var_key(body, inputs.get(i)?)?;
+                Some((role, key))
+            })
+            .collect();
+            self.unknown_bn(site.clone(), roles);
+        }
         if let (Some(layer), true) = (layer, training && factor != 1.0) {
             // tf_keras passes exponential_avg_factor = 1 − momentum, computed
             // on the Python float (bn-semantics §3.4).
@@ -160,7 +177,13 @@ impl<'a> Walker<'a> {
                     false,
                     format!("{} adds ε to the moving variance", add.name),
                 ),
-                _ => return Ok(()),
+                Some(_) => return Ok(()),
+                None => {
+                    if let Some(variance) = b.first() {
+                        self.decomposed_unknown(body, node, variance.clone());
+                    }
+                    return Ok(());
+                }
             },
             Val::Const(..) => return Ok(()),
             _ => match self.batch_layer(body, node) {
@@ -185,6 +208,75 @@ impl<'a> Walker<'a> {
             serving,
         });
         Ok(())
+    }
+
+    /// The first checkpoint key `input` reads, when it traces to a variable.
+    fn var_key(&self, body: &Body<'a>, input: &str) -> Option<String> {
+        match body.resolve(self.vars, input) {
+            Val::Var(b) => b.first().cloned(),
+            _ => None,
+        }
+    }
+
+    fn unknown_bn(&mut self, site: Site, roles: BTreeMap<BnRole, String>) {
+        if !roles.is_empty() {
+            self.unknown
+                .entry(site.clone())
+                .or_insert(UnknownBn { site, roles });
+        }
+    }
+
+    /// Graph-based discovery of the decomposed form
+    /// `x·(γ·rsqrt(var+ε)) + (β − mean·γ·rsqrt(var+ε))` (`tf.nn.batch_normalization`,
+    /// Keras 3, non-fused layers), with `variance` a variable no known layer
+    /// owns: γ multiplies the `Rsqrt`, the mean multiplies that product, β is
+    /// what the product of the mean is subtracted from (absent: `Neg`).
+    fn decomposed_unknown(&mut self, body: &Body<'a>, rsqrt: &'a NodeDef, variance: String) {
+        let mut roles = BTreeMap::from([(BnRole::MovingVariance, variance)]);
+        let consumers = |n: &NodeDef| -> Vec<&'a NodeDef> {
+            body.consumers
+                .get(n.name.as_str())
+                .map(|c| c.to_vec())
+                .unwrap_or_default()
+        };
+        let other_var = |mul: &NodeDef, not: &str| -> Option<String> {
+            data_inputs(mul)
+                .filter(|i| input_node(i) != not)
+                .find_map(|i| self.var_key(body, i))
+        };
+        // inv = rsqrt(var + ε), times γ when there is one.
+        let mut inv: &NodeDef = rsqrt;
+        for c in consumers(rsqrt) {
+            if c.op == "Mul" {
+                if let Some(g) = other_var(c, &rsqrt.name) {
+                    roles.insert(BnRole::Gamma, g);
+                    inv = c;
+                    break;
+                }
+            }
+        }
+        for c in consumers(inv) {
+            if c.op != "Mul" {
+                continue;
+            }
+            let Some(mean) = other_var(c, &inv.name) else {
+                continue;
+            };
+            roles.insert(BnRole::MovingMean, mean);
+            for d in consumers(c) {
+                if d.op == "Sub" {
+                    let first = data_inputs(d).next().unwrap_or("");
+                    if input_node(first) != c.name {
+                        if let Some(b) = self.var_key(body, first) {
+                            roles.insert(BnRole::Beta, b);
+                        }
+                    }
+                }
+            }
+            break;
+        }
+        let site = body.site(&self.file, rsqrt);
+        self.unknown_bn(site, roles);
     }
 
     /// The layer of a decomposed batch norm fed by batch statistics: the γ
