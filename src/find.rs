@@ -117,6 +117,7 @@ fn declared(source: &Source) -> Vec<BnLayer> {
             dtype: mean.dtype,
             variables,
             found_by: FoundBy::Declared,
+            api: None,
         });
     }
     out

@@ -391,23 +391,34 @@ fn scan(source: &Source, vars: &VarIndex) -> Result<Scan> {
 pub(crate) fn graph_layers(source: &Source, known: &[BnLayer]) -> Result<Vec<BnLayer>> {
     let vars = var_index(source, known)?;
     let found = scan(source, &vars)?.findings;
-    let mut by_variance: Vec<(String, std::collections::BTreeMap<BnRole, String>, Site)> =
-        Vec::new();
+    type Found = (
+        String,
+        std::collections::BTreeMap<BnRole, String>,
+        Site,
+        bool,
+    );
+    let mut by_variance: Vec<Found> = Vec::new();
     for u in &found.unknown {
         let Some(var) = u.roles.get(&BnRole::MovingVariance) else {
             continue;
         };
-        match by_variance.iter_mut().find(|(v, _, _)| v == var) {
-            Some((_, roles, _)) => {
+        match by_variance.iter_mut().find(|(v, ..)| v == var) {
+            Some((_, roles, _, fused)) => {
                 for (r, k) in &u.roles {
                     roles.entry(*r).or_insert_with(|| k.clone());
                 }
+                *fused |= u.fused;
             }
-            None => by_variance.push((var.clone(), u.roles.clone(), u.site.clone())),
+            None => by_variance.push((var.clone(), u.roles.clone(), u.site.clone(), u.fused)),
         }
     }
     let mut out = Vec::new();
-    for (_, roles, site) in by_variance {
+    for (_, roles, site, fused) in by_variance {
+        let api = if fused {
+            crate::bn::BnApi::Fused
+        } else {
+            crate::bn::BnApi::Nn
+        };
         if !roles.contains_key(&BnRole::MovingMean) {
             continue;
         }
@@ -454,6 +465,7 @@ pub(crate) fn graph_layers(source: &Source, known: &[BnLayer]) -> Result<Vec<BnL
             dtype,
             variables: refs,
             found_by: crate::layers::FoundBy::Graph,
+            api: Some(api),
         });
     }
     Ok(out)
@@ -797,6 +809,12 @@ pub fn default_api(style: crate::source::NamingStyle) -> crate::bn::BnApi {
         NamingStyle::TfKeras => BnApi::TfKeras,
         NamingStyle::Keras3 | NamingStyle::Tf2 => BnApi::Keras3,
     }
+}
+
+/// The API whose arithmetic `layer` follows: what the file shows for it
+/// ([`BnLayer::api`]), else what the naming style implies.
+pub fn layer_api(source: &Source, layer: &BnLayer) -> crate::bn::BnApi {
+    layer.api.unwrap_or_else(|| default_api(source.style()))
 }
 
 /// Which variance a layer's stored `moving_variance` holds.

@@ -105,6 +105,10 @@ pub struct BnLayer {
     pub variables: BTreeMap<BnRole, VarRef>,
     /// How the layer was found.
     pub found_by: FoundBy,
+    /// The TF API the file itself shows for this layer, where it does (a
+    /// graph-found layer: `fused` for a fused op, `nn` for
+    /// `tf.nn.batch_normalization`); `None`: the naming style's API applies.
+    pub api: Option<crate::bn::BnApi>,
 }
 
 /// How a layer was found.
@@ -278,6 +282,7 @@ pub fn by_naming(source: &Source) -> Vec<BnLayer> {
                 })
                 .collect(),
             found_by: FoundBy::Naming,
+            api: None,
         });
     }
 

@@ -258,7 +258,6 @@ pub const CUDNN_MIN_EPSILON: f64 = 1.001e-5;
 pub fn lint(source: &Source) -> Result<LintReport> {
     let layers = discover(source);
     let recovered = hyper::recover_all(source, &layers)?;
-    let api = hyper::default_api(source.style());
     let mut training_evidence: Option<Option<String>> = None;
     let mut findings = Vec::new();
     for node in &recovered.unattached_serving_training {
@@ -275,7 +274,7 @@ pub fn lint(source: &Source) -> Result<LintReport> {
             source,
             layer,
             h,
-            api,
+            hyper::layer_api(source, layer),
             &recovered.files,
             &mut training_evidence,
         )?;

@@ -102,7 +102,10 @@ pub fn prepare_layer(
     }
     let (api, api_source) = match overrides.api {
         Some(api) => (api, "flag"),
-        None => (default_api(source.style()), "naming style"),
+        None => match layer.api {
+            Some(api) => (api, "graph op"),
+            None => (default_api(source.style()), "naming style"),
+        },
     };
 
     let missing = |role: BnRole| Error::TensorMismatch {

@@ -17,7 +17,7 @@ use crate::bn::BnApi;
 use crate::error::{Error, Result};
 use crate::find::discover;
 use crate::hyper::{
-    default_api, recover, variance_convention, HyperSource, LayerHyper, Sourced, VarianceConvention,
+    layer_api, recover, variance_convention, HyperSource, LayerHyper, Sourced, VarianceConvention,
 };
 use crate::layers::{BnLayer, BnRole};
 use crate::source::Source;
@@ -420,14 +420,14 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
         }
     }
 
-    let api = Sourced {
-        value: default_api(source.style()),
-        source: HyperSource::Default,
-    };
     let mut plans = Vec::with_capacity(layers.len());
     let mut tensors = Vec::new();
     for (i, ((l, h), module)) in layers.iter().zip(hypers).zip(modules).enumerate() {
         check_channels(l)?;
+        let api = Sourced {
+            value: layer_api(source, l),
+            source: HyperSource::Default,
+        };
         let moving_variance = match variance_flags[i] {
             Some(v) => Sourced::flag(v),
             None => Sourced {

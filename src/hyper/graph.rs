@@ -193,6 +193,8 @@ pub(crate) struct UnknownBn {
     pub site: Site,
     /// Role → checkpoint key (only roles fed by a variable).
     pub roles: BTreeMap<BnRole, String>,
+    /// A fused op (else the decomposed form).
+    pub fused: bool,
 }
 
 /// How variables are named in the graph and which layer each belongs to.

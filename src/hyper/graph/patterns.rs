@@ -103,7 +103,7 @@ impl<'a> Walker<'a> {
                 Some((role, key))
             })
             .collect();
-            self.unknown_bn(site.clone(), roles);
+            self.unknown_bn(site.clone(), roles, true);
         }
         if let (Some(layer), true) = (layer, training && factor != 1.0) {
             // tf_keras passes exponential_avg_factor = 1 − momentum, computed
@@ -218,11 +218,11 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn unknown_bn(&mut self, site: Site, roles: BTreeMap<BnRole, String>) {
+    fn unknown_bn(&mut self, site: Site, roles: BTreeMap<BnRole, String>, fused: bool) {
         if !roles.is_empty() {
             self.unknown
                 .entry(site.clone())
-                .or_insert(UnknownBn { site, roles });
+                .or_insert(UnknownBn { site, roles, fused });
         }
     }
 
@@ -276,7 +276,7 @@ impl<'a> Walker<'a> {
             break;
         }
         let site = body.site(&self.file, rsqrt);
-        self.unknown_bn(site, roles);
+        self.unknown_bn(site, roles, false);
     }
 
     /// The layer of a decomposed batch norm fed by batch statistics: the γ
