@@ -28,14 +28,11 @@ mod consts;
 mod graph;
 mod keras;
 
-use std::path::{Path, PathBuf};
-
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layers::{BnLayer, BnRole};
-use crate::proto::saved_model::MetaGraphDef;
-use crate::source::{Source, SourceFormat};
+use crate::source::Source;
 
 pub use graph::{MAX_CALL_DEPTH, MAX_STEPS, MAX_VALUE_DEPTH};
 
@@ -48,10 +45,6 @@ pub const DEFAULT_EPSILON: f64 = 1e-3;
 pub const DEFAULT_MOMENTUM: f64 = 0.99;
 /// Default channel axis (last).
 pub const DEFAULT_AXIS: i64 = -1;
-
-/// A TF1 `.meta` larger than this is not read (protobufs cannot exceed
-/// 2 GiB).
-const MAX_META_BYTES: u64 = i32::MAX as u64;
 
 /// Where a hyper-parameter value came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -369,13 +362,12 @@ fn scan(source: &Source, vars: &VarIndex) -> Result<Scan> {
             out.files
                 .push(crate::savedmodel::KERAS_METADATA_PB.to_string());
         }
-    } else if let Some(meta_path) = meta_beside(source) {
-        let meta = read_meta(&meta_path)?;
+    } else if let Some((meta_path, meta)) = source.meta_graph() {
         let file = meta_path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        out.findings = graph::scan(&meta, &file, &meta_path, vars)?;
+        out.findings = graph::scan(meta, &file, meta_path, vars)?;
         out.files.push(file);
     }
     Ok(out)
@@ -513,33 +505,6 @@ pub fn recover_all(source: &Source, layers: &[BnLayer]) -> Result<Recovered> {
         unattached_serving_training,
         files,
     })
-}
-
-/// `<prefix>.meta` beside a checkpoint, when it exists (TF1 `Saver` writes
-/// it by default).
-fn meta_beside(source: &Source) -> Option<PathBuf> {
-    if source.format() == SourceFormat::SavedModel {
-        return None;
-    }
-    let prefix = source.bundle().prefix();
-    let mut name = prefix.as_os_str().to_os_string();
-    name.push(".meta");
-    let path = PathBuf::from(name);
-    path.is_file().then_some(path)
-}
-
-fn read_meta(path: &Path) -> Result<MetaGraphDef> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    if len > MAX_META_BYTES {
-        return Err(Error::SavedModelInvalid {
-            path: path.to_path_buf(),
-            what: format!("{len} bytes is over the 2 GiB protobuf limit"),
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    crate::savedmodel::decode_proto(&bytes, path, "meta graph", "MetaGraphDef")
 }
 
 /// Equal at the precision TF stores hyper-parameters in graphs.

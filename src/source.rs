@@ -18,6 +18,7 @@ use crate::bundle::{Bundle, BundleFormat};
 use crate::error::Result;
 use crate::mapping::LayerMapping;
 use crate::objgraph::ObjectGraph;
+use crate::proto::saved_model::MetaGraphDef;
 use crate::savedmodel::SavedModel;
 use crate::{DType, Tensor};
 
@@ -109,6 +110,8 @@ pub struct Source {
     variables: Vec<Variable>,
     style: NamingStyle,
     declared: Vec<LayerMapping>,
+    meta: Option<(PathBuf, MetaGraphDef)>,
+    notes: Vec<String>,
 }
 
 impl std::fmt::Debug for Source {
@@ -156,6 +159,22 @@ impl Source {
         saved_model: Option<SavedModel>,
     ) -> Result<Source> {
         let object_graph = ObjectGraph::from_bundle(&bundle)?;
+        let mut notes: Vec<String> = bundle
+            .resolution_note()
+            .map(str::to_string)
+            .into_iter()
+            .collect();
+        let meta = if saved_model.is_none() {
+            match read_meta_beside(bundle.prefix()) {
+                Ok(m) => m,
+                Err(note) => {
+                    notes.push(note);
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (variables, style) = match &object_graph {
             Some(graph) => classify_tf2(&bundle, graph, saved_model.as_ref()),
             None => (classify_tf1(&bundle), NamingStyle::Tf1),
@@ -169,6 +188,8 @@ impl Source {
             variables,
             style,
             declared: Vec::new(),
+            meta,
+            notes,
         })
     }
 
@@ -190,11 +211,15 @@ impl Source {
     /// Things the user should know about how the path was read (e.g. a
     /// `checkpoint` file that named another machine's path).
     pub fn notes(&self) -> Vec<String> {
-        self.bundle
-            .resolution_note()
-            .map(str::to_string)
-            .into_iter()
-            .collect()
+        self.notes.clone()
+    }
+
+    /// The TF1 graph saved beside a checkpoint (`<prefix>.meta`), with its
+    /// path, when there is one and it could be read. A `.meta` that is not a
+    /// regular file or does not decode is not an error: the variables are
+    /// still there; [`Source::notes`] says why the graph was left out.
+    pub fn meta_graph(&self) -> Option<(&Path, &MetaGraphDef)> {
+        self.meta.as_ref().map(|(p, m)| (p.as_path(), m))
     }
 
     /// Declares which variables form layers, for names that follow no
@@ -240,6 +265,50 @@ impl Source {
     /// Reads a tensor by key (crc-checked; see [`Bundle::read`]).
     pub fn read(&self, key: &str) -> Result<Tensor> {
         self.bundle.read(key)
+    }
+}
+
+/// A TF1 `.meta` larger than this is not read (protobufs cannot exceed
+/// 2 GiB).
+const MAX_META_BYTES: u64 = i32::MAX as u64;
+
+/// `<prefix>.meta` beside a checkpoint (TF1 `Saver` writes it by default):
+/// `Ok(None)` when there is none, `Err(note)` when there is one that cannot
+/// be used (not a regular file — never opened, so a FIFO cannot block —,
+/// too large, unreadable, not a MetaGraphDef).
+fn read_meta_beside(prefix: &Path) -> std::result::Result<Option<(PathBuf, MetaGraphDef)>, String> {
+    let mut name = prefix.as_os_str().to_os_string();
+    name.push(".meta");
+    let path = PathBuf::from(name);
+    let left_out =
+        "its graph is left out, so hyper-parameters come from the variables and TF's defaults";
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}; {left_out}", path.display())),
+    };
+    if !meta.is_file() {
+        return Err(format!(
+            "{}: not a regular file; {left_out}",
+            path.display()
+        ));
+    }
+    if meta.len() > MAX_META_BYTES {
+        return Err(format!(
+            "{}: {} bytes is over the 2 GiB protobuf limit; {left_out}",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}; {left_out}", path.display()))?;
+    match crate::savedmodel::decode_proto::<MetaGraphDef>(
+        &bytes,
+        &path,
+        "meta graph",
+        "MetaGraphDef",
+    ) {
+        Ok(m) => Ok(Some((path, m))),
+        Err(e) => Err(format!("{e}; {left_out}")),
     }
 }
 

@@ -219,3 +219,57 @@ fn declared_mapping_finds_custom_named_layers_for_every_command() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--bn"));
 }
+
+/// A `.meta` beside the checkpoint that cannot be used — corrupt bytes, or
+/// a FIFO (never opened, so nothing blocks) — is one consistent case: the
+/// variables are read, the graph is left out with a note, and the
+/// hyper-parameters fall back, marked as defaults.
+#[test]
+fn unusable_meta_is_a_note_and_the_settings_fall_back() {
+    let fx = fixture("tf1_trained");
+    for kind in ["corrupt", "fifo"] {
+        let d = tempfile::tempdir().unwrap();
+        let src = fx.open_path();
+        let prefix = d.path().join("model.ckpt");
+        for suffix in [".index", ".data-00000-of-00001"] {
+            std::fs::copy(
+                format!("{}{suffix}", src.display()),
+                format!("{}{suffix}", prefix.display()),
+            )
+            .unwrap();
+        }
+        let meta = format!("{}.meta", prefix.display());
+        match kind {
+            "corrupt" => std::fs::write(&meta, b"\x0a\xff\xff\xff\xff\x0fnot a graph").unwrap(),
+            _ => {
+                let c = std::ffi::CString::new(meta.clone()).unwrap();
+                // SAFETY: a valid NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }
+        }
+        let o = tfbn(&["inspect", "--json", s(&prefix)]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{kind}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let notes = v["notes"].as_array().expect("notes");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.as_str().unwrap().contains("graph is left out")),
+            "{kind}: {notes:?}"
+        );
+        assert_eq!(
+            v["layers"].as_array().unwrap().len(),
+            fx.layers().len(),
+            "{kind}"
+        );
+        assert_eq!(
+            v["layers"][1]["hyper"]["epsilon"]["source"]["kind"], "default",
+            "{kind}"
+        );
+    }
+}
