@@ -49,6 +49,7 @@ FIXTURES = {
     "slim_ema": "tf1",
     "multiblock": "tf1",
     "dtypes": "tf1",
+    "tf1_handwritten": "tf1",
     "tfkeras_ckpt": "tfkeras",
     "tfkeras_savedmodel": "tfkeras",
     "keras3_functional": "keras3",

@@ -159,8 +159,15 @@ def check_layer(fixture_dir, m, layer, values, keys):
                 _close(tag + "/training_moving_variance", o["training_moving_variance"], mv * mom + bv_update * (1 - mom)),
             )
         if "training_batch_mean" in o:
-            want_v = bv_bessel if layer["batch_stats"]["variance"] == "bessel" else bv_biased
-            worst = max(worst, _close(tag + "/training_batch_mean", o["training_batch_mean"], bm))
+            kind = layer["batch_stats"]["variance"]
+            want_m = bm
+            want_v = bv_bessel if kind == "bessel" else bv_biased
+            if kind == "kernel-averaged":
+                # FusedBatchNormV3 with exponential_avg_factor = 1 - momentum:
+                # outputs 1 and 2 are the new running statistics.
+                want_m = mm * mom + bm * (1 - mom)
+                want_v = mv * mom + bv_bessel * (1 - mom)
+            worst = max(worst, _close(tag + "/training_batch_mean", o["training_batch_mean"], want_m))
             worst = max(worst, _close(tag + "/training_batch_variance", o["training_batch_variance"], want_v))
         for name, arr in o.items():
             assert arr.dtype == np.float32, (tag, name, arr.dtype)

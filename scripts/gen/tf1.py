@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.training.saving import saveable_object_util
 
-from . import common
+from . import common, tf1_handwritten
 
 v1 = tf.compat.v1
 SEED = 1234
@@ -29,6 +29,7 @@ FIXTURES = (
     "slim_ema",
     "multiblock",
     "dtypes",
+    "tf1_handwritten",
 )
 
 
@@ -567,6 +568,8 @@ def build(fixture, fixture_dir):
         build_multiblock(fixture, fixture_dir)
     elif fixture == "dtypes":
         build_dtypes(fixture, fixture_dir)
+    elif fixture == "tf1_handwritten":
+        tf1_handwritten.build(fixture, fixture_dir)
     else:
         raise KeyError(fixture)
 
@@ -575,6 +578,8 @@ def build(fixture, fixture_dir):
 
 
 def goldens(fixture, fixture_dir, onednn):
+    if fixture == "tf1_handwritten":
+        return tf1_handwritten.goldens(fixture, fixture_dir, onednn)
     manifest = common.read_json(os.path.join(fixture_dir, "expected", "manifest.json"))
     prefix = os.path.join(fixture_dir, manifest["variables_prefix"])
     for layer in manifest["layers"]:
