@@ -12,3 +12,4 @@ mod numeric_snapshot;
 mod snapshots;
 mod tf_live;
 mod verify;
+mod wild;

@@ -325,6 +325,20 @@ impl<'a> Walker<'a> {
         body: &Body<'a>,
         input: &str,
     ) -> Result<Option<(i64, Option<usize>, String)>> {
+        self.statistics_axis_at(body, input, 0)
+    }
+
+    /// [`Self::statistics_axis`] at `Merge` nesting `depth` (bounded, so a
+    /// crafted chain of merges cannot exhaust the stack).
+    fn statistics_axis_at(
+        &self,
+        body: &Body<'a>,
+        input: &str,
+        depth: usize,
+    ) -> Result<Option<(i64, Option<usize>, String)>> {
+        if depth > 8 {
+            return Ok(None);
+        }
         let mut input = input;
         for _ in 0..MAX_VALUE_DEPTH {
             let name = input_node(input);
@@ -342,6 +356,20 @@ impl<'a> Walker<'a> {
                     None => return Ok(None),
                 },
                 "ReadVariableOp" | "VarHandleOp" | "VariableV2" | "Variable" => break,
+                // TF 1.x non-fused layers with a `training` tensor feed one
+                // batchnorm subgraph from `Merge(moving, batch)`: the batch
+                // branch's reduction tells the rank too, so it wins.
+                "Merge" | "RefMerge" => {
+                    let mut best = None;
+                    for i in data_inputs(node) {
+                        match self.statistics_axis_at(body, i, depth + 1)? {
+                            Some(a) if a.1.is_some() => return Ok(Some(a)),
+                            Some(a) => best = best.or(Some(a)),
+                            None => {}
+                        }
+                    }
+                    return Ok(best);
+                }
                 "Reshape" => {
                     let Some(dims) = second().map(|i| self.int_const(body, i)).transpose()? else {
                         return Ok(None);
@@ -410,6 +438,27 @@ impl<'a> Walker<'a> {
                 Ok(None) => Ok(None),
                 Err(e) => Err(self.invalid(format!("node {:?}: {e}", n.name))),
             },
+            // TF 1.x layers called with a `training` tensor pick the
+            // momentum with a cond: `Merge(Const 1.0 (inference), Const m
+            // (training))`. The value other than 1 is the momentum.
+            Val::Op(n) if matches!(n.op.as_str(), "Merge" | "RefMerge") => {
+                let mut values = Vec::new();
+                for i in data_inputs(n) {
+                    match self.const_expr(body, i, depth + 1)? {
+                        Some(c) => values.push(c),
+                        None => return Ok(None),
+                    }
+                }
+                let not_one: Vec<&ConstExpr> = values.iter().filter(|c| c.value != 1.0).collect();
+                Ok(match not_one.as_slice() {
+                    [c] => Some(ConstExpr {
+                        value: c.value,
+                        one_minus: None,
+                        node: format!("{} (the training branch of {})", c.node, n.name),
+                    }),
+                    _ => None,
+                })
+            }
             Val::Op(n) if n.op == "Sub" => {
                 let ins: Vec<&str> = data_inputs(n).collect();
                 if ins.len() != 2 {

@@ -364,3 +364,175 @@ fn every_fused_op_is_in_the_table() {
     }
     assert!(fused_op("BatchNormWithGlobalNormalization").is_none());
 }
+
+fn f32_const(name: &str, v: f32, inputs: &[&str]) -> NodeDef {
+    let t = TensorProto {
+        dtype: 1,
+        tensor_shape: Some(Default::default()),
+        float_val: vec![v],
+        ..Default::default()
+    };
+    node(
+        name,
+        "Const",
+        inputs,
+        vec![("value", attr_value::Value::Tensor(t))],
+    )
+}
+
+/// TF 1.x layers given a `training` tensor pick the momentum in a second
+/// cond (seen in musicnn's TF 1.12 graphs): `sub = 1 − Merge(Const 1.0,
+/// Const m)`, `AssignSub(moving_mean, (moving_mean − batch)·sub)`.
+#[test]
+fn momentum_from_a_cond_merge_of_constants() {
+    let nodes = vec![
+        node("bn/moving_mean", "VariableV2", &[], vec![]),
+        node(
+            "bn/moving_mean/read",
+            "Identity",
+            &["bn/moving_mean"],
+            vec![],
+        ),
+        node("batch_mean", "Placeholder", &[], vec![]),
+        node("training", "Placeholder", &[], vec![]),
+        node("cond_1/Switch", "Switch", &["training", "training"], vec![]),
+        node("cond_1/switch_t", "Identity", &["cond_1/Switch:1"], vec![]),
+        node("cond_1/switch_f", "Identity", &["cond_1/Switch"], vec![]),
+        f32_const("cond_1/Const", 0.9, &["^cond_1/switch_t"]),
+        f32_const("cond_1/Const_1", 1.0, &["^cond_1/switch_f"]),
+        node(
+            "cond_1/Merge",
+            "Merge",
+            &["cond_1/Const_1", "cond_1/Const"],
+            vec![],
+        ),
+        f32_const("AssignMovingAvg/sub/x", 1.0, &[]),
+        node(
+            "AssignMovingAvg/sub",
+            "Sub",
+            &["AssignMovingAvg/sub/x", "cond_1/Merge"],
+            vec![],
+        ),
+        node(
+            "AssignMovingAvg/sub_1",
+            "Sub",
+            &["bn/moving_mean/read", "batch_mean"],
+            vec![],
+        ),
+        node(
+            "AssignMovingAvg/mul",
+            "Mul",
+            &["AssignMovingAvg/sub_1", "AssignMovingAvg/sub"],
+            vec![],
+        ),
+        node(
+            "AssignMovingAvg",
+            "AssignSub",
+            &["bn/moving_mean", "AssignMovingAvg/mul"],
+            vec![],
+        ),
+    ];
+    let meta = MetaGraphDef {
+        graph_def: Some(GraphDef {
+            node: nodes,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let g = scan(&meta, "m.meta", Path::new("m.meta"), &tf1_index()).unwrap();
+    assert_eq!(g.momentum.len(), 1, "{:?}", g.momentum);
+    assert_eq!(g.momentum[0].momentum, 0.9);
+    assert!(
+        g.momentum[0].detail.contains("cond_1/Const"),
+        "{}",
+        g.momentum[0].detail
+    );
+}
+
+/// Graph-based discovery: a hand-written `tf.nn.batch_normalization` on
+/// variables with custom names, read through `Switch` in a cond's
+/// inference branch, is reported with each variable's role.
+#[test]
+fn hand_written_batch_norm_is_traced_to_its_variables() {
+    let mut nodes = vec![
+        node("x", "Placeholder", &[], vec![]),
+        node("training", "Placeholder", &[], vec![]),
+    ];
+    for v in ["scale", "offset", "pop_mean", "pop_var"] {
+        nodes.push(node(&format!("bn/{v}"), "VariableV2", &[], vec![]));
+        nodes.push(node(
+            &format!("bn/{v}/read"),
+            "Identity",
+            &[&format!("bn/{v}")],
+            vec![],
+        ));
+        nodes.push(node(
+            &format!("cond/Switch_{v}"),
+            "Switch",
+            &[&format!("bn/{v}/read"), "training"],
+            vec![],
+        ));
+    }
+    nodes.extend([
+        f32_const("cond/batchnorm/add/y", 1e-4, &[]),
+        node(
+            "cond/batchnorm/add",
+            "AddV2",
+            &["cond/Switch_pop_var", "cond/batchnorm/add/y"],
+            vec![],
+        ),
+        node(
+            "cond/batchnorm/Rsqrt",
+            "Rsqrt",
+            &["cond/batchnorm/add"],
+            vec![],
+        ),
+        node(
+            "cond/batchnorm/mul",
+            "Mul",
+            &["cond/batchnorm/Rsqrt", "cond/Switch_scale"],
+            vec![],
+        ),
+        node(
+            "cond/batchnorm/mul_1",
+            "Mul",
+            &["x", "cond/batchnorm/mul"],
+            vec![],
+        ),
+        node(
+            "cond/batchnorm/mul_2",
+            "Mul",
+            &["cond/Switch_pop_mean", "cond/batchnorm/mul"],
+            vec![],
+        ),
+        node(
+            "cond/batchnorm/sub",
+            "Sub",
+            &["cond/Switch_offset", "cond/batchnorm/mul_2"],
+            vec![],
+        ),
+        node(
+            "cond/batchnorm/add_1",
+            "AddV2",
+            &["cond/batchnorm/mul_1", "cond/batchnorm/sub"],
+            vec![],
+        ),
+    ]);
+    let meta = MetaGraphDef {
+        graph_def: Some(GraphDef {
+            node: nodes,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // No known layer: every variable is the layer's to find.
+    let g = scan(&meta, "m.meta", Path::new("m.meta"), &VarIndex::default()).unwrap();
+    assert_eq!(g.unknown.len(), 1, "{:?}", g.unknown);
+    let u = &g.unknown[0];
+    assert!(!u.fused);
+    let key = |r: BnRole| u.roles.get(&r).map(String::as_str);
+    assert_eq!(key(BnRole::Gamma), Some("bn/scale"));
+    assert_eq!(key(BnRole::Beta), Some("bn/offset"));
+    assert_eq!(key(BnRole::MovingMean), Some("bn/pop_mean"));
+    assert_eq!(key(BnRole::MovingVariance), Some("bn/pop_var"));
+}
