@@ -129,6 +129,13 @@ pub struct Sourced<T> {
     pub source: HyperSource,
 }
 
+impl<T> Sourced<Option<T>> {
+    /// True when no value is known (for `skip_serializing_if`).
+    pub fn value_is_none(&self) -> bool {
+        self.value.is_none()
+    }
+}
+
 impl<T> Sourced<T> {
     /// A TF default.
     pub fn default_value(value: T) -> Self {
@@ -230,6 +237,11 @@ pub struct LayerHyper {
     /// Ghost batches (`virtual_batch_size`; default none). Only a tf_keras
     /// config holds it.
     pub virtual_batch_size: Sourced<Option<u64>>,
+    /// How hand-written code updates the moving statistics next to
+    /// `tf.nn.batch_normalization` (the graph's assigns); only graph-found
+    /// `nn` layers have one. Omitted from JSON when unknown.
+    #[serde(skip_serializing_if = "Sourced::value_is_none")]
+    pub nn_update: Sourced<Option<crate::bn::MovingUpdate>>,
     /// Disagreements between sources, reported rather than resolved.
     pub conflicts: Vec<String>,
 }
@@ -249,6 +261,7 @@ impl LayerHyper {
             renorm_clipping: Sourced::default_value(RenormClipping::default()),
             renorm_momentum: Sourced::default_value(DEFAULT_RENORM_MOMENTUM),
             virtual_batch_size: Sourced::default_value(None),
+            nn_update: Sourced::default_value(None),
             conflicts: Vec::new(),
         }
     }
@@ -582,6 +595,17 @@ fn merge(layer: &BnLayer, index: usize, g: &GraphFindings, keras: &[KerasBn]) ->
         &mut conflicts,
     ) {
         h.momentum = v;
+    }
+
+    // A hand-written update's form (graph-found `nn` layers), from the
+    // first site that shows one.
+    let hand_written = layer.api == Some(crate::bn::BnApi::Nn);
+    if let Some(m) = g
+        .momentum
+        .iter()
+        .find(|m| hand_written && m.layer == index && m.form.is_some())
+    {
+        h.nn_update = Sourced::new(m.form, HyperSource::graph(&m.site, m.detail.clone()));
     }
 
     // Ghost batches: only the config says.

@@ -168,6 +168,8 @@ pub fn prepare_layer(
             .and_then(|v| usize::try_from(v).ok()),
         intra_op_threads: None,
         api,
+        // Only hand-written `tf.nn` layers take their update from the graph.
+        nn_update: hyper.nn_update.value.filter(|_| api == BnApi::Nn),
     };
     Ok(PreparedLayer {
         layer: layer.clone(),

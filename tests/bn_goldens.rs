@@ -32,7 +32,7 @@ use ndarray::{ArrayD, IxDyn};
 use serde_json::Value;
 use tfbn::bn::{
     fused_batch_norm_v3, host_cpu_vendor, inference, training, BnApi, BnConfig, BnInput, BnParams,
-    RenormConfig, RenormState,
+    MovingUpdate, RenormConfig, RenormState,
 };
 use tfbn::npy::{read_npy, NpyArray};
 
@@ -264,6 +264,13 @@ fn layer_config(layer: &Value) -> BnConfig {
         virtual_batch_size: h["virtual_batch_size"].as_u64().map(|v| v as usize),
         intra_op_threads: None,
         api,
+        // Hand-written tf.nn layers record their moving-average update.
+        nn_update: match h["nn_update"].as_str() {
+            None => None,
+            Some("interpolate") => Some(MovingUpdate::Interpolate),
+            Some("assign_sub") => Some(MovingUpdate::AssignSub),
+            Some(other) => panic!("unknown nn_update {other:?}"),
+        },
     }
 }
 

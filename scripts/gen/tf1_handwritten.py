@@ -132,9 +132,13 @@ def bn_layer(x, scope, is_training, with_stats=False):
 
 def hyper_of(scope, rank):
     spec = LAYERS[scope]
-    return common.hyper_dict(
+    h = common.hyper_dict(
         spec["eps"], spec["decay"], rank - 1, rank, True, spec["scale"], spec["kind"] == "fused", False, None
     )
+    if spec["kind"] == "nn":
+        # The hand-written update: pop = pop*decay + batch*(1 - decay).
+        h["nn_update"] = "interpolate"
+    return h
 
 
 def batch_stats_of(scope):

@@ -2,7 +2,9 @@
 //! the layer feeds it, and how each API turns batch statistics into new
 //! moving statistics (bn-semantics §0, §3.4, §3.5, §4).
 
-use super::config::{decay_python, decay_v1_fused, BnApi, BnConfig, Path, RenormConfig};
+use super::config::{
+    decay_python, decay_v1_fused, BnApi, BnConfig, MovingUpdate, Path, RenormConfig,
+};
 use super::ftz::TfFloat;
 use super::fused::{self, Layout};
 use super::nonfused::{f2_factors, moments, moments_on_one_thread, Elem};
@@ -405,7 +407,10 @@ fn nonfused_training<T: Elem>(
             .map(|(&o, &n)| o.sub(o.sub(n).mul(decay)))
             .collect()
     };
-    let keras3_form = cfg.api == BnApi::Keras3;
+    let keras3_form = match (cfg.api, cfg.nn_update) {
+        (BnApi::Nn, Some(form)) => form == MovingUpdate::Interpolate,
+        (api, _) => api == BnApi::Keras3,
+    };
     let update = |old: &[T], new: &[T], m: f64| -> Vec<T> {
         if keras3_form {
             keras3(old, new, m)
@@ -414,7 +419,9 @@ fn nonfused_training<T: Elem>(
         }
     };
     let (moving_mean, moving_variance, renorm) = match (cfg.api, renorm_state) {
-        (BnApi::Nn, _) => (p.moving_mean.clone(), p.moving_variance.clone(), None),
+        (BnApi::Nn, _) if cfg.nn_update.is_none() => {
+            (p.moving_mean.clone(), p.moving_variance.clone(), None)
+        }
         (_, None) => (
             update(&p.moving_mean, &new_mean, m),
             update(&p.moving_variance, &new_var, m),

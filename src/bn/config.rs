@@ -155,6 +155,33 @@ pub struct BnConfig {
     pub intra_op_threads: Option<usize>,
     /// Which API's arithmetic to reproduce. Default [`BnApi::Keras3`].
     pub api: BnApi,
+    /// [`BnApi::Nn`] only: how hand-written code around
+    /// `tf.nn.batch_normalization` updates the moving statistics in training
+    /// (the assigns its graph holds); `None`, the default: no update
+    /// (`tf.nn` alone has no moving statistics).
+    pub nn_update: Option<MovingUpdate>,
+}
+
+/// A moving-average update written by hand next to `tf.nn` batch norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovingUpdate {
+    /// `moving = moving·m + batch·(1 − m)` (Keras 3's form).
+    Interpolate,
+    /// `moving −= (moving − batch)·f32(1 − m)` (`assign_sub`, tf_keras's
+    /// and TF1's form).
+    AssignSub,
+}
+
+impl MovingUpdate {
+    /// The API whose update has this form (for code that builds updates by
+    /// API).
+    pub fn api_with_this_form(self) -> BnApi {
+        match self {
+            MovingUpdate::Interpolate => BnApi::Keras3,
+            MovingUpdate::AssignSub => BnApi::TfKeras,
+        }
+    }
 }
 
 impl Default for BnConfig {
@@ -170,6 +197,7 @@ impl Default for BnConfig {
             virtual_batch_size: None,
             intra_op_threads: None,
             api: BnApi::Keras3,
+            nn_update: None,
         }
     }
 }

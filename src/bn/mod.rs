@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 
 #[cfg(test)]
 pub(crate) use config::Path;
-pub use config::{decay_python, decay_v1_fused, BnApi, BnConfig, RenormConfig};
+pub use config::{decay_python, decay_v1_fused, BnApi, BnConfig, MovingUpdate, RenormConfig};
 pub use ftz::TfFloat;
 pub use rsqrt::{hardware_rsqrt_estimate, host_cpu_vendor, rsqrt_tf_f32, rsqrt_tf_f64};
 

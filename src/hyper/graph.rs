@@ -169,6 +169,8 @@ pub(crate) struct MomentumSite {
     pub momentum: f64,
     /// How it was derived.
     pub detail: String,
+    /// The form of an explicit assign (`None`: a fused op's own average).
+    pub form: Option<crate::bn::MovingUpdate>,
 }
 
 /// Everything one graph says about batch norm.

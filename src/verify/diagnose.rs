@@ -295,7 +295,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Cause> {
     }
 
     // Momentum and Bessel, from the moving statistics of a training step.
-    if ev.training && ev.config.api != BnApi::Nn {
+    if ev.training && (ev.config.api != BnApi::Nn || ev.config.nn_update.is_some()) {
         let old_mean = &ev.params.moving_mean;
         let weights = both(ev, |s| {
             s.moving_mean

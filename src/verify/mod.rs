@@ -493,7 +493,7 @@ fn refuses_dtype(e: &Error) -> bool {
 /// A training step's statistics as named [`TypedOutputs::stats`]; `wrap`
 /// makes a [`FloatVec`] of the statistics' type.
 fn named_stats<T>(
-    api: BnApi,
+    cfg: &BnConfig,
     batch_mean: Option<Vec<T>>,
     batch_variance: Option<Vec<T>>,
     moving_mean: Vec<T>,
@@ -504,8 +504,8 @@ fn named_stats<T>(
     let mut out: Vec<(&'static str, FloatVec)> = Vec::new();
     out.extend(batch_mean.map(|v| ("batch_mean", wrap(v))));
     out.extend(batch_variance.map(|v| ("batch_variance", wrap(v))));
-    // nn has no moving statistics.
-    if api != BnApi::Nn {
+    // nn has no moving statistics, unless hand-written code updates them.
+    if cfg.api != BnApi::Nn || cfg.nn_update.is_some() {
         out.push(("moving_mean", wrap(moving_mean)));
         out.push(("moving_variance", wrap(moving_variance)));
     }
@@ -541,7 +541,7 @@ fn native_outputs(
         return Ok(TypedOutputs {
             y: FloatVec::from_bn(&r.y),
             stats: named_stats(
-                cfg.api,
+                cfg,
                 r.batch_mean,
                 r.batch_variance,
                 r.moving_mean,
@@ -562,7 +562,7 @@ fn native_outputs(
     Ok(TypedOutputs {
         y: FloatVec::from_bn(&r.y),
         stats: named_stats(
-            cfg.api,
+            cfg,
             r.batch_mean,
             r.batch_variance,
             r.moving_mean,

@@ -45,6 +45,11 @@ const PROVENANCE: &[(&str, Origin, Origin)] = &[
         Origin::Graph("model.ckpt.meta"),
         Origin::Graph("model.ckpt.meta"),
     ),
+    (
+        "tf1_handwritten",
+        Origin::Graph("model.ckpt.meta"),
+        Origin::Graph("model.ckpt.meta"),
+    ),
     ("tfkeras_savedmodel", Origin::Keras, Origin::Keras),
     ("tfkeras_ghost", Origin::Keras, Origin::Keras),
     ("tfkeras_training_serving", Origin::Keras, Origin::Keras),

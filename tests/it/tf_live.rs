@@ -173,6 +173,11 @@ fn tf_side_graphs_reproduce_each_apis_goldens() {
             let mut p = prepare_layer(&source, layer, &hyper, &overrides).unwrap();
             p.config.fused = h["fused"].as_bool();
             p.config.virtual_batch_size = h["virtual_batch_size"].as_u64().map(|v| v as usize);
+            p.config.nn_update = match h["nn_update"].as_str() {
+                Some("interpolate") => Some(tfbn::bn::MovingUpdate::Interpolate),
+                Some("assign_sub") => Some(tfbn::bn::MovingUpdate::AssignSub),
+                _ => None,
+            };
             if let (Some(rn), Some(clip)) = (p.config.renorm.as_mut(), h.get("renorm_clipping")) {
                 rn.rmax = clip["rmax"].as_f64();
                 rn.rmin = clip["rmin"].as_f64();

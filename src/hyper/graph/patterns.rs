@@ -3,6 +3,7 @@
 //! `Rsqrt(AddV2(variance, Const ε))` form, and the moving-average updates
 //! that carry the momentum (bn-semantics §3.4).
 
+use crate::bn::MovingUpdate;
 use crate::error::Result;
 use crate::layers::BnRole;
 use crate::proto::graph::NodeDef;
@@ -115,6 +116,7 @@ impl<'a> Walker<'a> {
                     layer,
                     momentum: momentum_from_decay(factor),
                     detail: format!("exponential_avg_factor {factor} = f32(1 − momentum)"),
+                    form: None,
                 });
         }
         let axis = axis_of_format(data_format)
@@ -244,36 +246,52 @@ impl<'a> Walker<'a> {
                 .filter(|i| input_node(i) != not)
                 .find_map(|i| self.var_key(body, i))
         };
-        // inv = rsqrt(var + ε), times γ when there is one.
-        let mut inv: &NodeDef = rsqrt;
-        for c in consumers(rsqrt) {
-            if c.op == "Mul" {
-                if let Some(g) = other_var(c, &rsqrt.name) {
-                    roles.insert(BnRole::Gamma, g);
-                    inv = c;
-                    break;
+        // `mean·inv` is recognised by what consumes it: `β − mean·inv`, or
+        // `−(mean·inv)` without β. Any other product of `inv` with a variable
+        // is `inv·γ`, the new `inv`.
+        let mean_product = |c: &NodeDef| -> Option<Option<String>> {
+            for d in consumers(c) {
+                let ins: Vec<&str> = data_inputs(d).collect();
+                match d.op.as_str() {
+                    "Sub" if ins.len() == 2 && input_node(ins[1]) == c.name => {
+                        return Some(self.var_key(body, ins[0]));
+                    }
+                    "Neg" => return Some(None),
+                    _ => {}
                 }
             }
-        }
-        for c in consumers(inv) {
-            if c.op != "Mul" {
-                continue;
-            }
-            let Some(mean) = other_var(c, &inv.name) else {
-                continue;
-            };
-            roles.insert(BnRole::MovingMean, mean);
-            for d in consumers(c) {
-                if d.op == "Sub" {
-                    let first = data_inputs(d).next().unwrap_or("");
-                    if input_node(first) != c.name {
-                        if let Some(b) = self.var_key(body, first) {
+            None
+        };
+        let mut inv: &NodeDef = rsqrt;
+        for _ in 0..2 {
+            let mut next = None;
+            for c in consumers(inv) {
+                if c.op != "Mul" {
+                    continue;
+                }
+                let Some(v) = other_var(c, &inv.name) else {
+                    continue;
+                };
+                match mean_product(c) {
+                    Some(beta) => {
+                        roles.insert(BnRole::MovingMean, v);
+                        if let Some(b) = beta {
                             roles.insert(BnRole::Beta, b);
                         }
+                        next = None;
+                        break;
                     }
+                    None if inv.name == rsqrt.name && next.is_none() => {
+                        roles.insert(BnRole::Gamma, v);
+                        next = Some(c);
+                    }
+                    None => {}
                 }
             }
-            break;
+            match next {
+                Some(c) if !roles.contains_key(&BnRole::MovingMean) => inv = c,
+                _ => break,
+            }
         }
         let site = body.site(&self.file, rsqrt);
         self.unknown_bn(site, roles, false);
@@ -300,11 +318,12 @@ impl<'a> Walker<'a> {
         }
         let scope = &rsqrt.name[..rsqrt.name.rfind("batchnorm/")?];
         let mut found: Option<usize> = None;
-        for n in body
-            .nodes
-            .iter()
-            .filter(|n| n.op == "ReadVariableOp" && n.name.starts_with(scope))
-        {
+        for n in body.nodes.iter().filter(|n| {
+            matches!(
+                n.op.as_str(),
+                "ReadVariableOp" | "Identity" | "Switch" | "RefSwitch"
+            ) && n.name.starts_with(scope)
+        }) {
             if let Some((l, _)) = body.resolve_layer(self.vars, &n.name) {
                 match found {
                     Some(f) if f != l => return None,
@@ -553,6 +572,11 @@ impl<'a> Walker<'a> {
             found
         };
         if let Some((momentum, detail)) = found {
+            let form = if node.op.starts_with("AssignSub") {
+                MovingUpdate::AssignSub
+            } else {
+                MovingUpdate::Interpolate
+            };
             self.momentum
                 .entry((site.clone(), layer))
                 .or_insert(MomentumSite {
@@ -560,6 +584,7 @@ impl<'a> Walker<'a> {
                     layer,
                     momentum,
                     detail,
+                    form: Some(form),
                 });
         }
         Ok(())

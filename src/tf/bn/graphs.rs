@@ -244,6 +244,20 @@ pub(super) fn build_nn_half(
     Ok((vec![y, mean, var], index))
 }
 
+/// The configuration whose API gives the moving-average update to build:
+/// the layer's own, or for [`BnApi::Nn`] the API with the hand-written
+/// update's form; `None` for `tf.nn` without one.
+fn updating(cfg: &BnConfig) -> Option<BnConfig> {
+    match (cfg.api, cfg.nn_update) {
+        (BnApi::Nn, None) => None,
+        (BnApi::Nn, Some(form)) => Some(BnConfig {
+            api: form.api_with_this_form(),
+            ..cfg.clone()
+        }),
+        _ => Some(cfg.clone()),
+    }
+}
+
 /// The API's moving-average updates of the moving mean and variance with
 /// the batch statistics, appended as outputs 3 and 4 (after y and the batch
 /// statistics).
@@ -359,8 +373,8 @@ pub(super) fn build_ghost(
     let mut index = OutputIndex::default();
     let mut outputs = vec![y, new_mean.clone(), new_var.clone()];
     index.add(&["batch_mean", "batch_variance"], 1);
-    if cfg.api != BnApi::Nn {
-        moving_updates(g, dt, cfg, p, new_mean, new_var, &mut outputs, &mut index)?;
+    if let Some(cfg) = updating(cfg) {
+        moving_updates(g, dt, &cfg, p, new_mean, new_var, &mut outputs, &mut index)?;
     }
     Ok((outputs, index))
 }
@@ -514,8 +528,11 @@ pub(super) fn build_nonfused(
     outputs.push(var.clone());
     index.add(&["batch_mean", "batch_variance"], 1);
     match (cfg.api, renorm_out) {
-        (BnApi::Nn, _) => {}
-        (_, None) => moving_updates(g, dt, cfg, p, mean, var, &mut outputs, &mut index)?,
+        (_, None) => {
+            if let Some(cfg) = updating(cfg) {
+                moving_updates(g, dt, &cfg, p, mean, var, &mut outputs, &mut index)?
+            }
+        }
         (_, Some((mm, mv, ms, rm, rsd))) => {
             outputs.extend([mm, mv, ms, rm, rsd]);
             index.add(
