@@ -29,6 +29,25 @@ pub enum Error {
         /// What was looked for.
         why: String,
     },
+    /// tfbn reads data only from regular files: a FIFO would block the
+    /// read, a device may never end.
+    #[error("{path}: is {kind}, not a regular file (tfbn reads data only from regular files)")]
+    FileNotRegular {
+        /// Path as given.
+        path: PathBuf,
+        /// What it is instead (`a FIFO`, `a folder`, `a character device` …).
+        kind: &'static str,
+    },
+    /// A file is larger than tfbn reads whole for its kind.
+    #[error("{path}: {len} bytes is over the limit of {limit} bytes for this file")]
+    FileTooLarge {
+        /// File.
+        path: PathBuf,
+        /// Its length (or what was read of it).
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// An output file exists and `--force` was not given.
     #[error("{path}: already exists (pass --force to replace it)")]
     OutputExists {
@@ -272,6 +291,20 @@ pub enum Error {
         key: String,
         /// What is wrong.
         what: String,
+    },
+    /// Every slice entry must be listed by its variable's full entry;
+    /// without the check a variable whose full entry is gone would vanish
+    /// from the listing without a word.
+    #[error("{path}: variable {variable:?}: slice {slice} is stored but no full-tensor entry lists it ({count} slice entries unlisted); the variable's index entry is missing or incomplete")]
+    SliceOrphaned {
+        /// Index file (V1: the file holding the slice).
+        path: PathBuf,
+        /// The variable the slice key names.
+        variable: String,
+        /// The first such slice key, as `name[start,length:…]`.
+        slice: String,
+        /// How many slice entries have no full entry.
+        count: usize,
     },
     /// The key is not in the checkpoint.
     #[error("{path}: no key {key:?}")]

@@ -25,6 +25,7 @@ pub mod bundle;
 pub mod dtype;
 pub mod error;
 pub mod export;
+pub mod fsx;
 pub mod hyper;
 pub mod inspect;
 pub mod layers;

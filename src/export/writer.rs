@@ -209,7 +209,8 @@ fn copy_from_backing_file(w: &mut BufWriter<&File>, bytes: &[u8]) -> std::io::Re
     let Some(backing) = mapped::file_backing(bytes) else {
         return Ok(false);
     };
-    let Ok(src) = File::open(&backing.path) else {
+    // Regular files only: the path may have been replaced by a FIFO.
+    let Ok(src) = crate::fsx::open_regular(&backing.path) else {
         return Ok(false);
     };
     // The path must still name the mapped file, holding the whole range.

@@ -1,0 +1,287 @@
+//! Regression tests for the faults a red-team run found, one named test per
+//! fault (`fault_NN_…`, numbered as in the report). Each builds its own
+//! small input (a bundle written by `tfbn::bundle::BundleWriter`, a crafted
+//! file, a FIFO) and, where the fault was in the command line's behaviour
+//! (exit status, signals, races), runs the real binary.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use tfbn::bundle::{Bundle, BundleWriter, Extent, WriteOptions};
+use tfbn::proto::bundle::BundleEntryProto;
+use tfbn::{DType, Error, Tensor, TensorData};
+
+// ---- helpers ---------------------------------------------------------------
+
+fn f32s(shape: &[u64], v: &[f32]) -> Tensor {
+    Tensor {
+        dtype: DType::F32,
+        shape: shape.to_vec(),
+        data: TensorData::Bytes(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+    }
+}
+
+fn with_suffix(p: &Path, s: &str) -> PathBuf {
+    PathBuf::from(format!("{}{s}", p.display()))
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// A TF1-named checkpoint with one batch-norm layer `bn` of `c` channels
+/// (and a conv kernel). `beta_slices`: store `bn/beta` in these many row
+/// slices instead of whole. `edit` may change the index pairs.
+fn bn_checkpoint(
+    dir: &Path,
+    c: u64,
+    beta_slices: usize,
+    edit: impl FnOnce(&mut Vec<(Vec<u8>, Vec<u8>)>),
+) -> PathBuf {
+    let prefix = dir.join("model.ckpt");
+    let mut w = BundleWriter::create(&prefix, WriteOptions::default()).unwrap();
+    let vals = |base: f32| (0..c).map(|i| base + i as f32).collect::<Vec<_>>();
+    w.add("bn/gamma", &f32s(&[c], &vals(1.0))).unwrap();
+    if beta_slices == 0 {
+        w.add("bn/beta", &f32s(&[c], &vals(10.0))).unwrap();
+    } else {
+        let per = c / beta_slices as u64;
+        for s in 0..beta_slices as u64 {
+            let start = s * per;
+            let len = if s + 1 == beta_slices as u64 {
+                c - start
+            } else {
+                per
+            };
+            let v: Vec<f32> = (start..start + len).map(|i| 10.0 + i as f32).collect();
+            w.add_slice(
+                "bn/beta",
+                &[c],
+                &[Extent {
+                    start: start as i64,
+                    length: Some(len as i64),
+                }],
+                &f32s(&[len], &v),
+            )
+            .unwrap();
+        }
+    }
+    w.add("bn/moving_mean", &f32s(&[c], &vals(0.5))).unwrap();
+    w.add("bn/moving_variance", &f32s(&[c], &vals(2.0)))
+        .unwrap();
+    w.add("conv/kernel", &f32s(&[1, 1, 1, c], &vals(0.0)))
+        .unwrap();
+    w.finish_with(edit).unwrap();
+    prefix
+}
+
+/// Runs `tfbn` with `args` (and `env`), killed after `limit`: a test that
+/// hangs is a failure, not a stuck suite.
+fn tfbn_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tfbn"));
+    cmd.args(args)
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    wait_limited(child, limit, &format!("tfbn {args:?}"))
+}
+
+fn tfbn(args: &[&str]) -> Output {
+    tfbn_env(args, &[], Duration::from_secs(60))
+}
+
+fn wait_limited(mut child: Child, limit: Duration, what: &str) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what}: still running after {limit:?} (stderr: {})",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit code 2 (bad input) with a one-line message containing every one of
+/// `needles`; returns the message.
+fn assert_bad_input(o: &Output, needles: &[&str]) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "status {:?}: {err}", o.status);
+    let line = err.trim_end();
+    assert!(!line.contains('\n'), "more than one line: {err}");
+    for n in needles {
+        assert!(line.contains(n), "{n:?} missing from: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    line.to_string()
+}
+
+fn code(s: ExitStatus) -> Option<i32> {
+    s.code()
+}
+
+// ---- fault 3: a FIFO where a data file should be ----------------------------
+
+#[test]
+fn fault_03_fifo_data_shard_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = bn_checkpoint(dir.path(), 4, 0, |_| {});
+    let shard = with_suffix(&prefix, ".data-00000-of-00001");
+    std::fs::remove_file(&shard).unwrap();
+    mkfifo(&shard);
+    // Library: a typed error naming the shard, without blocking.
+    match Bundle::open(&prefix) {
+        Err(Error::FileNotRegular { path, kind }) => {
+            assert_eq!(path, shard);
+            assert_eq!(kind, "a FIFO");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The command line: exit 2 at once (it used to block in open()).
+    let o = tfbn_env(
+        &["inspect", prefix.to_str().unwrap()],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_bad_input(&o, &[shard.to_str().unwrap(), "FIFO", "not a regular file"]);
+}
+
+#[test]
+fn fault_03_fifo_saved_model_and_checkpoint_state_files_are_refused() {
+    // A `checkpoint` state file that is a FIFO: resolution skips it (it is
+    // not a file) and finds the one .index instead, without blocking.
+    let dir = tempfile::tempdir().unwrap();
+    bn_checkpoint(dir.path(), 4, 0, |_| {});
+    mkfifo(&dir.path().join("checkpoint"));
+    let o = tfbn_env(
+        &["inspect", dir.path().to_str().unwrap()],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // keras_metadata.pb as a FIFO beside a saved_model.pb.
+    let sm = tempfile::tempdir().unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tfkeras_savedmodel/savedmodel");
+    std::fs::copy(
+        fixture.join("saved_model.pb"),
+        sm.path().join("saved_model.pb"),
+    )
+    .unwrap();
+    mkfifo(&sm.path().join("keras_metadata.pb"));
+    match tfbn::savedmodel::SavedModel::open(sm.path()) {
+        Err(Error::FileNotRegular { path, .. }) => assert!(path.ends_with("keras_metadata.pb")),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("opened"),
+    }
+}
+
+// ---- fault 4: slices without their full-tensor entry -------------------------
+
+#[test]
+fn fault_04_orphan_slices_are_an_error_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    // Control: the partitioned beta reads back whole.
+    let ok = tempfile::tempdir().unwrap();
+    let good = bn_checkpoint(ok.path(), 4, 2, |_| {});
+    let b = Bundle::open(&good).unwrap();
+    assert!(b.entry("bn/beta").unwrap().partitioned);
+    assert_eq!(
+        b.read("bn/beta").unwrap(),
+        f32s(&[4], &[10.0, 11.0, 12.0, 13.0])
+    );
+    // The full entry `bn/beta` dropped; its two slice entries remain.
+    let prefix = bn_checkpoint(dir.path(), 4, 2, |pairs| {
+        let before = pairs.len();
+        pairs.retain(|(k, v)| {
+            let full = k.as_slice() == b"bn/beta";
+            if full {
+                assert!(!BundleEntryProto::decode(&v[..]).unwrap().slices.is_empty());
+            }
+            !full
+        });
+        assert_eq!(pairs.len(), before - 1);
+    });
+    match Bundle::open(&prefix) {
+        Err(Error::SliceOrphaned {
+            variable, count, ..
+        }) => {
+            assert_eq!(variable, "bn/beta");
+            assert_eq!(count, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Every command that reads it says so (exit 2) instead of exporting
+    // bias = zeros or "0 skipped".
+    let p = prefix.to_str().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let o = dir.path().join("o2.safetensors");
+    for args in [
+        vec!["inspect", p],
+        vec![
+            "export",
+            p,
+            "-o",
+            out.to_str().unwrap(),
+            "--preset",
+            "pytorch",
+        ],
+        vec!["export", p, "-o", o.to_str().unwrap(), "--all-variables"],
+    ] {
+        let r = tfbn(&args);
+        assert_bad_input(&r, &["bn/beta", "no full-tensor entry", "model.ckpt.index"]);
+    }
+    assert!(!out.exists() && !o.exists());
+}
+
+#[test]
+fn fault_04_extra_slice_of_a_listed_variable_is_an_error() {
+    // A third slice entry the full entry does not list.
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = None;
+    let _ = bn_checkpoint(dir.path(), 4, 2, |pairs| {
+        let (k, v) = pairs.iter().find(|(k, _)| k.first() == Some(&0)).unwrap();
+        let mut k = k.clone();
+        // Same variable, another (unlisted) extent: change the length byte
+        // of the encoded key's last extent by rewriting the key.
+        let (name, mut ext) = tfbn::bundle::decode_slice_key(&k).unwrap();
+        ext[0].length = Some(1);
+        k = tfbn::bundle::encode_slice_key(&name, &ext);
+        extra = Some((k, v.clone()));
+    });
+    let dir2 = tempfile::tempdir().unwrap();
+    let (k, v) = extra.unwrap();
+    let prefix = bn_checkpoint(dir2.path(), 4, 2, move |pairs| {
+        pairs.push((k, v));
+        pairs.sort();
+    });
+    match Bundle::open(&prefix) {
+        Err(Error::SliceOrphaned { variable, .. }) => assert_eq!(variable, "bn/beta"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[allow(dead_code)]
+fn unused(_: &mut dyn Write, _: fn(ExitStatus) -> Option<i32>) {
+    let _ = code;
+}
