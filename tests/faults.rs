@@ -281,6 +281,101 @@ fn fault_04_extra_slice_of_a_listed_variable_is_an_error() {
     }
 }
 
+// ---- fault 5: apply --input that is not a .npy ------------------------------
+
+/// Runs `tfbn` and returns its status, stderr and peak resident memory in
+/// KiB (from `wait4`, for this child alone).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std cannot see
+fn tfbn_rusage(args: &[&str]) -> (Option<i32>, String, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let err_path = dir.path().join("stderr");
+    let child = Command::new(env!("CARGO_BIN_EXE_tfbn"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let start = Instant::now();
+    let mut status = 0;
+    // SAFETY: plain syscalls on our own child; rusage is plain data.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            break;
+        }
+        assert!(r == 0, "wait4 failed");
+        if start.elapsed() > Duration::from_secs(30) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("tfbn {args:?}: still running after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    (code, err, ru.ru_maxrss)
+}
+
+#[test]
+fn fault_05_apply_refuses_devices_and_huge_non_npy_inputs_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = bn_checkpoint(dir.path(), 4, 0, |_| {});
+    let p = prefix.to_str().unwrap();
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let apply =
+        |input: &str| tfbn_rusage(&["apply", p, "--layer", "bn", "--input", input, "-o", o]);
+    // Devices: refused by type, before a byte is read.
+    for dev in ["/dev/zero", "/dev/urandom"] {
+        let (code, err, _) = apply(dev);
+        assert_eq!(code, Some(2), "{dev}: {err}");
+        assert!(
+            err.contains(dev) && err.contains("character device"),
+            "{err}"
+        );
+    }
+    // A FIFO (nobody writes to it): refused, not waited on.
+    let fifo = dir.path().join("x.npy");
+    mkfifo(&fifo);
+    let (code, err, _) = apply(fifo.to_str().unwrap());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("FIFO"), "{err}");
+    // A 16 GiB (sparse) file that is not a .npy: the magic is checked
+    // after 12 bytes.
+    let huge = dir.path().join("huge.npy");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(16 << 30)
+        .unwrap();
+    let (code, err, rss_kib) = apply(huge.to_str().unwrap());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("huge.npy") && err.contains("magic"), "{err}");
+    assert!(rss_kib < 256 * 1024, "peak RSS {rss_kib} KiB");
+    // A valid header whose shape needs more data than the file holds:
+    // refused before the data is allocated or read.
+    let mut lie = b"\x93NUMPY\x01\x00".to_vec();
+    let mut dict = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 4), }".to_vec();
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(b' ');
+    }
+    dict.push(b'\n');
+    lie.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    lie.extend_from_slice(&dict);
+    lie.extend_from_slice(&[0u8; 64]);
+    let liar = dir.path().join("liar.npy");
+    std::fs::write(&liar, &lie).unwrap();
+    let (code, err, rss_kib) = apply(liar.to_str().unwrap());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("needs 16000000000 data bytes, the file has 64"),
+        "{err}"
+    );
+    assert!(rss_kib < 256 * 1024, "peak RSS {rss_kib} KiB");
+    assert!(!out.join("y.npy").exists());
+}
+
 #[allow(dead_code)]
 fn unused(_: &mut dyn Write, _: fn(ExitStatus) -> Option<i32>) {
     let _ = code;
