@@ -55,6 +55,23 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// An output path must name a regular file (or nothing yet).
+    #[error("{path}: is {kind}; the output must be a file path")]
+    OutputNotAFile {
+        /// Output path.
+        path: PathBuf,
+        /// What is there (`a folder`, `a FIFO` …).
+        kind: &'static str,
+    },
+    /// An output must not be one of the files being read.
+    #[error("{path}: is the input file {input}; writing it would destroy what is being read, so it is refused even where replacing files is allowed")]
+    OutputIsInput {
+        /// Output path.
+        path: PathBuf,
+        /// The input file it is (same device and inode).
+        input: PathBuf,
+    },
+
     // ---- SSTable layer ------------------------------------------------
     /// File shorter than the 48-byte footer.
     #[error("{path}: {len} bytes is too short for a table (footer is 48 bytes)")]

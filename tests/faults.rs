@@ -376,6 +376,242 @@ fn fault_05_apply_refuses_devices_and_huge_non_npy_inputs_without_reading_them()
     assert!(!out.join("y.npy").exists());
 }
 
+// ---- fault 6: an output that is one of the input's own files ---------------
+
+/// A copy of the `tf1_trained` fixture (index, data, .meta, checkpoint).
+fn tf1_copy(dir: &Path) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tf1_trained/ckpt");
+    let to = dir.join("ckpt");
+    std::fs::create_dir(&to).unwrap();
+    for e in std::fs::read_dir(&from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    to.join("model.ckpt")
+}
+
+#[test]
+fn fault_06_export_onto_an_input_file_is_refused_even_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = tf1_copy(dir.path());
+    let p = prefix.to_str().unwrap();
+    let ckpt_dir = prefix.parent().unwrap();
+    // Other names for the same files: a symlink and a hard link.
+    let sym = dir.path().join("sym.safetensors");
+    std::os::unix::fs::symlink(with_suffix(&prefix, ".index"), &sym).unwrap();
+    let hard = dir.path().join("hard.safetensors");
+    std::fs::hard_link(with_suffix(&prefix, ".data-00000-of-00001"), &hard).unwrap();
+    let targets = [
+        with_suffix(&prefix, ".index"),
+        with_suffix(&prefix, ".data-00000-of-00001"),
+        with_suffix(&prefix, ".meta"),
+        ckpt_dir.join("checkpoint"),
+        sym,
+        hard,
+    ];
+    let before: Vec<Vec<u8>> = targets.iter().map(|t| std::fs::read(t).unwrap()).collect();
+    for (t, bytes) in targets.iter().zip(&before) {
+        for extra in [
+            &["--force"][..],
+            &[][..],
+            &["--all-variables", "--force"][..],
+        ] {
+            let mut args = vec!["export", p, "-o", t.to_str().unwrap()];
+            args.extend_from_slice(extra);
+            let o = tfbn(&args);
+            assert_bad_input(&o, &[t.to_str().unwrap(), "is the input file"]);
+            assert_eq!(&std::fs::read(t).unwrap(), bytes, "{} changed", t.display());
+        }
+    }
+    // The checkpoint still reads, and a real export still works.
+    let out = dir.path().join("ok.safetensors");
+    let o = tfbn(&["export", p, "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The library refuses it too (for callers other than the CLI).
+    let source = tfbn::source::Source::open(&prefix).unwrap();
+    let plan = tfbn::export::plan_layers(&source, &Default::default()).unwrap();
+    let policy = tfbn::export::writer::OutputPolicy {
+        force: true,
+        sync: false,
+    };
+    match tfbn::export::write_plan(&source, &plan, &targets[0], policy, &mut |_, _| {}) {
+        Err(Error::OutputIsInput { input, .. }) => assert_eq!(input, targets[0]),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- fault 7: two exports racing for one output -------------------------------
+
+#[test]
+fn fault_07_no_clobber_is_atomic_in_the_library() {
+    // Another writer creates the output while this one writes its temp
+    // file: the final move must not replace it.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.bin");
+    let policy = tfbn::export::writer::OutputPolicy {
+        force: false,
+        sync: false,
+    };
+    let r = tfbn::export::writer::write_atomic(&out, policy, |w| {
+        std::fs::write(&out, b"the other writer's").unwrap();
+        w.write_all(b"mine")?;
+        Ok(())
+    });
+    assert!(matches!(r, Err(Error::OutputExists { .. })), "{r:?}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"the other writer's");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "temp file left"
+    );
+    // With force, replacing is the point.
+    let forced = tfbn::export::writer::OutputPolicy {
+        force: true,
+        sync: false,
+    };
+    tfbn::export::writer::write_atomic(&out, forced, |w| {
+        w.write_all(b"mine")?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), b"mine");
+}
+
+#[test]
+fn fault_07_two_exports_to_one_output_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = tf1_copy(dir.path());
+    let out = dir.path().join("race.safetensors");
+    // Both pass the early existence check, then stall with a complete temp
+    // file before moving it into place (debug builds only).
+    let spawn = |preset: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tfbn"))
+            .args([
+                "export",
+                prefix.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .args(["--preset", preset, "--no-sync"])
+            .env("TFBN_DEBUG_STALL_MS", "1500")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn("tf");
+    let b = spawn("pytorch");
+    let a = wait_limited(a, Duration::from_secs(60), "export a");
+    let b = wait_limited(b, Duration::from_secs(60), "export b");
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes == [Some(0), Some(2)] || codes == [Some(2), Some(0)],
+        "{codes:?}: {} / {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let loser = if codes[0] == Some(2) { &a } else { &b };
+    assert_bad_input(loser, &["race.safetensors", "already exists"]);
+    // The winner's file is whole, and no temp file is left.
+    let report = tfbn::export::describe::describe(&out).unwrap();
+    let winner = if codes[0] == Some(0) { "tf" } else { "pytorch" };
+    assert_eq!(report.metadata["tfbn.preset"], winner);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("tfbn-tmp")), "{names:?}");
+}
+
+// ---- fault 8: signals during an export ----------------------------------------
+
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".tfbn-tmp-"))
+        .collect()
+}
+
+/// Starts an export that stalls with its temp file complete, and waits
+/// until the temp file is there.
+fn stalled_export(prefix: &Path, out: &Path) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_tfbn"))
+        .args([
+            "export",
+            prefix.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .args(["--all-variables", "--no-sync"])
+        .env("TFBN_DEBUG_STALL_MS", "20000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let dir = out.parent().unwrap();
+    while temp_files(dir).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no temp file appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+#[test]
+fn fault_08_sigint_and_sigterm_remove_the_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = tf1_copy(dir.path());
+    let outdir = dir.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    for (sig, status) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let out = outdir.join("x.safetensors");
+        let child = stalled_export(&prefix, &out);
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+        let o = wait_limited(child, Duration::from_secs(20), "interrupted export");
+        assert_eq!(code(o.status), Some(status), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("removed 1 temporary file"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(temp_files(&outdir).is_empty(), "{:?}", temp_files(&outdir));
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn fault_08_kill_9_leftovers_are_swept_by_the_next_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = tf1_copy(dir.path());
+    let outdir = dir.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("x.safetensors");
+    let mut child = stalled_export(&prefix, &out);
+    child.kill().unwrap(); // SIGKILL: nothing can be cleaned up now
+    child.wait().unwrap();
+    let left = temp_files(&outdir);
+    assert_eq!(left.len(), 1, "{left:?}");
+    // A live process's temp file (this test's own id) is left alone.
+    let live = outdir.join(format!(".y.tfbn-tmp-{}-0", std::process::id()));
+    std::fs::write(&live, b"busy").unwrap();
+    // The next export into the folder (any name) removes the dead one's.
+    let other = outdir.join("other.safetensors");
+    let o = tfbn(&[
+        "export",
+        prefix.to_str().unwrap(),
+        "-o",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(temp_files(&outdir), vec![live]);
+    assert!(other.exists() && !out.exists());
+}
+
 #[allow(dead_code)]
 fn unused(_: &mut dyn Write, _: fn(ExitStatus) -> Option<i32>) {
     let _ = code;
