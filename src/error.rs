@@ -496,6 +496,17 @@ pub enum Error {
         /// none) and a message naming the place and why it did not work.
         tried: Vec<(PathBuf, String)>,
     },
+    /// A library file the dynamic loader would map is not a complete
+    /// shared object for this machine, or lacks the symbols tfbn calls
+    /// (checked before loading: a truncated library kills the process with
+    /// SIGBUS, a foreign one panics on the first call).
+    #[error("{path}: not a usable library: {what}")]
+    LibraryInvalid {
+        /// The library file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
     /// TensorFlow was loaded but an operation failed.
     #[error("TensorFlow: {what}: {status}")]
     TensorFlowFailed {

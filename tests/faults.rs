@@ -140,6 +140,141 @@ fn code(s: ExitStatus) -> Option<i32> {
     s.code()
 }
 
+// ---- faults 1 and 2: a broken or foreign libtensorflow --------------------------
+
+/// The installed `tensorflow` package folder the suite uses, if any
+/// (`TFBN_TF_LIB`, else the project venv). `TFBN_REQUIRE_TF=1` makes a
+/// missing one a failure.
+fn real_tf_dir() -> Option<PathBuf> {
+    let from_env = std::env::var_os("TFBN_TF_LIB").map(PathBuf::from);
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    let from_venv = std::fs::read_dir(&venv).ok().and_then(|rd| {
+        rd.flatten()
+            .map(|e| e.path().join("site-packages/tensorflow"))
+            .find(|p| p.join("libtensorflow_cc.so.2").is_file())
+    });
+    let found = from_env
+        .filter(|p| p.join("libtensorflow_cc.so.2").is_file())
+        .or(from_venv);
+    if found.is_none() && std::env::var("TFBN_REQUIRE_TF").is_ok_and(|v| v == "1") {
+        panic!("TFBN_REQUIRE_TF=1 but no tensorflow package folder found");
+    }
+    found
+}
+
+/// A folder posing as a `tensorflow` package: `cc` as the C-API library,
+/// and the real framework library (or a copy of `cc`).
+fn fake_tf_dir(dir: &Path, cc: &[u8], real: Option<&Path>) -> PathBuf {
+    let pkg = dir.join("tensorflow");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("libtensorflow_cc.so.2"), cc).unwrap();
+    let fw = pkg.join("libtensorflow_framework.so.2");
+    match real {
+        Some(r) => std::os::unix::fs::symlink(r.join("libtensorflow_framework.so.2"), &fw).unwrap(),
+        None => std::fs::write(&fw, cc).unwrap(),
+    }
+    pkg
+}
+
+/// `tfbn verify` with `TFBN_TF_LIB=pkg`, from the repository root (so the
+/// project venv is the next place); `explicit_only` stops the search there.
+fn verify_with_tf_lib(ckpt: &Path, pkg: &Path, explicit_only: bool) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tfbn"));
+    cmd.args(["verify", ckpt.to_str().unwrap(), "--tf-backend", "eigen"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TFBN_TF_LIB", pkg)
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .env("XDG_CACHE_HOME", pkg.parent().unwrap().join("cache"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if explicit_only {
+        cmd.env("TFBN_TF_EXPLICIT_ONLY", "1");
+    } else {
+        cmd.env_remove("TFBN_TF_EXPLICIT_ONLY");
+    }
+    wait_limited(
+        cmd.spawn().unwrap(),
+        Duration::from_secs(300),
+        "tfbn verify",
+    )
+}
+
+fn assert_refused_library(o: &Output, lib: &Path, why: &str) {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "status {:?} (135 = SIGBUS): {err}",
+        o.status
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains(lib.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} not named: {err}", lib.display()));
+    assert!(line.contains(why), "{why:?} missing from: {line}");
+}
+
+#[test]
+fn fault_01_truncated_libtensorflow_is_refused_and_the_next_place_tried() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = real_tf_dir();
+    let whole = match &real {
+        Some(r) => {
+            let mut head = vec![0u8; 1 << 20];
+            let mut f = std::fs::File::open(r.join("libtensorflow_cc.so.2")).unwrap();
+            std::io::Read::read_exact(&mut f, &mut head).unwrap();
+            head
+        }
+        // Without TF, any truncated shared object shows the same fault.
+        None => std::fs::read(std::env::current_exe().unwrap()).unwrap()[..1 << 16].to_vec(),
+    };
+    let pkg = fake_tf_dir(dir.path(), &whole, real.as_deref());
+    let cc = pkg.join("libtensorflow_cc.so.2");
+    let ckpt = tf1_copy(dir.path());
+    // Only that place: a message naming the file (it was SIGBUS, exit 135).
+    let o = verify_with_tf_lib(&ckpt, &pkg, true);
+    assert_refused_library(&o, &cc, "past the end");
+    // The search goes on to the project venv, which works.
+    if real.is_some() && Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv").is_dir() {
+        let o = verify_with_tf_lib(&ckpt, &pkg, false);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn fault_02_non_tensorflow_shared_object_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let libm = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib64/libm.so.6",
+        "/lib/aarch64-linux-gnu/libm.so.6",
+    ]
+    .iter()
+    .map(Path::new)
+    .find(|p| p.is_file())
+    .expect("libm.so.6");
+    let pkg = fake_tf_dir(dir.path(), &std::fs::read(libm).unwrap(), None);
+    let cc = pkg.join("libtensorflow_cc.so.2");
+    let ckpt = tf1_copy(dir.path());
+    // It panicked in tensorflow-sys-runtime ("function not loaded: TF_Version").
+    let o = verify_with_tf_lib(&ckpt, &pkg, true);
+    assert_refused_library(&o, &cc, "defines TF_Version");
+    // A file that is not ELF at all, and one too short for a header.
+    for bytes in [&b"#!/bin/sh\necho not a library\n"[..], &b"\x7fELF"[..]] {
+        let d = tempfile::tempdir().unwrap();
+        let pkg = fake_tf_dir(d.path(), bytes, None);
+        let o = verify_with_tf_lib(&ckpt, &pkg, true);
+        assert_refused_library(
+            &o,
+            &pkg.join("libtensorflow_cc.so.2"),
+            "not a usable library",
+        );
+    }
+}
+
 // ---- fault 3: a FIFO where a data file should be ----------------------------
 
 #[test]
