@@ -747,7 +747,81 @@ fn fault_08_kill_9_leftovers_are_swept_by_the_next_export() {
     assert!(other.exists() && !out.exists());
 }
 
-#[allow(dead_code)]
-fn unused(_: &mut dyn Write, _: fn(ExitStatus) -> Option<i32>) {
-    let _ = code;
+// ---- fault 11: messages -----------------------------------------------------
+
+/// A `.npy` of float64 ones (version 1.0 header).
+fn npy_f64(path: &Path, shape: &[usize]) {
+    let n: usize = shape.iter().product();
+    let a = ndarray::ArrayD::from_shape_vec(shape.to_vec(), vec![1.0f64; n]).unwrap();
+    tfbn::npy::write_npy(path, &tfbn::npy::NpyArray::F64(a)).unwrap();
+}
+
+#[test]
+fn fault_11_apply_errors_name_the_file_the_layer_and_the_one_broken_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = tf1_copy(dir.path());
+    let p = prefix.to_str().unwrap();
+    let x = dir.path().join("x64.npy");
+    npy_f64(&x, &[2, 4, 4, 8]);
+    let xs = x.to_str().unwrap();
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let layer = "batch_normalization"; // fused=True in the graph
+                                       // float64 on a fused layer: only the reason that holds, not a list of
+                                       // every condition with its truth value.
+    let r = tfbn(&["apply", p, "--layer", layer, "--input", xs, "-o", o]);
+    let line = assert_bad_input(&r, &[p, "layer batch_normalization", xs, "float64"]);
+    assert!(
+        !line.contains("renorm") && !line.contains("virtual"),
+        "{line}"
+    );
+    // Errors from the layer's arithmetic name checkpoint, layer and input.
+    let r = tfbn(&[
+        "apply", p, "--layer", layer, "--input", xs, "-o", o, "--axis", "7",
+    ]);
+    assert_bad_input(&r, &[p, "layer batch_normalization", xs, "axis 7"]);
+    let r = tfbn(&["apply", p, "--layer", "nope", "--input", xs, "-o", o]);
+    assert_bad_input(&r, &[p, "no batch-norm layer named \"nope\""]);
+    // -o is a folder for apply: a file there is named as such.
+    let r = tfbn(&["apply", p, "--layer", layer, "--input", xs, "-o", xs]);
+    assert_bad_input(&r, &[xs, "is a regular file", "folder"]);
+    // An output that is the input.
+    let y = dir.path().join("y.npy");
+    std::fs::copy(&x, &y).unwrap();
+    let before = std::fs::read(&y).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let r = tfbn(&[
+        "apply",
+        p,
+        "--layer",
+        "batch_normalization_2",
+        "--input",
+        y.to_str().unwrap(),
+        "-o",
+        d,
+    ]);
+    assert_bad_input(&r, &["y.npy", "is the input file"]);
+    assert_eq!(std::fs::read(&y).unwrap(), before);
+}
+
+#[test]
+fn fault_11_export_to_a_folder_says_so_instead_of_suggesting_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = tf1_copy(dir.path());
+    let target = dir.path().join("looks_like.safetensors");
+    std::fs::create_dir(&target).unwrap();
+    for force in [false, true] {
+        let mut args = vec![
+            "export",
+            prefix.to_str().unwrap(),
+            "-o",
+            target.to_str().unwrap(),
+        ];
+        if force {
+            args.push("--force");
+        }
+        let line = assert_bad_input(&tfbn(&args), &[target.to_str().unwrap(), "is a folder"]);
+        assert!(!line.contains("--force"), "{line}");
+    }
+    assert!(target.is_dir());
 }
