@@ -37,11 +37,47 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// tfbn reads data only from regular files: a FIFO would block the
+    /// read, a device may never end.
+    #[error("{path}: is {kind}, not a regular file (tfbn reads data only from regular files)")]
+    FileNotRegular {
+        /// Path as given.
+        path: PathBuf,
+        /// What it is instead (`a FIFO`, `a folder`, `a character device` …).
+        kind: &'static str,
+    },
+    /// A file is larger than tfbn reads whole for its kind.
+    #[error("{path}: {len} bytes is over the limit of {limit} bytes for this file")]
+    FileTooLarge {
+        /// File.
+        path: PathBuf,
+        /// Its length (or what was read of it).
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// An output file exists and `--force` was not given.
     #[error("{path}: already exists (pass --force to replace it)")]
     OutputExists {
         /// Output path.
         path: PathBuf,
+    },
+
+    /// An output path must name a regular file (or nothing yet).
+    #[error("{path}: is {kind}; the output must be a file path")]
+    OutputNotAFile {
+        /// Output path.
+        path: PathBuf,
+        /// What is there (`a folder`, `a FIFO` …).
+        kind: &'static str,
+    },
+    /// An output must not be one of the files being read.
+    #[error("{path}: is the input file {input}; writing it would destroy what is being read, so it is refused even where replacing files is allowed")]
+    OutputIsInput {
+        /// Output path.
+        path: PathBuf,
+        /// The input file it is (same device and inode).
+        input: PathBuf,
     },
 
     // ---- SSTable layer ------------------------------------------------
@@ -281,6 +317,20 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// Every slice entry must be listed by its variable's full entry;
+    /// without the check a variable whose full entry is gone would vanish
+    /// from the listing without a word.
+    #[error("{path}: variable {variable:?}: slice {slice} is stored but no full-tensor entry lists it ({count} slice entries unlisted); the variable's index entry is missing or incomplete")]
+    SliceOrphaned {
+        /// Index file (V1: the file holding the slice).
+        path: PathBuf,
+        /// The variable the slice key names.
+        variable: String,
+        /// The first such slice key, as `name[start,length:…]`.
+        slice: String,
+        /// How many slice entries have no full entry.
+        count: usize,
+    },
     /// The key is not in the checkpoint.
     #[error("{path}: no key {key:?}")]
     KeyNotFound {
@@ -453,6 +503,17 @@ pub enum Error {
         /// Each place tried: its folder (empty for a setting that gave
         /// none) and a message naming the place and why it did not work.
         tried: Vec<(PathBuf, String)>,
+    },
+    /// A library file the dynamic loader would map is not a complete
+    /// shared object for this machine, or lacks the symbols tfbn calls
+    /// (checked before loading: a truncated library kills the process with
+    /// SIGBUS, a foreign one panics on the first call).
+    #[error("{path}: not a usable library: {what}")]
+    LibraryInvalid {
+        /// The library file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
     },
     /// TensorFlow was loaded but an operation failed.
     #[error("TensorFlow: {what}: {status}")]

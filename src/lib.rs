@@ -22,10 +22,12 @@
 
 pub mod bn;
 pub mod bundle;
+pub mod cleanup;
 pub mod dtype;
 pub mod error;
 pub mod export;
 pub mod find;
+pub mod fsx;
 pub mod hyper;
 pub mod inspect;
 pub mod layers;

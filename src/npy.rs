@@ -99,11 +99,33 @@ fn invalid(path: &Path, what: impl Into<String>) -> Error {
     }
 }
 
-/// Reads a `.npy` file.
+/// Reads a `.npy` file, streaming: the magic, version and header are read
+/// and checked first, and the data size the header implies is compared
+/// with the file's length before the data is read, so a file that is not a
+/// `.npy` costs a few bytes of reading, whatever its size. Only regular
+/// files are read (`/dev/zero`, a FIFO: [`Error::FileNotRegular`]).
 pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray> {
+    use std::io::{Read, Seek, SeekFrom};
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_npy(&bytes, path)
+    let io = |e| Error::io(path, e);
+    let mut file = crate::fsx::open_regular(path)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut head = [0u8; 12];
+    let n = len.min(head.len() as u64) as usize;
+    file.read_exact(&mut head[..n]).map_err(io)?;
+    let pre = prelude(&head[..n], path)?;
+    let data_start = pre.data_start(len, path)?;
+    let mut raw = vec![0u8; pre.header_len];
+    file.seek(SeekFrom::Start(pre.prelude as u64))
+        .and_then(|_| file.read_exact(&mut raw))
+        .map_err(io)?;
+    let header = header_of(&raw, pre.major, path)?;
+    let nbytes = data_size(&header, path)?;
+    check_data_size(&header, nbytes, len - data_start as u64, path)?;
+    // Checked against the file above: this allocates what the file holds.
+    let mut data = vec![0u8; nbytes];
+    file.read_exact(&mut data).map_err(io)?;
+    array_of(&header, &data, path)
 }
 
 /// The header fields tfbn needs.
@@ -114,8 +136,36 @@ struct Header {
     shape: Vec<usize>,
 }
 
-/// Parses the bytes of a `.npy` file; `path` only names the file in errors.
-pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
+/// The fixed part before the header: magic, version, header length.
+struct Prelude {
+    major: u8,
+    header_len: usize,
+    /// Bytes before the header (10 or 12).
+    prelude: usize,
+}
+
+impl Prelude {
+    /// Where the data starts, checked against the file length `len`.
+    fn data_start(&self, len: u64, path: &Path) -> Result<usize> {
+        let data_start = self
+            .prelude
+            .checked_add(self.header_len)
+            .ok_or_else(|| invalid(path, "header length overflows"))?;
+        if data_start as u64 > len {
+            return Err(invalid(
+                path,
+                format!(
+                    "header of {} bytes runs past the end of the {len}-byte file",
+                    self.header_len
+                ),
+            ));
+        }
+        Ok(data_start)
+    }
+}
+
+/// Parses the prelude from the first (up to 12) bytes of a file.
+fn prelude(bytes: &[u8], path: &Path) -> Result<Prelude> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(invalid(path, "not a .npy file (magic \\x93NUMPY missing)"));
     }
@@ -142,19 +192,15 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
             format!("header length {header_len} exceeds {MAX_HEADER_LEN} bytes"),
         ));
     }
-    let data_start = prelude
-        .checked_add(header_len)
-        .ok_or_else(|| invalid(path, "header length overflows"))?;
-    if data_start > bytes.len() {
-        return Err(invalid(
-            path,
-            format!(
-                "header of {header_len} bytes runs past the end of the {}-byte file",
-                bytes.len()
-            ),
-        ));
-    }
-    let raw = &bytes[prelude..data_start];
+    Ok(Prelude {
+        major,
+        header_len,
+        prelude,
+    })
+}
+
+/// Decodes and parses the header's dict.
+fn header_of(raw: &[u8], major: u8, path: &Path) -> Result<Header> {
     let text = if major == 3 {
         std::str::from_utf8(raw).map_err(|_| invalid(path, "header is not UTF-8"))?
     } else {
@@ -170,6 +216,11 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
             "fortran_order is True; only C-order arrays are supported (save with np.ascontiguousarray)",
         ));
     }
+    Ok(header)
+}
+
+/// The data bytes the header implies (checked arithmetic).
+fn data_size(header: &Header, path: &Path) -> Result<usize> {
     let count = header
         .shape
         .iter()
@@ -193,21 +244,37 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
             ))
         }
     };
-    let nbytes = count
+    count
         .checked_mul(width)
-        .ok_or_else(|| invalid(path, "data size overflows"))?;
-    let data = &bytes[data_start..];
-    if data.len() != nbytes {
+        .ok_or_else(|| invalid(path, "data size overflows"))
+}
+
+fn check_data_size(header: &Header, nbytes: usize, have: u64, path: &Path) -> Result<()> {
+    if have != nbytes as u64 {
         return Err(invalid(
             path,
             format!(
-                "shape {:?} of {} needs {nbytes} data bytes, the file has {}",
-                header.shape,
-                header.descr,
-                data.len()
+                "shape {:?} of {} needs {nbytes} data bytes, the file has {have}",
+                header.shape, header.descr,
             ),
         ));
     }
+    Ok(())
+}
+
+/// Parses the bytes of a `.npy` file; `path` only names the file in errors.
+pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<NpyArray> {
+    let pre = prelude(&bytes[..bytes.len().min(12)], path)?;
+    let data_start = pre.data_start(bytes.len() as u64, path)?;
+    let header = header_of(&bytes[pre.prelude..data_start], pre.major, path)?;
+    let nbytes = data_size(&header, path)?;
+    let data = &bytes[data_start..];
+    check_data_size(&header, nbytes, data.len() as u64, path)?;
+    array_of(&header, data, path)
+}
+
+/// The array of `data` (exactly the size [`data_size`] gave).
+fn array_of(header: &Header, data: &[u8], path: &Path) -> Result<NpyArray> {
     let shape = IxDyn(&header.shape);
     let arr = |e: ndarray::ShapeError| invalid(path, format!("shape: {e}"));
     Ok(match header.descr.as_str() {

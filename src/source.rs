@@ -193,6 +193,40 @@ impl Source {
         })
     }
 
+    /// Every file this source reads or depends on, for refusing an output
+    /// that would overwrite one of them: the bundle's index and data files
+    /// (V1: its files); the `checkpoint` state file and `PREFIX.meta`
+    /// beside a checkpoint, when present; and for a SavedModel every file
+    /// in its folder and in `variables/`.
+    pub fn input_files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.bundle.files().to_vec();
+        let is_file = |p: &PathBuf| p.is_file();
+        match &self.saved_model {
+            Some(_) => {
+                for dir in [self.path.clone(), self.path.join("variables")] {
+                    if let Ok(rd) = std::fs::read_dir(&dir) {
+                        out.extend(rd.flatten().map(|e| e.path()).filter(is_file));
+                    }
+                }
+            }
+            None => {
+                let prefix = self.bundle.prefix();
+                let mut meta = prefix.as_os_str().to_os_string();
+                meta.push(".meta");
+                let dir = match prefix.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                out.extend(
+                    [PathBuf::from(meta), dir.join("checkpoint")]
+                        .into_iter()
+                        .filter(is_file),
+                );
+            }
+        }
+        out
+    }
+
     /// The path as given to [`Source::open`].
     pub fn path(&self) -> &Path {
         &self.path
@@ -300,7 +334,10 @@ fn read_meta_beside(prefix: &Path) -> std::result::Result<Option<(PathBuf, MetaG
             meta.len()
         ));
     }
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}; {left_out}", path.display()))?;
+    // Opened as a regular file only (the path may have been swapped for a
+    // FIFO since the check above).
+    let bytes =
+        crate::fsx::read_regular(&path, MAX_META_BYTES).map_err(|e| format!("{e}; {left_out}"))?;
     match crate::savedmodel::decode_proto::<MetaGraphDef>(
         &bytes,
         &path,

@@ -324,12 +324,33 @@ impl BnConfig {
                     && !is_f64;
                 match self.fused {
                     Some(false) => Ok(Path::NonFused),
-                    Some(true) if !can => Err(Error::InvalidArgument(format!(
-                        "batch norm ({}): fused=True is not possible here (rank {rank}, axis {axis}, renorm {}, virtual batch {}, float64 {is_f64})",
-                        self.api,
-                        self.renorm.is_some(),
-                        self.virtual_batch_size.is_some()
-                    ))),
+                    Some(true) if !can => {
+                        // Only the reasons that hold, in TF's words
+                        // (`_raise_if_fused_cannot_be_used`).
+                        let mut why = Vec::new();
+                        if !fusable_layout(rank, axis) {
+                            why.push(format!(
+                                "the input is rank {rank} with the channel axis {axis} (fused needs rank 4 or 5, channel axis 1 or last)"
+                            ));
+                        }
+                        if self.renorm.is_some() {
+                            why.push("renorm is on".to_string());
+                        }
+                        if self.virtual_batch_size.is_some() {
+                            why.push("virtual_batch_size is set".to_string());
+                        }
+                        if is_f64 {
+                            why.push(
+                                "the input is float64 (the fused kernel takes float16, bfloat16 and float32)"
+                                    .to_string(),
+                            );
+                        }
+                        Err(Error::InvalidArgument(format!(
+                            "batch norm ({}): the layer has fused=True, which TF refuses here: {}",
+                            self.api,
+                            why.join("; ")
+                        )))
+                    }
                     _ => Ok(if can { Path::Fused } else { Path::NonFused }),
                 }
             }

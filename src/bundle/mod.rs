@@ -26,7 +26,6 @@ pub mod varint;
 pub mod write;
 
 use std::borrow::Cow;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -263,9 +262,10 @@ impl CrcCheck {
     }
 }
 
-/// Memory-maps a whole file read-only.
+/// Memory-maps a whole regular file read-only (a FIFO or device is
+/// [`Error::FileNotRegular`], refused without blocking).
 fn map_file(path: &Path) -> Result<Mmap> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::fsx::open_regular(path)?;
     // SAFETY: the map is read-only and private to this process. If another
     // process truncates the file while it is mapped, reads past the new end
     // fault (SIGBUS); that is the accepted cost of memory-mapping

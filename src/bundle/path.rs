@@ -302,7 +302,7 @@ fn v1_shards(stem: PathBuf, count: u32) -> Result<Resolved> {
 /// `CheckpointState` text proto; the value is C-escaped).
 fn read_checkpoint_file(path: &Path) -> Result<String> {
     const LIMIT: u64 = 1 << 20;
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::fsx::open_regular(path)?;
     let mut text = Vec::new();
     file.take(LIMIT)
         .read_to_end(&mut text)

@@ -18,7 +18,7 @@ use crate::bundle::slices::{
 };
 use crate::bundle::table::Table;
 use crate::bundle::v2::unreadable;
-use crate::bundle::{display_key, map_file, EntryInfo};
+use crate::bundle::{decode_slice_key, display_key, map_file, EntryInfo};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::proto::bundle::SavedTensorSlices;
@@ -154,11 +154,14 @@ pub(crate) fn open(files: &[PathBuf]) -> Result<Opened> {
         for ((extents, file), b) in m.slices.into_iter().zip(boxes) {
             let key = encode_slice_key(&name, &extents);
             let shown = display_key(&key);
-            let &(start, len) = values[file].get(&key).ok_or_else(|| Error::SliceInvalid {
-                path: files[file].clone(),
-                key: name.clone(),
-                what: format!("slice {shown} has no entry"),
-            })?;
+            // Taken out, so that what is left at the end is unlisted.
+            let (start, len) = values[file]
+                .remove(&key)
+                .ok_or_else(|| Error::SliceInvalid {
+                    path: files[file].clone(),
+                    key: name.clone(),
+                    what: format!("slice {shown} has no entry"),
+                })?;
             slices.push(Slice {
                 extents,
                 b,
@@ -176,6 +179,23 @@ pub(crate) fn open(files: &[PathBuf]) -> Result<Opened> {
             num_bytes: m.num_bytes,
         });
         tensors.push(slices);
+    }
+    // A data entry no tensor's meta lists: the tensor's meta entry is gone
+    // and the tensor would vanish without a word (see v2's check).
+    for (file, left) in values.iter().enumerate() {
+        let mut keys: Vec<&Vec<u8>> = left.keys().collect();
+        keys.sort();
+        if let Some(first) = keys.first() {
+            let variable = decode_slice_key(first)
+                .map(|(n, _)| n)
+                .unwrap_or_else(|| display_key(first));
+            return Err(Error::SliceOrphaned {
+                path: files[file].clone(),
+                variable,
+                slice: display_key(first),
+                count: keys.len(),
+            });
+        }
     }
     Ok(Opened {
         reader: V1 {

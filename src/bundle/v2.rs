@@ -10,7 +10,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -82,15 +81,15 @@ pub(crate) fn open(prefix: &Path) -> Result<Opened> {
     let mut shards = Vec::new();
     for s in 0..header.num_shards {
         let path = entry::shard_path(prefix, s, header.num_shards);
-        let map = match File::open(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        // A FIFO shard would block the open; map_file refuses it.
+        let map = match map_file(&path) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::ShardMissing {
                     path,
                     num_shards: header.num_shards as i32,
                 })
             }
-            Err(e) => return Err(Error::io(path, e)),
-            Ok(_) => map_file(&path)?,
+            other => other?,
         };
         shard_paths.push(path);
         shards.push(map);
@@ -126,16 +125,15 @@ pub(crate) fn open(prefix: &Path) -> Result<Opened> {
     let total_data: u64 = infos.iter().map(|s| s.len).sum();
     let mut entries = Vec::with_capacity(named.len());
     let mut stored = Vec::with_capacity(named.len());
+    let mut slices_used: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
     for (name, e) in named {
         let s = match e.location {
             Some(loc) => Stored::Whole(loc),
-            None => Stored::Partitioned(resolve_slices(
-                &index_path,
-                &name,
-                &e,
-                &slice_entries,
-                total_data,
-            )?),
+            None => {
+                let slices = resolve_slices(&index_path, &name, &e, &slice_entries, total_data)?;
+                slices_used.extend(e.slices.iter().map(|x| encode_slice_key(&name, x)));
+                Stored::Partitioned(slices)
+            }
         };
         entries.push(EntryInfo {
             key: name,
@@ -145,6 +143,14 @@ pub(crate) fn open(prefix: &Path) -> Result<Opened> {
             num_bytes: e.num_bytes,
         });
         stored.push(s);
+    }
+    // Every slice entry belongs to a listed tensor (resolve_slices found
+    // each of the listed tensors' slices, and slice keys are unique). A
+    // slice left over is a variable whose full entry is gone: TF's reader
+    // would skip it in silence, and the variable would vanish (a layer's
+    // beta read as absent, i.e. center=False).
+    if slices_used.len() != slice_entries.len() {
+        check_orphan_slices(&index_path, &slices_used, &slice_entries)?;
     }
     let mut files = vec![index_path.clone()];
     files.extend(shard_paths.iter().cloned());
@@ -159,6 +165,32 @@ pub(crate) fn open(prefix: &Path) -> Result<Opened> {
         entries,
         files,
         num_shards: header.num_shards,
+    })
+}
+
+/// [`Error::SliceOrphaned`] for the first slice entry no full entry lists.
+fn check_orphan_slices(
+    index: &Path,
+    used: &std::collections::HashSet<Vec<u8>>,
+    slice_entries: &HashMap<&[u8], Entry>,
+) -> Result<()> {
+    let mut orphans: Vec<&[u8]> = slice_entries
+        .keys()
+        .copied()
+        .filter(|key| !used.contains(*key))
+        .collect();
+    orphans.sort();
+    let Some(first) = orphans.first() else {
+        return Ok(());
+    };
+    let variable = crate::bundle::decode_slice_key(first)
+        .map(|(n, _)| n)
+        .unwrap_or_else(|| display_key(first));
+    Err(Error::SliceOrphaned {
+        path: index.to_path_buf(),
+        variable,
+        slice: display_key(first),
+        count: orphans.len(),
     })
 }
 

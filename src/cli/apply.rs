@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use ndarray::ArrayD;
 use tfbn::bn::{self, BnApi, BnInput};
+use tfbn::export::writer::check_output_not_input;
 use tfbn::npy::{read_npy, write_npy, NpyArray};
 use tfbn::prepare::{prepare_layer, Overrides};
 
@@ -57,6 +58,18 @@ pub struct Args {
     output: PathBuf,
 }
 
+/// Every file `apply` may write into its output folder.
+const OUTPUT_NAMES: [&str; 8] = [
+    "y.npy",
+    "batch_mean.npy",
+    "batch_variance.npy",
+    "moving_mean.npy",
+    "moving_variance.npy",
+    "moving_stddev.npy",
+    "renorm_mean.npy",
+    "renorm_stddev.npy",
+];
+
 fn to_input(a: NpyArray, bf16_bits: bool, path: &std::path::Path) -> Result<BnInput> {
     Ok(match a {
         NpyArray::F32(a) => BnInput::F32(a),
@@ -92,16 +105,18 @@ pub fn run(args: Args) -> Result<Outcome> {
     };
     let source = super::open_source(&args.path, &args.found)?;
     let layers = tfbn::find::discover(&source);
-    let layer =
-        tfbn::layers::find(&layers, &args.layer).ok_or_else(|| tfbn::Error::LayerNotFound {
+    let layer = tfbn::layers::find(&layers, &args.layer)
+        .ok_or_else(|| tfbn::Error::LayerNotFound {
             name: args.layer.clone(),
             known: layers
                 .iter()
                 .map(|l| l.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
-        })?;
-    let hyper = tfbn::hyper::recover(&source, std::slice::from_ref(layer))?;
+        })
+        .with_context(|| args.path.display().to_string())?;
+    let hyper = tfbn::hyper::recover(&source, std::slice::from_ref(layer))
+        .with_context(|| format!("{}: layer {}", args.path.display(), layer.name))?;
     let hyper = hyper
         .into_iter()
         .next()
@@ -112,19 +127,37 @@ pub fn run(args: Args) -> Result<Outcome> {
         axis: args.axis,
         api,
     };
-    let prepared = prepare_layer(&source, layer, &hyper, &overrides)?;
+    // Every error from here on names the checkpoint and the layer (and,
+    // once it is read, the input).
+    let at = format!("{}: layer {}", args.path.display(), layer.name);
+    let prepared = prepare_layer(&source, layer, &hyper, &overrides).context(at.clone())?;
     let x = to_input(read_npy(&args.input)?, args.bf16_bits, &args.input)?;
+    let at_input = format!("{at}: input {}", args.input.display());
 
+    // -o is a folder; outputs never replace the input or a checkpoint file.
+    match std::fs::metadata(&args.output) {
+        Ok(m) if !m.is_dir() => bail!(
+            "{}: is {}; -o names the folder the outputs are written to",
+            args.output.display(),
+            tfbn::fsx::kind_of(m.file_type())
+        ),
+        _ => {}
+    }
+    let mut inputs = source.input_files();
+    inputs.push(args.input.clone());
+    for name in OUTPUT_NAMES {
+        check_output_not_input(&args.output.join(name), &inputs)?;
+    }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("{}: cannot create the output folder", args.output.display()))?;
     let out = |name: &str| args.output.join(name);
     match args.mode {
         Mode::Inference => {
-            let r = bn::inference(&prepared.config, &prepared.params, &x)?;
+            let r = bn::inference(&prepared.config, &prepared.params, &x).context(at_input)?;
             write_npy(out("y.npy"), &to_npy(&r.y))?;
         }
         Mode::Training => {
-            let r = bn::training(&prepared.config, &prepared.params, &x)?;
+            let r = bn::training(&prepared.config, &prepared.params, &x).context(at_input)?;
             // Compute everything first, then write, so an error leaves nothing.
             let mut files = vec![("y.npy", to_npy(&r.y))];
             if let Some(m) = &r.batch_mean {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use tfbn::export::describe::{describe, SafetensorsReport};
+use tfbn::export::writer::{check_output, check_output_not_input};
 use tfbn::export::{
     plan_all_variables, plan_layers, verify_file, write_plan, DtypeCast, ExportOptions,
     HyperOverride, OverrideValue, Preset, Rename,
@@ -240,11 +241,13 @@ pub fn run(args: Args) -> Result<Outcome> {
             "--preset applies to batch-norm layer exports; --all-variables writes checkpoint keys"
         );
     }
-    // Fail before reading anything when the output is in the way.
-    if !opts.force && args.output.exists() {
-        return Err(tfbn::Error::OutputExists { path: args.output }.into());
-    }
+    // Fail before planning when the output is in the way: one of the
+    // input's own files, with or without --force (checked first, so that
+    // no message suggests a --force that cannot help); a folder, FIFO or
+    // device; an existing file without --force.
     let source = super::open_source(&args.path, &args.found)?;
+    check_output_not_input(&args.output, &source.input_files())?;
+    check_output(&args.output, opts.force)?;
     let plan = if args.all_variables {
         plan_all_variables(&source, &opts)?
     } else {

@@ -47,6 +47,15 @@ pub enum Outcome {
 }
 
 pub fn run() -> ExitCode {
+    // SIGINT, SIGTERM, SIGHUP: remove the temp files being written, exit
+    // 130, 143, 129. Without the handlers the command still works; it only
+    // leaves temp files for the next write's sweep.
+    if let Err(e) = tfbn::cleanup::install_signal_cleanup() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "tfbn: warning: cannot install signal handlers ({e}); an interrupted write leaves its temporary file"
+        );
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -81,7 +81,10 @@ pub fn is_safetensors_file(path: &Path) -> bool {
         return true;
     }
     let mut head = [0u8; 9];
-    match std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)) {
+    let Ok(mut file) = crate::fsx::open_regular(path) else {
+        return false;
+    };
+    match std::io::Read::read_exact(&mut file, &mut head) {
         Ok(()) => {
             let n = u64::from_le_bytes([
                 head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
@@ -94,7 +97,7 @@ pub fn is_safetensors_file(path: &Path) -> bool {
 
 /// Reads `path` (validated by the `safetensors` crate) into a report.
 pub fn describe(path: &Path) -> Result<SafetensorsReport> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::fsx::open_regular(path)?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     // SAFETY: read-only map; only the header is read. A concurrent
     // truncation by another process would fault (see bundle::map_file).

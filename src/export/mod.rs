@@ -107,7 +107,9 @@ pub struct ExportSummary {
 }
 
 /// Writes `plan` to `out` through a temp file renamed into place. `progress`
-/// receives the data bytes written so far and the total.
+/// receives the data bytes written so far and the total. An `out` that is
+/// one of the source's own files ([`Source::input_files`]) is refused
+/// ([`crate::Error::OutputIsInput`]), whatever the policy.
 ///
 /// Reading (with its crc check) and writing overlap: a helper thread
 /// produces tensor `i + 1` while tensor `i` is written, handing them over
@@ -119,6 +121,7 @@ pub fn write_plan(
     policy: writer::OutputPolicy,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportSummary> {
+    writer::check_output_not_input(out, &source.input_files())?;
     let total: u64 = plan.tensors.iter().map(|t| t.nbytes).sum();
     let bytes = std::thread::scope(|scope| {
         // A rendezvous channel: the producer computes the next tensor, then

@@ -42,7 +42,7 @@ impl VerifyReport {
 /// docs). A file that is not valid safetensors is an
 /// [`Error::SafetensorsRead`]; differences are listed in the report.
 pub fn verify_file(source: &Source, plan: &ExportPlan, path: &Path) -> Result<VerifyReport> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::fsx::open_regular(path)?;
     // SAFETY: read-only map of the file tfbn just wrote; a concurrent
     // truncation by another process would fault, the accepted cost of
     // mapping (see bundle::map_file).

@@ -209,7 +209,8 @@ fn copy_from_backing_file(w: &mut BufWriter<&File>, bytes: &[u8]) -> std::io::Re
     let Some(backing) = mapped::file_backing(bytes) else {
         return Ok(false);
     };
-    let Ok(src) = File::open(&backing.path) else {
+    // Regular files only: the path may have been replaced by a FIFO.
+    let Ok(src) = crate::fsx::open_regular(&backing.path) else {
         return Ok(false);
     };
     // The path must still name the mapped file, holding the whole range.
@@ -289,22 +290,71 @@ impl Default for OutputPolicy {
     }
 }
 
-/// Runs `body` against a buffered sibling temp file of `out`, then renames
-/// the temp file onto `out` (after syncing it, unless `policy.sync` is
-/// off). On any failure the temp file is removed and `out` is left as it
-/// was. Without `policy.force`, an existing `out` is an error before
-/// anything is written.
+/// Checks that `out` can be an output: whatever is there now must be a
+/// regular file (a folder, FIFO or device is [`Error::OutputNotAFile`],
+/// with or without `force`), and without `force` nothing may be there
+/// ([`Error::OutputExists`]).
+pub fn check_output(out: &Path, force: bool) -> Result<()> {
+    match std::fs::metadata(out) {
+        Ok(m) if !m.file_type().is_file() => Err(Error::OutputNotAFile {
+            path: out.to_path_buf(),
+            kind: crate::fsx::kind_of(m.file_type()),
+        }),
+        Ok(_) if !force => Err(Error::OutputExists {
+            path: out.to_path_buf(),
+        }),
+        // A dangling symlink: `exists` is false, but publishing without
+        // force still refuses it (link(2) sees the name taken).
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an output that is the same file (device and inode, after
+/// following symlinks; hard links included) as one of `inputs`: writing it
+/// would destroy what is being read, `force` or not.
+pub fn check_output_not_input(out: &Path, inputs: &[PathBuf]) -> Result<()> {
+    let Some(id) = crate::fsx::file_id(out) else {
+        return Ok(());
+    };
+    match inputs.iter().find(|p| crate::fsx::file_id(p) == Some(id)) {
+        Some(input) => Err(Error::OutputIsInput {
+            path: out.to_path_buf(),
+            input: input.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Runs `body` against a buffered sibling temp file of `out`, then moves
+/// the temp file to `out` (after syncing it, unless `policy.sync` is off).
+/// On any failure the temp file is removed and `out` is left as it was.
+///
+/// * Without `policy.force`, an existing `out` is an error before anything
+///   is written, and the final move cannot replace a file that appeared in
+///   the meantime: it is `renameat2(RENAME_NOREPLACE)` (or, on file systems
+///   without it, `link(2)` then `unlink`), so of two writers racing for one
+///   name exactly one succeeds and the other gets [`Error::OutputExists`].
+///   With `force` it is `rename(2)`.
+/// * `out` must not be a folder, FIFO or device ([`check_output`]).
+/// * The temp file is registered with [`crate::cleanup`], so a SIGINT or
+///   SIGTERM (with [`crate::cleanup::install_signal_cleanup`]) removes it;
+///   and temp files that killed processes left in the folder are removed
+///   first ([`crate::cleanup::sweep_stale_temps`]).
 pub fn write_atomic<T>(
     out: &Path,
     policy: OutputPolicy,
     body: impl FnOnce(&mut BufWriter<&File>) -> std::result::Result<T, WriteError>,
 ) -> Result<T> {
-    if !policy.force && out.exists() {
-        return Err(Error::OutputExists {
-            path: out.to_path_buf(),
+    check_output(out, policy.force)?;
+    let tmp = temp_sibling(out);
+    if let Some(dir) = tmp.parent() {
+        crate::cleanup::sweep_stale_temps(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
         });
     }
-    let tmp = temp_sibling(out);
+    let _guard = crate::cleanup::register(&tmp);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -318,19 +368,19 @@ pub fn write_atomic<T>(
         if policy.sync {
             file.sync_data()?;
         }
+        debug_stall();
         Ok::<T, WriteError>(value)
     })();
+    drop(file);
     match result {
-        Ok(value) => {
-            drop(file);
-            if let Err(e) = std::fs::rename(&tmp, out) {
+        Ok(value) => match publish(&tmp, out, policy.force) {
+            Ok(()) => Ok(value),
+            Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(Error::io(out, e));
+                Err(e)
             }
-            Ok(value)
-        }
+        },
         Err(e) => {
-            drop(file);
             let _ = std::fs::remove_file(&tmp);
             Err(match e {
                 WriteError::Io(e) => Error::io(out, e),
@@ -338,6 +388,80 @@ pub fn write_atomic<T>(
             })
         }
     }
+}
+
+/// Fault-injection hook for the signal and race tests: sleeps
+/// `TFBN_DEBUG_STALL_MS` milliseconds once the temp file is complete, before
+/// it is moved into place, so that a test can interrupt or race a write at a
+/// known point. In every build, so the tests run under any profile; one
+/// environment lookup per written file.
+fn debug_stall() {
+    if let Some(ms) = std::env::var("TFBN_DEBUG_STALL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// Moves the finished `tmp` to `out`: `rename(2)` with `force`, otherwise
+/// an atomic no-clobber move.
+fn publish(tmp: &Path, out: &Path, force: bool) -> Result<()> {
+    if force {
+        return std::fs::rename(tmp, out).map_err(|e| Error::io(out, e));
+    }
+    let exists = |e: &std::io::Error| e.kind() == std::io::ErrorKind::AlreadyExists;
+    match rename_noreplace(tmp, out) {
+        Ok(()) => return Ok(()),
+        Err(e) if exists(&e) => {
+            return Err(Error::OutputExists {
+                path: out.to_path_buf(),
+            })
+        }
+        // EINVAL / ENOSYS: the file system (or kernel) lacks RENAME_NOREPLACE.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {}
+        Err(e) => return Err(Error::io(out, e)),
+    }
+    match std::fs::hard_link(tmp, out) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(tmp);
+            Ok(())
+        }
+        Err(e) if exists(&e) => Err(Error::OutputExists {
+            path: out.to_path_buf(),
+        }),
+        Err(e) => Err(Error::io(out, e)),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: two valid C strings, relative to the current folder.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_noreplace(_from: &Path, _to: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 fn temp_sibling(out: &Path) -> PathBuf {
@@ -350,7 +474,7 @@ fn temp_sibling(out: &Path) -> PathBuf {
     // never share a temp file.
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp_name = format!(".{name}.tfbn-tmp-{}-{n}", std::process::id());
+    let tmp_name = crate::cleanup::temp_name(&name, std::process::id(), n);
     match dir {
         Some(d) => d.join(tmp_name),
         None => PathBuf::from(tmp_name),

@@ -102,7 +102,9 @@ impl SavedModel {
         }
 
         let keras_metadata_path = dir.join(KERAS_METADATA_PB);
-        let keras_metadata = if keras_metadata_path.is_file() {
+        // `exists`, not `is_file`: a FIFO or folder in its place is an error
+        // (read_proto_file refuses it), not a silent loss of the Keras config.
+        let keras_metadata = if keras_metadata_path.exists() {
             let bytes = read_proto_file(&keras_metadata_path)?;
             Some(decode_proto::<SavedMetadata>(
                 &bytes,
@@ -212,16 +214,13 @@ fn validate_object_graph(graph: &SavedObjectGraph, file: &Path) -> Result<()> {
 /// Reads a whole protobuf file, refusing files over 2 GiB (no valid
 /// protobuf is that large).
 fn read_proto_file(path: &Path) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    if len > MAX_PROTO_FILE_BYTES {
-        return Err(Error::SavedModelInvalid {
+    crate::fsx::read_regular(path, MAX_PROTO_FILE_BYTES).map_err(|e| match e {
+        Error::FileTooLarge { len, .. } => Error::SavedModelInvalid {
             path: path.to_path_buf(),
             what: format!("{len} bytes is over the 2 GiB protobuf limit"),
-        });
-    }
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+        },
+        other => other,
+    })
 }
 
 /// Decodes one protobuf message, turning a decode failure (including

@@ -15,6 +15,7 @@
 //!   bits (bn-semantics §0, §1.3, §3.3).
 
 pub mod bn;
+pub mod elf;
 pub mod find;
 mod graph;
 pub mod read;
@@ -233,6 +234,13 @@ fn load_uncached(opts: &LoadOptions) -> std::result::Result<TfRuntime, LoadFailu
                 continue;
             }
         };
+        // Checked before the loader sees it: a truncated library is SIGBUS
+        // and a foreign one a panic, where this is a message and the next
+        // place is tried.
+        if let Err(e) = check_before_loading(&dir, &library) {
+            tried.push(label(e.to_string()));
+            continue;
+        }
         std::env::set_var("TENSORFLOW_DIR", &tensorflow_dir);
         match tensorflow::library::load() {
             Ok(()) => {
@@ -256,6 +264,30 @@ fn load_uncached(opts: &LoadOptions) -> std::result::Result<TfRuntime, LoadFailu
         }
     }
     Err(LoadFailure { tried })
+}
+
+/// Checks the C-API library and, when the folder holds it, the framework
+/// library it needs, so that neither is handed to the dynamic loader
+/// broken; and that the two together define the C-API functions tfbn
+/// calls (the wheel splits them: `TF_Version` in the C-API library,
+/// `TF_NewStatus` in the framework; `dlsym` searches both).
+fn check_before_loading(dir: &std::path::Path, library: &std::path::Path) -> Result<()> {
+    let mut missing = elf::missing_symbols(library, elf::REQUIRED_SYMBOLS)?;
+    let framework = dir.join(find::FRAMEWORK_LIB);
+    if framework.exists() {
+        missing = elf::missing_symbols(&framework, &missing)?;
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::LibraryInvalid {
+        path: library.to_path_buf(),
+        what: format!(
+            "neither it nor {} defines {} (not TensorFlow's C API)",
+            find::FRAMEWORK_LIB,
+            missing.join(", ")
+        ),
+    })
 }
 
 /// Formats the places tried for [`Error::TensorFlowUnavailable`] (each

@@ -269,11 +269,28 @@ pub fn tf_path(cfg: &BnConfig, rank: usize, axis: usize, dtype: BnDtype) -> Resu
                 && dtype != BnDtype::F64;
             match cfg.fused {
                 Some(false) => Ok(TfPath::NonFused),
-                Some(true) if !can => Err(Error::InvalidArgument(format!(
-                    "{}: fused=True is not possible here (rank {rank}, axis {axis}, {})",
-                    cfg.api,
-                    dtype.name()
-                ))),
+                Some(true) if !can => {
+                    let mut why = Vec::new();
+                    if !fusable {
+                        why.push(format!(
+                            "the input is rank {rank} with the channel axis {axis} (fused needs rank 4 or 5, channel axis 1 or last)"
+                        ));
+                    }
+                    if cfg.renorm.is_some() {
+                        why.push("renorm is on".to_string());
+                    }
+                    if cfg.virtual_batch_size.is_some() {
+                        why.push("virtual_batch_size is set".to_string());
+                    }
+                    if dtype == BnDtype::F64 {
+                        why.push("the input is float64 (the fused kernel takes float16, bfloat16 and float32)".to_string());
+                    }
+                    Err(Error::InvalidArgument(format!(
+                        "{}: the layer has fused=True, which TF refuses here: {}",
+                        cfg.api,
+                        why.join("; ")
+                    )))
+                }
                 _ => Ok(if can { TfPath::Fused } else { TfPath::NonFused }),
             }
         }
