@@ -63,6 +63,28 @@ const PROVENANCE: &[(&str, Origin, Origin)] = &[
         Origin::Graph("saved_model.pb"),
         Origin::Default,
     ),
+    // Older TF releases (scripts/gen_versions.py).
+    ("tf2_12_savedmodel", Origin::Keras, Origin::Keras),
+    ("tf2_13_savedmodel", Origin::Keras, Origin::Keras),
+    ("tf2_15_savedmodel", Origin::Keras, Origin::Keras),
+    (
+        "tf2_16_savedmodel",
+        Origin::Graph("saved_model.pb"),
+        Origin::Default,
+    ),
+    (
+        "tf2_16_export",
+        Origin::Graph("saved_model.pb"),
+        Origin::Default,
+    ),
+    ("tf2_12_ckpt", Origin::Default, Origin::Default),
+    ("tf2_13_ckpt", Origin::Default, Origin::Default),
+    ("tf2_15_ckpt", Origin::Default, Origin::Default),
+    ("tf2_16_ckpt", Origin::Default, Origin::Default),
+    ("tf2_12_weights", Origin::Default, Origin::Default),
+    ("tf2_13_weights", Origin::Default, Origin::Default),
+    ("tf2_15_weights", Origin::Default, Origin::Default),
+    ("tf2_16_weights", Origin::Default, Origin::Default),
     ("tf1_no_update_ops", Origin::Default, Origin::Default),
     ("tf1_v1_format", Origin::Default, Origin::Default),
     ("sharded", Origin::Default, Origin::Default),
@@ -290,9 +312,9 @@ fn serving_mode_follows_the_serving_signature_only() {
                 "tfkeras_training_serving" => Some(ServingMode::Training),
                 // These also hold training traces (tf_keras layer call
                 // functions) that no signature reaches.
-                "tfkeras_savedmodel" | "tfkeras_ghost" | "keras3_saved_model" | "keras3_export" => {
-                    Some(ServingMode::Inference)
-                }
+                "tfkeras_savedmodel" | "tfkeras_ghost" | "keras3_saved_model" | "keras3_export"
+                | "tf2_12_savedmodel" | "tf2_13_savedmodel" | "tf2_15_savedmodel"
+                | "tf2_16_savedmodel" | "tf2_16_export" => Some(ServingMode::Inference),
                 _ => None,
             };
             assert_eq!(h.serving_mode.value, want, "{}/{}", fx.name, l.name);
