@@ -29,6 +29,16 @@ pub enum Error {
         /// What was looked for.
         why: String,
     },
+    /// The file is of a format tfbn recognises but does not read (HDF5,
+    /// ONNX, TFLite, PyTorch, …): what it is and how to get a file tfbn
+    /// reads.
+    #[error("{path}: {what}")]
+    FormatNotRead {
+        /// The file.
+        path: PathBuf,
+        /// What it is, and what to do.
+        what: &'static str,
+    },
     /// A declared layer mapping (`[GLOB:]ROLE=NAME,…`) does not parse.
     #[error("layer mapping {mapping:?}: {why}")]
     LayerMappingInvalid {

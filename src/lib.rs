@@ -40,6 +40,7 @@ pub mod prepare;
 pub mod proto;
 pub mod savedmodel;
 pub mod snapshot;
+pub mod sniff;
 pub mod source;
 pub mod tensor;
 pub mod tf;

@@ -144,6 +144,14 @@ impl Source {
                 };
             return Source::build(path, SourceFormat::SavedModel, bundle, Some(sm));
         }
+        if path.is_file() {
+            if let Some(f) = crate::sniff::identify(path) {
+                return Err(crate::Error::FormatNotRead {
+                    path: path.to_path_buf(),
+                    what: f.explain(),
+                });
+            }
+        }
         let bundle = Bundle::open(path)?;
         let format = match bundle.format() {
             BundleFormat::V2 { .. } => SourceFormat::CheckpointV2,

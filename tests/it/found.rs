@@ -273,3 +273,40 @@ fn unusable_meta_is_a_note_and_the_settings_fall_back() {
         );
     }
 }
+
+/// Files tfbn does not read are recognised by their first bytes and
+/// answered in one line with what they are (exit 2), never with a
+/// table-format error about a file that never was a checkpoint.
+#[test]
+fn foreign_formats_are_named_in_one_line() {
+    let d = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[u8], &str)] = &[
+        ("w.h5", b"\x89HDF\r\n\x1a\n\0\0\0\0\0\0\0\0", "Keras HDF5"),
+        (
+            "m.keras",
+            b"PK\x03\x04\x14\0\0\0metadata.jsonconfig.jsonmodel.weights.h5",
+            "Keras 3 .keras",
+        ),
+        ("m.pt", b"PK\x03\x04\x14\0\0\0archive/data.pkl", "PyTorch"),
+        ("a.npz", b"PK\x03\x04\x14\0\0\0w.npy", "NumPy .npz"),
+        ("m.tflite", b"\x1c\0\0\0TFL3\0\0\0\0", "folds batch norm"),
+        (
+            "model.json",
+            b"{\"modelTopology\": {}, \"weightsManifest\": []}",
+            "TensorFlow.js",
+        ),
+        ("m.onnx", b"\x08\x07\x12\x04tf2x", "ONNX"),
+    ];
+    for (name, bytes, want) in cases {
+        let p = d.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        for cmd in ["inspect", "lint"] {
+            let o = tfbn(&[cmd, s(&p)]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{cmd} {name}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{cmd} {name}: {err}");
+            assert!(err.contains(want), "{cmd} {name}: {err}");
+            assert!(!err.contains("magic"), "{cmd} {name}: {err}");
+        }
+    }
+}

@@ -377,3 +377,21 @@ fn wild_apply_equals_the_artifacts_own_tf_computation() {
     }
     assert!(checked >= 8, "only {checked} apply checks");
 }
+
+/// Keras HDF5 files of the corpus get a precise one-line answer (what the
+/// file is, how to get a file tfbn reads), not a table-format error.
+#[test]
+fn wild_keras_files_get_a_precise_answer() {
+    let Some(corpus) = corpus("wild_keras_files_get_a_precise_answer") else {
+        return;
+    };
+    let mut checked = 0;
+    for a in corpus.iter().filter(|a| a.entry["format"] == "keras_h5") {
+        let o = tfbn(&["inspect", s(&a.path)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", a.id);
+        assert!(err.contains("Keras HDF5"), "{}: {err}", a.id);
+        checked += 1;
+    }
+    assert!(checked >= 4, "{checked}");
+}
