@@ -22,6 +22,7 @@
 
 pub mod bn;
 pub mod bundle;
+pub mod declared;
 pub mod dtype;
 pub mod error;
 pub mod export;
