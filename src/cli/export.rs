@@ -333,9 +333,16 @@ fn print_report(out: &mut impl Write, r: &SafetensorsReport) -> std::io::Result<
                 l.get("momentum_source"),
                 l.get("moving_variance_source")
             )?;
-            for f in ["gamma", "beta", "renorm", "reshaped", "conflicts"] {
+            for f in [
+                "assumed",
+                "gamma",
+                "beta",
+                "renorm",
+                "reshaped",
+                "conflicts",
+            ] {
                 if let Some(v) = l.fields.get(f) {
-                    if v != "stored" {
+                    if v != "stored" && v != "[]" {
                         writeln!(out, "      {f:<16} {v}")?;
                     }
                 }
