@@ -66,6 +66,23 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// A declared setting (`--epsilon [GLOB=]VALUE`, …) does not parse or is
+    /// out of range.
+    #[error("{declaration}: {why}")]
+    DeclarationInvalid {
+        /// The declaration as written.
+        declaration: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A `--hyper` sidecar does not parse or holds a value out of range.
+    #[error("--hyper {file}: {why}")]
+    HyperFileInvalid {
+        /// The sidecar as given.
+        file: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// An output file exists and `--force` was not given.
     #[error("{path}: already exists (pass --force to replace it)")]
     OutputExists {

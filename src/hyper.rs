@@ -77,6 +77,11 @@ pub enum HyperSource {
     Default,
     /// Given on the command line or by the caller.
     Flag,
+    /// Declared in a `--hyper` sidecar file.
+    Sidecar {
+        /// The sidecar as given.
+        file: String,
+    },
 }
 
 impl HyperSource {
@@ -116,6 +121,7 @@ impl std::fmt::Display for HyperSource {
             HyperSource::Variables => f.write_str("variables present"),
             HyperSource::Default => f.write_str("default"),
             HyperSource::Flag => f.write_str("flag"),
+            HyperSource::Sidecar { file } => write!(f, "sidecar {file}"),
         }
     }
 }
@@ -161,6 +167,115 @@ impl<T> Sourced<T> {
     pub fn is_default(&self) -> bool {
         self.source == HyperSource::Default
     }
+
+    /// True when the user declared the value (a flag or a sidecar).
+    pub fn is_declared(&self) -> bool {
+        matches!(self.source, HyperSource::Flag | HyperSource::Sidecar { .. })
+    }
+}
+
+/// A setting that came from TF's defaults rather than from the files or the
+/// user: what a verdict rests on without proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Assumed {
+    /// ε.
+    Epsilon,
+    /// The momentum.
+    Momentum,
+    /// The channel axis.
+    Axis,
+    /// Whether the fused kernel ran (only for APIs with a choice:
+    /// `tf1-layers`, `tf-keras`).
+    Fused,
+    /// What the stored moving variance holds, where it rests on an assumed
+    /// `fused` (export).
+    VarianceConvention,
+}
+
+impl Assumed {
+    /// Every kind, in report order.
+    pub const ALL: [Assumed; 5] = [
+        Assumed::Epsilon,
+        Assumed::Momentum,
+        Assumed::Axis,
+        Assumed::Fused,
+        Assumed::VarianceConvention,
+    ];
+
+    /// `epsilon`, `momentum`, `axis`, `fused`, `moving_variance convention`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Assumed::Epsilon => "epsilon",
+            Assumed::Momentum => "momentum",
+            Assumed::Axis => "axis",
+            Assumed::Fused => "fused",
+            Assumed::VarianceConvention => "moving_variance convention",
+        }
+    }
+
+    /// Parses [`Assumed::label`].
+    pub fn parse(s: &str) -> Option<Assumed> {
+        Assumed::ALL.into_iter().find(|a| a.label() == s.trim())
+    }
+
+    /// The flag that declares it (`--epsilon`, …).
+    pub fn flag(self) -> &'static str {
+        match self {
+            Assumed::Epsilon => "--epsilon",
+            Assumed::Momentum => "--momentum",
+            Assumed::Axis => "--axis",
+            Assumed::Fused => "--fused",
+            Assumed::VarianceConvention => "--variance",
+        }
+    }
+
+    /// Labels joined with `, `.
+    pub fn join(list: &[Assumed]) -> String {
+        list.iter()
+            .map(|a| a.label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for Assumed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl Serialize for Assumed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
+/// True for the APIs where `fused` is the layer's choice (`tf1-layers`,
+/// `tf-keras`); the others always (`fused`) or never (`keras3`, `nn`) run
+/// the fused kernel.
+pub fn has_fused_choice(api: crate::bn::BnApi) -> bool {
+    matches!(api, crate::bn::BnApi::Tf1Layers | crate::bn::BnApi::TfKeras)
+}
+
+/// The settings of `h` that rest on TF's defaults for a layer that follows
+/// `api`: ε, momentum, axis, and `fused` where the API has that choice.
+/// The moving-variance convention is export's to add (it depends on
+/// whether the user declared it).
+pub fn assumed(h: &LayerHyper, api: crate::bn::BnApi) -> Vec<Assumed> {
+    let mut out = Vec::new();
+    if h.epsilon.is_default() {
+        out.push(Assumed::Epsilon);
+    }
+    if h.momentum.is_default() {
+        out.push(Assumed::Momentum);
+    }
+    if h.axis.is_default() {
+        out.push(Assumed::Axis);
+    }
+    if has_fused_choice(api) && h.fused.is_default() {
+        out.push(Assumed::Fused);
+    }
+    out
 }
 
 /// TF's default `renorm_momentum`.
@@ -817,6 +932,34 @@ pub enum VarianceConvention {
     /// fused kernel (TF1 4-D layers, tf_keras fused, raw op). PyTorch's and
     /// candle's `running_var` convention.
     Bessel,
+}
+
+/// What the stored moving variance of a layer following `api` holds, with
+/// its provenance: for `tf1-layers` and `tf-keras` it follows `fused` (and
+/// its source), for the other APIs the API fixes it ([`HyperSource::Default`]).
+pub fn moving_variance_of(api: crate::bn::BnApi, h: &LayerHyper) -> Sourced<VarianceConvention> {
+    Sourced {
+        value: variance_convention(api, h.fused.value),
+        source: if has_fused_choice(api) {
+            h.fused.source.clone()
+        } else {
+            HyperSource::Default
+        },
+    }
+}
+
+/// [`assumed`], plus the moving-variance convention where it rests on an
+/// assumed `fused` (what an export declares in its metadata).
+pub fn assumed_with_variance(
+    h: &LayerHyper,
+    api: crate::bn::BnApi,
+    moving_variance: &Sourced<VarianceConvention>,
+) -> Vec<Assumed> {
+    let mut out = assumed(h, api);
+    if has_fused_choice(api) && h.fused.is_default() && !moving_variance.is_declared() {
+        out.push(Assumed::VarianceConvention);
+    }
+    out
 }
 
 /// The variance convention of an API; `fused` says whether the fused kernel

@@ -26,9 +26,13 @@
 
 use serde::Serialize;
 
+use crate::declared::Declared;
 use crate::error::Result;
 use crate::find::discover;
-use crate::hyper::{recover, LayerHyper};
+use crate::hyper::{
+    assumed_with_variance, layer_api, moving_variance_of, recover, Assumed, LayerHyper, Sourced,
+    VarianceConvention,
+};
 use crate::layers::{BnLayer, BnRole, FoundBy, VarRef};
 use crate::source::{NamingStyle, Source, SourceFormat, VariableRole};
 
@@ -107,6 +111,12 @@ pub struct LayerJson {
     pub moving_variance_range: Option<[Option<f64>; 2]>,
     /// Hyper-parameters, each `{"value", "source"}` ([`crate::hyper`]).
     pub hyper: LayerHyper,
+    /// What the stored moving variance holds (`biased`, `bessel`), with its
+    /// source.
+    pub moving_variance: Sourced<VarianceConvention>,
+    /// Settings that rest on TF's defaults (`epsilon`, `momentum`, `axis`,
+    /// `fused`, `moving_variance convention`).
+    pub assumed: Vec<Assumed>,
 }
 
 /// One variable in the report.
@@ -165,8 +175,18 @@ fn range(source: &Source, v: Option<&VarRef>) -> Result<Option<[Option<f64>; 2]>
     Ok(Some([lo, hi]))
 }
 
-fn layer_json(source: &Source, l: &BnLayer, hyper: LayerHyper) -> Result<LayerJson> {
+fn layer_json(
+    source: &Source,
+    l: &BnLayer,
+    hyper: LayerHyper,
+    declared: &Declared,
+) -> Result<LayerJson> {
     let j = |r: BnRole| l.var(r).map(VarJson::from);
+    let api = layer_api(source, l);
+    let moving_variance = declared
+        .variance(l)
+        .unwrap_or_else(|| moving_variance_of(api, &hyper));
+    let assumed = assumed_with_variance(&hyper, api, &moving_variance);
     Ok(LayerJson {
         name: l.name.clone(),
         object_path: l.object_path.clone(),
@@ -187,6 +207,8 @@ fn layer_json(source: &Source, l: &BnLayer, hyper: LayerHyper) -> Result<LayerJs
         moving_mean_range: range(source, l.var(BnRole::MovingMean))?,
         moving_variance_range: range(source, l.var(BnRole::MovingVariance))?,
         hyper,
+        moving_variance,
+        assumed,
     })
 }
 
@@ -194,8 +216,18 @@ fn layer_json(source: &Source, l: &BnLayer, hyper: LayerHyper) -> Result<LayerJs
 /// (crc-checked) to compute their ranges, and recovers each layer's
 /// hyper-parameters ([`recover`]).
 pub fn inspect(source: &Source) -> Result<InspectReport> {
+    inspect_with(source, &Declared::default())
+}
+
+/// [`inspect`] with declared settings applied to each layer's
+/// hyper-parameters (marked `flag` or `sidecar`).
+pub fn inspect_with(source: &Source, declared: &Declared) -> Result<InspectReport> {
     let layers = discover(source);
-    let hyper = recover(source, &layers)?;
+    declared.check(&layers)?;
+    let mut hyper = recover(source, &layers)?;
+    for (l, h) in layers.iter().zip(hyper.iter_mut()) {
+        declared.apply(l, h);
+    }
     Ok(InspectReport {
         schema: SCHEMA_VERSION,
         path: source.path().to_string_lossy().into_owned(),
@@ -204,7 +236,7 @@ pub fn inspect(source: &Source) -> Result<InspectReport> {
         layers: layers
             .iter()
             .zip(hyper)
-            .map(|(l, h)| layer_json(source, l, h))
+            .map(|(l, h)| layer_json(source, l, h, declared))
             .collect::<Result<_>>()?,
         variables: source
             .variables()

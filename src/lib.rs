@@ -23,6 +23,7 @@
 pub mod bn;
 pub mod bundle;
 pub mod cleanup;
+pub mod declared;
 pub mod dtype;
 pub mod error;
 pub mod export;

@@ -10,9 +10,10 @@
 use serde::Serialize;
 
 use crate::bn::BnApi;
-use crate::error::Result;
+use crate::declared::Declared;
+use crate::error::{Error, Result};
 use crate::find::discover;
-use crate::hyper::{self, LayerHyper, ServingMode, VarianceConvention};
+use crate::hyper::{self, Assumed, LayerHyper, ServingMode, Sourced, VarianceConvention};
 use crate::layers::{BnLayer, BnRole};
 use crate::source::{Source, VariableRole};
 
@@ -80,7 +81,8 @@ pub enum Code {
     /// A layer's variables disagree on their element counts.
     #[serde(rename = "shape-mismatch")]
     ShapeMismatch,
-    /// Neither epsilon nor momentum is stored: defaults assumed.
+    /// A setting (ε, momentum, axis, `fused`) is stored nowhere and was not
+    /// declared: TF's default is assumed (one finding per setting).
     #[serde(rename = "unknown-hyperparameters")]
     UnknownHyperparameters,
     /// Two sources disagree on a hyper-parameter.
@@ -120,6 +122,11 @@ impl Code {
             Code::HyperparameterConflict => "hyperparameter-conflict",
             Code::VarianceConvention => "variance-convention",
         }
+    }
+
+    /// Parses [`Code::as_str`].
+    pub fn parse(s: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == s.trim())
     }
 
     /// The severity every finding of this code has.
@@ -176,8 +183,9 @@ impl Code {
             }
             Code::UnknownHyperparameters => {
                 "checkpoints store only variables (and Keras 3 SavedModels only ε), so TF's \
-                 defaults are assumed: pass --epsilon and --momentum with the values the layer was \
-                 built with, or read a SavedModel or TF1 .meta that stores them."
+                 default is assumed and a verify that rests on it proves nothing: declare the value \
+                 the layer was built with (--epsilon, --momentum, --axis, --fused LAYER=VALUE or a \
+                 --hyper sidecar), or read a SavedModel or TF1 .meta that stores it."
             }
             Code::HyperparameterConflict => {
                 "two files or functions disagree and tfbn kept the more trusted one (Keras config, \
@@ -233,6 +241,63 @@ impl Finding {
 pub struct LintReport {
     /// Findings, by layer (model order), then by [`Code::ALL`] order.
     pub findings: Vec<Finding>,
+    /// Findings an [`Allow`] silenced (same order); they never fail a run.
+    pub allowed: Vec<Finding>,
+}
+
+/// `CODE[=LAYER_GLOB]`: silences findings of `code` (for the layers the
+/// glob matches, or everywhere), as clippy's `allow` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allow {
+    /// The code.
+    pub code: Code,
+    /// Layer glob (`*`, `?`); `None`: every finding of the code, file-level
+    /// ones included.
+    pub layer_glob: Option<String>,
+}
+
+impl std::str::FromStr for Allow {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Allow> {
+        let (code, glob) = match text.split_once('=') {
+            Some((c, g)) => (c, Some(g.to_string())),
+            None => (text, None),
+        };
+        let code = Code::parse(code).ok_or_else(|| Error::DeclarationInvalid {
+            declaration: format!("--allow {text}"),
+            why: format!(
+                "unknown code {code:?}; codes are {}",
+                Code::ALL.map(|c| c.as_str()).join(", ")
+            ),
+        })?;
+        Ok(Allow {
+            code,
+            layer_glob: glob,
+        })
+    }
+}
+
+impl Allow {
+    /// True when this allowance silences `f`.
+    pub fn covers(&self, f: &Finding) -> bool {
+        f.code == self.code
+            && match (&self.layer_glob, &f.layer) {
+                (None, _) => true,
+                (Some(g), Some(l)) => crate::mapping::glob_match(g, l),
+                (Some(_), None) => false,
+            }
+    }
+}
+
+/// What [`lint_with`] takes besides the source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LintSettings {
+    /// Declared settings, applied before linting (a declared ε is not
+    /// assumed).
+    pub declared: Declared,
+    /// Findings to silence.
+    pub allow: Vec<Allow>,
 }
 
 impl LintReport {
@@ -254,10 +319,21 @@ pub const DEAD_CHANNEL_SCALE: f64 = 1e-6;
 /// cuDNN's `CUDNN_BN_MIN_EPSILON`, which older TF wrappers enforced.
 pub const CUDNN_MIN_EPSILON: f64 = 1.001e-5;
 
-/// Lints every batch-norm layer of `source`.
+/// Lints every batch-norm layer of `source` (nothing declared, nothing
+/// allowed).
 pub fn lint(source: &Source) -> Result<LintReport> {
+    lint_with(source, &LintSettings::default())
+}
+
+/// Lints every batch-norm layer of `source` with the declared settings
+/// applied; findings an allowance covers go to [`LintReport::allowed`].
+pub fn lint_with(source: &Source, settings: &LintSettings) -> Result<LintReport> {
     let layers = discover(source);
-    let recovered = hyper::recover_all(source, &layers)?;
+    settings.declared.check(&layers)?;
+    let mut recovered = hyper::recover_all(source, &layers)?;
+    for (l, h) in layers.iter().zip(recovered.layers.iter_mut()) {
+        settings.declared.apply(l, h);
+    }
     let mut training_evidence: Option<Option<String>> = None;
     let mut findings = Vec::new();
     for node in &recovered.unattached_serving_training {
@@ -275,13 +351,17 @@ pub fn lint(source: &Source) -> Result<LintReport> {
             layer,
             h,
             hyper::layer_api(source, layer),
+            settings.declared.variance(layer),
             &recovered.files,
             &mut training_evidence,
         )?;
         out.sort_by_key(|f| Code::ALL.iter().position(|c| *c == f.code));
         findings.extend(out);
     }
-    Ok(LintReport { findings })
+    let (allowed, findings) = findings
+        .into_iter()
+        .partition(|f| settings.allow.iter().any(|a| a.covers(f)));
+    Ok(LintReport { findings, allowed })
 }
 
 /// Float values of a layer variable; `None` when absent or not floating.
@@ -304,11 +384,13 @@ fn some_channels(idx: &[usize], n: usize) -> String {
     s.join(", ")
 }
 
+#[allow(clippy::too_many_arguments)]
 fn lint_layer(
     source: &Source,
     layer: &BnLayer,
     h: &LayerHyper,
     api: BnApi,
+    variance: Option<Sourced<VarianceConvention>>,
     files: &[String],
     training_evidence: &mut Option<Option<String>>,
 ) -> Result<Vec<Finding>> {
@@ -464,39 +546,52 @@ fn lint_layer(
         out.push(Finding::new(Code::HyperparameterConflict, name, c.clone()));
     }
 
-    if h.only_defaults() {
-        let read = if files.is_empty() {
-            "the checkpoint stores neither".to_string()
-        } else {
-            format!("{} store neither for this layer", files.join(" and "))
+    let read = if files.is_empty() {
+        "the checkpoint stores none".to_string()
+    } else {
+        let verb = if files.len() == 1 { "stores" } else { "store" };
+        format!("{} {verb} none for this layer", files.join(" and "))
+    };
+    for a in hyper::assumed(h, api) {
+        let value = match a {
+            Assumed::Epsilon => h.epsilon.value.to_string(),
+            Assumed::Momentum => h.momentum.value.to_string(),
+            Assumed::Axis => h.axis.value.to_string(),
+            Assumed::Fused => "auto (fused where the input allows it)".to_string(),
+            Assumed::VarianceConvention => continue,
         };
         out.push(Finding::new(
             Code::UnknownHyperparameters,
             name,
             format!(
-                "{read}; TF's defaults (epsilon {}, momentum {}) are assumed",
-                h.epsilon.value, h.momentum.value
+                "{a}: {read}; TF's default {value} is assumed (declare it with {} {}=VALUE)",
+                a.flag(),
+                layer.name
             ),
         ));
     }
 
     let fused = h.fused.value;
-    let (what, why) = match hyper::variance_convention(api, fused) {
-        VarianceConvention::Bessel => (
-            "Bessel-corrected",
-            match fused {
-                Some(true) => format!("the fused kernel ran ({})", h.fused.source),
-                _ => "assumed fused, as TF chooses for 4-D/5-D inputs; the files do not say"
-                    .to_string(),
-            },
-        ),
-        VarianceConvention::Biased => (
-            "biased",
-            match (api, fused) {
-                (BnApi::Keras3, _) => "Keras 3 always uses tf.nn.moments".to_string(),
-                _ => format!("the non-fused path ran ({})", h.fused.source),
-            },
-        ),
+    let convention = variance
+        .as_ref()
+        .map(|v| v.value)
+        .unwrap_or_else(|| hyper::variance_convention(api, fused));
+    let what = match convention {
+        VarianceConvention::Bessel => "Bessel-corrected",
+        VarianceConvention::Biased => "biased",
+    };
+    let why = match (&variance, convention) {
+        (Some(v), _) => format!("declared ({})", v.source),
+        (None, VarianceConvention::Bessel) => match fused {
+            Some(true) => format!("the fused kernel ran ({})", h.fused.source),
+            _ => {
+                "assumed fused, as TF chooses for 4-D/5-D inputs; the files do not say".to_string()
+            }
+        },
+        (None, VarianceConvention::Biased) => match (api, fused) {
+            (BnApi::Keras3, _) => "Keras 3 always uses tf.nn.moments".to_string(),
+            _ => format!("the non-fused path ran ({})", h.fused.source),
+        },
     };
     out.push(Finding::new(
         Code::VarianceConvention,
@@ -579,9 +674,23 @@ mod tests {
     }
 
     #[test]
+    fn allowances_parse_and_cover_by_code_and_layer() {
+        let a: Allow = "dead-channels=head/*".parse().unwrap();
+        let f = |layer: Option<&str>| Finding::new(Code::DeadChannels, layer, "x".into());
+        assert!(a.covers(&f(Some("head/bn"))));
+        assert!(!a.covers(&f(Some("stem/bn"))));
+        assert!(!a.covers(&f(None)));
+        let a: Allow = "dead-channels".parse().unwrap();
+        assert!(a.covers(&f(None)) && a.covers(&f(Some("stem/bn"))));
+        assert!(!a.covers(&Finding::new(Code::MeanInvalid, None, "x".into())));
+        assert!("no-such-code".parse::<Allow>().is_err());
+    }
+
+    #[test]
     fn report_fails_at_or_above_deny() {
         let r = LintReport {
             findings: vec![Finding::new(Code::DeadChannels, Some("bn"), "x".into())],
+            allowed: Vec::new(),
         };
         assert!(r.fails(Severity::Warning) && r.fails(Severity::Info));
         assert!(!r.fails(Severity::Error));

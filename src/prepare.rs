@@ -5,21 +5,19 @@
 //! start here, so they agree on what a layer is.
 
 use crate::bn::{BnApi, BnConfig, BnParams, RenormConfig, RenormState};
+use crate::declared::Declared;
 use crate::error::{Error, Result};
-use crate::hyper::{default_api, HyperSource, LayerHyper, Sourced};
+use crate::hyper::{default_api, Assumed, HyperSource, LayerHyper, Sourced, VarianceConvention};
 use crate::layers::{BnLayer, BnRole};
 use crate::source::Source;
 
-/// Values the user gives on the command line; each replaces what the files
-/// said (and the replacement is noted).
+/// What the user gives; each declared value replaces what the files said
+/// (and the replacement is noted).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
-    /// `--epsilon`.
-    pub epsilon: Option<f64>,
-    /// `--momentum` (TF convention).
-    pub momentum: Option<f64>,
-    /// `--axis`.
-    pub axis: Option<i64>,
+    /// Declared settings (`--epsilon`, `--momentum`, `--axis`, `--fused`,
+    /// `--variance`, `--hyper`), per layer glob.
+    pub declared: Declared,
     /// `--api`.
     pub api: Option<BnApi>,
 }
@@ -39,8 +37,47 @@ pub struct PreparedLayer {
     pub config: BnConfig,
     /// The variables as f32 (f16/bf16 widen exactly).
     pub params: BnParams<f32>,
+    /// The settings that rest on TF's defaults ([`crate::hyper::assumed`]):
+    /// what a verdict on this layer cannot vouch for.
+    pub assumed: Vec<Assumed>,
+    /// What the stored moving variance holds, and why.
+    pub moving_variance: Sourced<VarianceConvention>,
     /// Notes for the report (overrides, assumptions).
     pub notes: Vec<String>,
+}
+
+impl PreparedLayer {
+    /// The settings the layer runs with and where each came from:
+    /// `epsilon V (source); momentum V (source); axis V (source); fused
+    /// true|false|auto (source); moving_variance biased|bessel (source); api
+    /// NAME (source)` (a snapshot's header records it).
+    pub fn settings_line(&self) -> String {
+        let h = &self.hyper;
+        let v = &self.moving_variance;
+        format!(
+            "epsilon {} ({}); momentum {} ({}); axis {} ({}); fused {} ({}); moving_variance {} ({}); api {} ({})",
+            h.epsilon.value,
+            h.epsilon.source,
+            h.momentum.value,
+            h.momentum.source,
+            h.axis.value,
+            h.axis.source,
+            crate::declared::fused_label(h.fused.value),
+            h.fused.source,
+            match v.value {
+                VarianceConvention::Biased => "biased",
+                VarianceConvention::Bessel => "bessel",
+            },
+            v.source,
+            self.api,
+            self.api_source
+        )
+    }
+
+    /// The assumed settings as labels (`epsilon`, `momentum`, …).
+    pub fn assumed_labels(&self) -> Vec<&'static str> {
+        self.assumed.iter().map(|a| a.label()).collect()
+    }
 }
 
 fn read_f32(source: &Source, layer: &BnLayer, role: BnRole) -> Result<Option<Vec<f32>>> {
@@ -78,28 +115,7 @@ pub fn prepare_layer(
     overrides: &Overrides,
 ) -> Result<PreparedLayer> {
     let mut hyper = hyper.clone();
-    let mut notes = Vec::new();
-    if let Some(e) = overrides.epsilon {
-        if hyper.epsilon.value != e {
-            notes.push(format!(
-                "epsilon {e} from --epsilon replaces {} ({:?})",
-                hyper.epsilon.value, hyper.epsilon.source
-            ));
-        }
-        hyper.epsilon = Sourced::flag(e);
-    }
-    if let Some(m) = overrides.momentum {
-        if hyper.momentum.value != m {
-            notes.push(format!(
-                "momentum {m} from --momentum replaces {} ({:?})",
-                hyper.momentum.value, hyper.momentum.source
-            ));
-        }
-        hyper.momentum = Sourced::flag(m);
-    }
-    if let Some(a) = overrides.axis {
-        hyper.axis = Sourced::flag(a);
-    }
+    let mut notes = overrides.declared.apply(layer, &mut hyper);
     let (api, api_source) = match overrides.api {
         Some(api) => (api, "flag"),
         None => match layer.api {
@@ -171,11 +187,18 @@ pub fn prepare_layer(
         // Only hand-written `tf.nn` layers take their update from the graph.
         nn_update: hyper.nn_update.value.filter(|_| api == BnApi::Nn),
     };
+    let assumed = crate::hyper::assumed(&hyper, api);
+    let variance = overrides
+        .declared
+        .variance(layer)
+        .unwrap_or_else(|| crate::hyper::moving_variance_of(api, &hyper));
     Ok(PreparedLayer {
         layer: layer.clone(),
         hyper,
         api,
         api_source,
+        assumed,
+        moving_variance: variance,
         config,
         params: BnParams {
             gamma,

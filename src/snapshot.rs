@@ -139,9 +139,26 @@ pub struct ArraySnapshot {
     pub quantum: f64,
 }
 
+/// The settings one layer ran with, as a snapshot's header records them:
+/// a later change of a value or of its source (a declared ε replacing an
+/// assumed one) shows as drift.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SnapshotLayer {
+    /// Layer name.
+    pub name: String,
+    /// `epsilon V (source); momentum V (source); axis …; fused …; api …`.
+    pub settings: String,
+    /// The settings assumed from TF's defaults (`epsilon`, …).
+    pub assumed: Vec<String>,
+}
+
 /// A whole snapshot document.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Snapshot {
+    /// Per layer, the settings it ran with (header lines `layer NAME`,
+    /// `  settings …`, `  assumed …`); empty in snapshots written before
+    /// tfbn recorded them.
+    pub layers: Vec<SnapshotLayer>,
     /// The arrays, in the order they were added.
     pub arrays: Vec<ArraySnapshot>,
 }
@@ -378,6 +395,16 @@ impl Snapshot {
     pub fn to_text(&self, opts: &SnapshotOptions) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{HEADER}");
+        for l in &self.layers {
+            let _ = writeln!(out, "layer {}", l.name);
+            let _ = writeln!(out, "  settings {}", l.settings);
+            let assumed = if l.assumed.is_empty() {
+                "none".to_string()
+            } else {
+                l.assumed.join(", ")
+            };
+            let _ = writeln!(out, "  assumed {assumed}");
+        }
         for a in &self.arrays {
             a.write(&mut out, opts.digits);
         }
@@ -396,6 +423,27 @@ impl Snapshot {
             .ok_or_else(|| bad(0, &format!("no `{HEADER}` header")))?
             + 1;
         let mut snap = Snapshot::default();
+        while let Some(name) = lines.get(i).and_then(|l| l.strip_prefix("layer ")) {
+            let field = |j: usize, key: &str| -> Result<String> {
+                lines
+                    .get(j)
+                    .and_then(|l| l.strip_prefix(key))
+                    .map(|v| v.trim().to_string())
+                    .ok_or_else(|| bad(j, &format!("expected `{}`", key.trim())))
+            };
+            let settings = field(i + 1, "  settings ")?;
+            let assumed = field(i + 2, "  assumed ")?;
+            snap.layers.push(SnapshotLayer {
+                name: name.trim().to_string(),
+                settings,
+                assumed: if assumed == "none" {
+                    Vec::new()
+                } else {
+                    assumed.split(", ").map(str::to_string).collect()
+                },
+            });
+            i += 3;
+        }
         while i < lines.len() {
             let line = lines[i].trim_end();
             if line.is_empty() {
@@ -574,7 +622,8 @@ impl std::fmt::Display for Drift {
 
 /// Compares two snapshots under `tol`. Returns every array's first and worst
 /// drift (at most two per array), empty when everything is within the
-/// tolerance.
+/// tolerance; and every layer whose recorded settings or assumptions
+/// changed (where the old snapshot records them).
 pub fn compare(old: &Snapshot, new: &Snapshot, tol: Tolerance) -> Vec<Drift> {
     let mut drifts = Vec::new();
     let structural = |array: &str, what: String| Drift {
@@ -584,6 +633,40 @@ pub fn compare(old: &Snapshot, new: &Snapshot, tol: Tolerance) -> Vec<Drift> {
         old: f64::NAN,
         new: f64::NAN,
     };
+    for o in &old.layers {
+        let name = format!("layer {}", o.name);
+        match new.layers.iter().find(|n| n.name == o.name) {
+            None if !new.layers.is_empty() => {
+                drifts.push(structural(&name, "missing in the new snapshot".into()))
+            }
+            None => {}
+            Some(n) => {
+                if o.settings != n.settings {
+                    drifts.push(structural(
+                        &name,
+                        format!("settings were {}, now {}", o.settings, n.settings),
+                    ));
+                }
+                if o.assumed != n.assumed {
+                    let show = |a: &[String]| {
+                        if a.is_empty() {
+                            "none".to_string()
+                        } else {
+                            a.join(", ")
+                        }
+                    };
+                    drifts.push(structural(
+                        &name,
+                        format!(
+                            "assumed were {}, now {}",
+                            show(&o.assumed),
+                            show(&n.assumed)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     for o in &old.arrays {
         let Some(n) = new.arrays.iter().find(|n| n.name == o.name) else {
             drifts.push(structural(&o.name, "missing in the new snapshot".into()));
@@ -862,6 +945,7 @@ pub fn snapshot_layers(
     opts: &SnapshotOptions,
 ) -> Result<Snapshot> {
     let layers = crate::find::discover(source);
+    overrides.declared.check(&layers)?;
     let hypers = crate::hyper::recover(source, &layers)?;
     for want in &plan.layers {
         if crate::layers::find(&layers, want).is_none() {
@@ -886,6 +970,11 @@ pub fn snapshot_layers(
             continue;
         }
         let p = crate::prepare::prepare_layer(source, layer, hyper, overrides)?;
+        snap.layers.push(SnapshotLayer {
+            name: layer.name.clone(),
+            settings: p.settings_line(),
+            assumed: p.assumed_labels().into_iter().map(String::from).collect(),
+        });
         let c = layer.channels as usize;
         let axis = p.config.resolved_axis(4).unwrap_or(3);
         let (h, w) = plan.spatial;

@@ -44,15 +44,6 @@ pub struct Args {
     /// keras3, nn. Default: what the checkpoint's naming style implies.
     #[arg(long)]
     api: Option<String>,
-    /// Override epsilon.
-    #[arg(long)]
-    epsilon: Option<f64>,
-    /// Override momentum (TF convention: weight of the old value).
-    #[arg(long)]
-    momentum: Option<f64>,
-    /// Override the channel axis.
-    #[arg(long, allow_hyphen_values = true)]
-    axis: Option<i64>,
     /// Output folder (created if missing).
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
@@ -103,8 +94,10 @@ pub fn run(args: Args) -> Result<Outcome> {
         })?),
         None => None,
     };
-    let source = super::open_source(&args.path, &args.found)?;
+    let opened = super::open_source(&args.path, &args.found)?;
+    let source = opened.source;
     let layers = tfbn::find::discover(&source);
+    opened.declared.check(&layers)?;
     let layer = tfbn::layers::find(&layers, &args.layer)
         .ok_or_else(|| tfbn::Error::LayerNotFound {
             name: args.layer.clone(),
@@ -122,9 +115,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         .next()
         .context("no hyper-parameters recovered")?;
     let overrides = Overrides {
-        epsilon: args.epsilon,
-        momentum: args.momentum,
-        axis: args.axis,
+        declared: opened.declared,
         api,
     };
     // Every error from here on names the checkpoint and the layer (and,
@@ -181,6 +172,14 @@ pub fn run(args: Args) -> Result<Outcome> {
     for n in &prepared.notes {
         eprintln!("note: {n}");
     }
+    if !prepared.assumed.is_empty() {
+        eprintln!(
+            "note: {}: assumed from TF's defaults: {}; {}",
+            prepared.layer.name,
+            tfbn::hyper::Assumed::join(&prepared.assumed),
+            tfbn::verify::declare_hint(&prepared.layer.name, &prepared.assumed)
+        );
+    }
     eprintln!(
         "{}: {} layer {} ({} channels, epsilon {}, momentum {}) → {}",
         args.path.display(),
@@ -191,5 +190,6 @@ pub fn run(args: Args) -> Result<Outcome> {
         prepared.config.momentum,
         args.output.display()
     );
+    eprintln!("settings: {}", prepared.settings_line());
     Ok(Outcome::Ok)
 }

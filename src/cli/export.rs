@@ -1,7 +1,7 @@
 //! `tfbn export PATH -o OUT.safetensors [--preset tf|pytorch|candle|burn]
 //! [--layers GLOB…] [--rename FROM=TO…] [--fold] [--dtype keep|f32|f16|bf16]
-//! [--all-variables] [--epsilon [GLOB=]V…] [--momentum [GLOB=]V…]
-//! [--variance [GLOB=]biased|bessel…] [--verify] [--force] [--no-sync] [--quiet]`,
+//! [--all-variables] [--epsilon|--momentum|--axis|--fused|--variance [GLOB=]V…]
+//! [--hyper FILE] [--verify] [--force] [--no-sync] [--quiet]`,
 //! and the safetensors half of `tfbn inspect`.
 
 use std::io::{IsTerminal, Write};
@@ -12,10 +12,9 @@ use anyhow::{anyhow, bail, Result};
 use tfbn::export::describe::{describe, SafetensorsReport};
 use tfbn::export::writer::{check_output, check_output_not_input};
 use tfbn::export::{
-    plan_all_variables, plan_layers, verify_file, write_plan, DtypeCast, ExportOptions,
-    HyperOverride, OverrideValue, Preset, Rename,
+    plan_all_variables, plan_layers, verify_file, write_plan, DtypeCast, ExportOptions, Preset,
+    Rename,
 };
-use tfbn::hyper::VarianceConvention;
 
 use super::{InputPath, Outcome};
 
@@ -48,19 +47,8 @@ pub struct Args {
     #[arg(long, default_value = "keep", value_parser = parse_dtype)]
     dtype: DtypeCast,
     /// Write every numeric variable verbatim under its checkpoint key.
-    #[arg(long, conflicts_with_all = ["layers", "rename", "fold", "epsilon", "momentum", "variance"])]
+    #[arg(long, conflicts_with_all = ["layers", "rename", "fold", "epsilon", "momentum", "axis", "fused", "variance", "hyper"])]
     all_variables: bool,
-    /// Declare ε for all layers or those matching GLOB (marked `flag`).
-    #[arg(long, value_name = "[GLOB=]VALUE", value_parser = parse_epsilon)]
-    epsilon: Vec<HyperOverride>,
-    /// Declare the momentum, TF convention (weight of the old value, e.g.
-    /// 0.99), for all layers or those matching GLOB.
-    #[arg(long, value_name = "[GLOB=]VALUE", value_parser = parse_momentum)]
-    momentum: Vec<HyperOverride>,
-    /// Declare what the stored moving variance holds (biased or bessel);
-    /// values are never converted.
-    #[arg(long, value_name = "[GLOB=]biased|bessel", value_parser = parse_variance)]
-    variance: Vec<HyperOverride>,
     /// Read the written file back and compare every tensor with the
     /// checkpoint bit for bit (after the cast); exit 1 on a mismatch.
     #[arg(long)]
@@ -96,56 +84,6 @@ fn parse_rename(s: &str) -> Result<Rename, String> {
     Ok(Rename {
         from: from.to_string(),
         to: to.to_string(),
-    })
-}
-
-/// `[GLOB=]VALUE`, split at the last `=`.
-fn split_override(s: &str) -> (Option<String>, &str) {
-    match s.rsplit_once('=') {
-        Some((p, v)) => (Some(p.to_string()), v),
-        None => (None, s),
-    }
-}
-
-fn parse_float(v: &str, what: &str, ok: impl Fn(f64) -> bool) -> Result<f64, String> {
-    let x: f64 = v
-        .trim()
-        .parse()
-        .map_err(|_| format!("{what} {v:?} is not a number"))?;
-    if !x.is_finite() || !ok(x) {
-        return Err(format!("{what} {v:?} is out of range"));
-    }
-    Ok(x)
-}
-
-fn parse_epsilon(s: &str) -> Result<HyperOverride, String> {
-    let (pattern, v) = split_override(s);
-    let e = parse_float(v, "epsilon", |x| x >= 0.0)?;
-    Ok(HyperOverride {
-        pattern,
-        value: OverrideValue::Epsilon(e),
-    })
-}
-
-fn parse_momentum(s: &str) -> Result<HyperOverride, String> {
-    let (pattern, v) = split_override(s);
-    let m = parse_float(v, "momentum", |x| (0.0..=1.0).contains(&x))?;
-    Ok(HyperOverride {
-        pattern,
-        value: OverrideValue::MomentumTf(m),
-    })
-}
-
-fn parse_variance(s: &str) -> Result<HyperOverride, String> {
-    let (pattern, v) = split_override(s);
-    let conv = match v.trim().to_ascii_lowercase().as_str() {
-        "biased" => VarianceConvention::Biased,
-        "bessel" | "unbiased" => VarianceConvention::Bessel,
-        _ => return Err(format!("variance {v:?}: expected biased or bessel")),
-    };
-    Ok(HyperOverride {
-        pattern,
-        value: OverrideValue::Variance(conv),
     })
 }
 
@@ -230,12 +168,9 @@ pub fn run(args: Args) -> Result<Outcome> {
         layers: args.layers,
         rename: args.rename,
         fold: args.fold,
-        overrides: Vec::new(),
+        declared: Default::default(),
         no_sync: args.no_sync,
     };
-    opts.overrides.extend(args.epsilon);
-    opts.overrides.extend(args.momentum);
-    opts.overrides.extend(args.variance);
     if args.all_variables && opts.preset != Preset::Tf {
         bail!(
             "--preset applies to batch-norm layer exports; --all-variables writes checkpoint keys"
@@ -245,7 +180,9 @@ pub fn run(args: Args) -> Result<Outcome> {
     // input's own files, with or without --force (checked first, so that
     // no message suggests a --force that cannot help); a folder, FIFO or
     // device; an existing file without --force.
-    let source = super::open_source(&args.path, &args.found)?;
+    let opened = super::open_source(&args.path, &args.found)?;
+    let source = opened.source;
+    opts.declared = opened.declared;
     check_output_not_input(&args.output, &source.input_files())?;
     check_output(&args.output, opts.force)?;
     let plan = if args.all_variables {
@@ -399,9 +336,16 @@ fn print_report(out: &mut impl Write, r: &SafetensorsReport) -> std::io::Result<
                 l.get("momentum_source"),
                 l.get("moving_variance_source")
             )?;
-            for f in ["gamma", "beta", "renorm", "reshaped", "conflicts"] {
+            for f in [
+                "assumed",
+                "gamma",
+                "beta",
+                "renorm",
+                "reshaped",
+                "conflicts",
+            ] {
                 if let Some(v) = l.fields.get(f) {
-                    if v != "stored" {
+                    if v != "stored" && v != "[]" {
                         writeln!(out, "      {f:<16} {v}")?;
                     }
                 }

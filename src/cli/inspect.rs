@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use tfbn::inspect::{inspect, InspectReport, LayerJson, VarJson};
+use tfbn::inspect::{inspect_with, InspectReport, LayerJson, VarJson};
 use tfbn::source::Source;
 
 use super::{InputPath, Outcome};
@@ -45,8 +45,9 @@ pub fn run(args: Args) -> Result<Outcome> {
     if tfbn::export::describe::is_safetensors_file(&args.path) {
         return super::export::inspect_safetensors(&args.path, args.json);
     }
-    let source = super::open_source(&args.path, &args.found)?;
-    let mut report = inspect(&source)?;
+    let opened = super::open_source(&args.path, &args.found)?;
+    let source = opened.source;
+    let mut report = inspect_with(&source, &opened.declared)?;
     let tf_read = match args.reader {
         Reader::Native => None,
         Reader::Tf | Reader::Both => Some(read_with_tf(&source, &mut report, &args)?),
@@ -219,6 +220,7 @@ fn source_label(s: &tfbn::hyper::HyperSource) -> String {
             let at = v
                 .get("node")
                 .or_else(|| v.get("path"))
+                .or_else(|| v.get("file"))
                 .and_then(|n| n.as_str())
                 .map(|n| format!(" {n}"))
                 .unwrap_or_default();
@@ -274,6 +276,19 @@ fn print_layer(out: &mut impl Write, l: &LayerJson) -> std::io::Result<()> {
             source_label(&h.renorm_clipping.source),
             h.renorm_momentum.value,
             source_label(&h.renorm_momentum.source)
+        ));
+    }
+    if h.fused.value.is_some() || h.fused.is_declared() {
+        extra.push(format!(
+            "fused {} ({})",
+            tfbn::declared::fused_label(h.fused.value),
+            source_label(&h.fused.source)
+        ));
+    }
+    if !l.assumed.is_empty() {
+        extra.push(format!(
+            "assumed {}",
+            tfbn::hyper::Assumed::join(&l.assumed)
         ));
     }
     if !extra.is_empty() {

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use tfbn::lint::{lint, LintReport, Severity};
+use tfbn::lint::{lint_with, Allow, LintReport, LintSettings, Severity};
 
 use super::{InputPath, Outcome};
 
@@ -40,11 +40,31 @@ pub struct Args {
     /// Exit 1 when a finding at or above this severity is found.
     #[arg(long, value_enum, default_value = "error")]
     deny: Deny,
+    /// Silence findings of CODE, for the layers matching LAYER_GLOB or
+    /// everywhere (repeatable; also `allow` in a --hyper sidecar). Allowed
+    /// findings are counted, never fail the run, and are listed under
+    /// `allowed` in the JSON.
+    #[arg(long, value_name = "CODE[=LAYER_GLOB]", value_parser = parse_allow)]
+    allow: Vec<Allow>,
+}
+
+fn parse_allow(s: &str) -> Result<Allow, String> {
+    s.parse().map_err(|e: tfbn::Error| e.to_string())
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
-    let source = super::open_source(&args.path, &args.found)?;
-    let report = lint(&source)?;
+    let opened = super::open_source(&args.path, &args.found)?;
+    let mut allow = opened
+        .allow
+        .iter()
+        .map(|a| a.parse::<Allow>())
+        .collect::<Result<Vec<_>, _>>()?;
+    allow.extend(args.allow.iter().cloned());
+    let settings = LintSettings {
+        declared: opened.declared,
+        allow,
+    };
+    let report = lint_with(&opened.source, &settings)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -59,11 +79,9 @@ pub fn run(args: Args) -> Result<Outcome> {
     })
 }
 
-/// One line per finding: `error[code] layer: message (help)`.
+/// One line per finding: `error[code] layer: message — help`, then a
+/// summary line counting findings by severity and the allowed ones.
 fn print_findings(out: &mut impl Write, r: &LintReport) -> std::io::Result<()> {
-    if r.findings.is_empty() {
-        return writeln!(out, "no findings");
-    }
     for f in &r.findings {
         let layer = f.layer.as_deref().unwrap_or("(file)");
         writeln!(
@@ -72,5 +90,22 @@ fn print_findings(out: &mut impl Write, r: &LintReport) -> std::io::Result<()> {
             f.severity, f.code, f.message, f.help
         )?;
     }
-    Ok(())
+    let count = |s: Severity| r.findings.iter().filter(|f| f.severity == s).count();
+    let allowed = if r.allowed.is_empty() {
+        String::new()
+    } else {
+        format!(", {} allowed", r.allowed.len())
+    };
+    if r.findings.is_empty() {
+        writeln!(out, "no findings{allowed}")
+    } else {
+        writeln!(
+            out,
+            "{} findings: {} error, {} warning, {} info{allowed}",
+            r.findings.len(),
+            count(Severity::Error),
+            count(Severity::Warning),
+            count(Severity::Info)
+        )
+    }
 }

@@ -99,24 +99,82 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// What a command opened: the source with its declared layers, the
+/// declared settings (sidecar first, then flags), and the sidecar's lint
+/// allowances.
+pub struct Opened {
+    /// The checkpoint or SavedModel.
+    pub source: tfbn::source::Source,
+    /// Declared settings, in the order they apply.
+    pub declared: tfbn::declared::Declared,
+    /// `CODE[=LAYER_GLOB]` allowances from the sidecar.
+    pub allow: Vec<String>,
+}
+
 /// Opens the user's path, printing on stderr how it was read where that is
-/// worth knowing (a `checkpoint` file that named another machine's folder).
-fn open_source(path: &std::path::Path, layers: &LayerArgs) -> anyhow::Result<tfbn::source::Source> {
-    let mappings = layers
+/// worth knowing (a `checkpoint` file that named another machine's folder),
+/// and gathers the declarations of `--hyper` and the flags.
+fn open_source(path: &std::path::Path, layers: &LayerArgs) -> anyhow::Result<Opened> {
+    let sidecar = match &layers.hyper {
+        Some(f) => tfbn::declared::read_hyper_file(f)?,
+        None => tfbn::declared::HyperFile::default(),
+    };
+    let mappings = sidecar
         .bn
         .iter()
+        .chain(&layers.bn)
         .map(|m| m.parse::<tfbn::mapping::LayerMapping>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--bn: {e}"))?;
+    let mut declared = sidecar.declared;
+    for d in layers
+        .epsilon
+        .iter()
+        .chain(&layers.momentum)
+        .chain(&layers.axis)
+        .chain(&layers.fused)
+        .chain(&layers.variance)
+    {
+        declared.push(d.clone());
+    }
     let mut source = tfbn::source::Source::open(path)?;
     source.declare_layers(mappings);
     for n in source.notes() {
         eprintln!("note: {n}");
     }
-    Ok(source)
+    Ok(Opened {
+        source,
+        declared,
+        allow: sidecar.allow,
+    })
 }
 
-/// How layers are found, shared by every command that reads layers.
+fn declaration(name: &str, text: &str) -> Result<tfbn::declared::Declaration, String> {
+    tfbn::declared::Declaration::parse_flag(name, text).map_err(|e| e.to_string())
+}
+
+fn parse_epsilon(s: &str) -> Result<tfbn::declared::Declaration, String> {
+    declaration("epsilon", s)
+}
+
+fn parse_momentum(s: &str) -> Result<tfbn::declared::Declaration, String> {
+    declaration("momentum", s)
+}
+
+fn parse_axis(s: &str) -> Result<tfbn::declared::Declaration, String> {
+    declaration("axis", s)
+}
+
+fn parse_fused(s: &str) -> Result<tfbn::declared::Declaration, String> {
+    declaration("fused", s)
+}
+
+fn parse_variance(s: &str) -> Result<tfbn::declared::Declaration, String> {
+    declaration("variance", s)
+}
+
+/// How layers are found and what the user declares about them, shared by
+/// every command that reads layers.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct LayerArgs {
     /// Declare batch-norm layers whose variables follow no naming convention
@@ -127,6 +185,33 @@ pub struct LayerArgs {
     /// renorm_mean, renorm_stddev). Repeatable.
     #[arg(long = "bn", value_name = "[GLOB:]ROLE=NAME,…")]
     pub bn: Vec<String>,
+    /// Declare ε for every layer or those whose name or object path matches
+    /// GLOB (`*`, `?`); repeatable, a later one wins. Marked `flag`.
+    #[arg(long, value_name = "[GLOB=]VALUE", allow_hyphen_values = true, value_parser = parse_epsilon)]
+    pub epsilon: Vec<tfbn::declared::Declaration>,
+    /// Declare the momentum, TF convention (weight of the old value, e.g.
+    /// 0.99), for every layer or those matching GLOB.
+    #[arg(long, value_name = "[GLOB=]VALUE", allow_hyphen_values = true, value_parser = parse_momentum)]
+    pub momentum: Vec<tfbn::declared::Declaration>,
+    /// Declare the channel axis (negative counts from the end) for every
+    /// layer or those matching GLOB.
+    #[arg(long, value_name = "[GLOB=]AXIS", allow_hyphen_values = true, value_parser = parse_axis)]
+    pub axis: Vec<tfbn::declared::Declaration>,
+    /// Declare the layer's `fused` argument (tf-keras, tf1-layers): true,
+    /// false, or auto (fused=None: TF's rule decides).
+    #[arg(long, value_name = "[GLOB=]true|false|auto", value_parser = parse_fused)]
+    pub fused: Vec<tfbn::declared::Declaration>,
+    /// Declare what the stored moving variance holds (biased or bessel);
+    /// values are never converted.
+    #[arg(long, value_name = "[GLOB=]biased|bessel", value_parser = parse_variance)]
+    pub variance: Vec<tfbn::declared::Declaration>,
+    /// Read declarations from a TOML or JSON sidecar:
+    /// `{"layers": {"GLOB": {"epsilon": 1e-5, "momentum": 0.9, "axis": 3,
+    /// "fused": true, "variance": "bessel"}}, "bn": ["GLOB:ROLE=NAME,…"],
+    /// "allow": ["CODE=GLOB"]}`. Flags win over the sidecar. Marked
+    /// `sidecar`.
+    #[arg(long = "hyper", value_name = "FILE")]
+    pub hyper: Option<PathBuf>,
 }
 
 /// A path argument shared by the commands.

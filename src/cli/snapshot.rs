@@ -70,7 +70,8 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         None => None,
     };
-    let source = super::open_source(&args.path, &args.found)?;
+    let opened = super::open_source(&args.path, &args.found)?;
+    let source = opened.source;
     let plan = LayerSnapshotPlan {
         layers: args.layers.clone(),
         inference: args.mode != Modes::Training,
@@ -80,7 +81,18 @@ pub fn run(args: Args) -> Result<Outcome> {
         ..LayerSnapshotPlan::default()
     };
     let opts = SnapshotOptions::default();
-    let snap = snapshot_layers(&source, &plan, &Overrides::default(), &opts)?;
+    let overrides = Overrides {
+        declared: opened.declared,
+        api: None,
+    };
+    let snap = snapshot_layers(&source, &plan, &overrides, &opts)?;
+    for l in snap.layers.iter().filter(|l| !l.assumed.is_empty()) {
+        eprintln!(
+            "note: {}: assumed from TF's defaults: {} (recorded in the snapshot header)",
+            l.name,
+            l.assumed.join(", ")
+        );
+    }
     if let Some(out) = &args.output {
         let text = snap.to_text(&opts);
         tfbn::export::writer::write_atomic(

@@ -106,12 +106,11 @@ pub struct Args {
     /// <u2 bit patterns).
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
-    /// Override epsilon (both sides).
+    /// Accept TF's defaults for settings that nothing records and nobody
+    /// declared: rows resting on them pass instead of being `unproven`
+    /// (the report still lists them as `assumed`).
     #[arg(long)]
-    epsilon: Option<f64>,
-    /// Override momentum, TF convention (both sides).
-    #[arg(long)]
-    momentum: Option<f64>,
+    assume_defaults: bool,
     /// Folder of an installed `tensorflow` package (holding
     /// libtensorflow_cc.so.2); when given, the only place tried (else
     /// TFBN_TF_LIB, ./.venv, the checkout's .venv, python3's tensorflow).
@@ -176,16 +175,6 @@ fn settings(args: &Args) -> Result<VerifySettings> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if let Some(m) = args.momentum {
-        if !m.is_finite() {
-            bail!("--momentum {m} is not finite");
-        }
-    }
-    if let Some(e) = args.epsilon {
-        if !e.is_finite() || e < 0.0 {
-            bail!("--epsilon {e}: must be finite and non-negative");
-        }
-    }
     Ok(VerifySettings {
         layers: args.layers.clone(),
         modes: match args.mode {
@@ -194,9 +183,7 @@ fn settings(args: &Args) -> Result<VerifySettings> {
             ModeArg::Both => vec![Mode::Inference, Mode::Training],
         },
         overrides: Overrides {
-            epsilon: args.epsilon,
-            momentum: args.momentum,
-            axis: None,
+            declared: Default::default(),
             api,
         },
         backend: match args.tf_backend {
@@ -216,13 +203,15 @@ fn settings(args: &Args) -> Result<VerifySettings> {
             FaultArg::Bessel => Fault::Bessel,
         }),
         tf_lib: args.tf_lib.clone(),
+        assume_defaults: args.assume_defaults,
     })
 }
 
 pub fn run(args: Args) -> Result<Outcome> {
-    let settings = settings(&args)?;
-    let source = super::open_source(&args.path, &args.found)?;
-    let report = verify::verify(&source, &settings)?;
+    let mut settings = settings(&args)?;
+    let opened = super::open_source(&args.path, &args.found)?;
+    settings.overrides.declared = opened.declared;
+    let report = verify::verify(&opened.source, &settings)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -293,9 +282,28 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
         .max()
         .unwrap_or(5)
         .clamp(5, 40);
+    let label = |m: &tfbn::verify::ModeReport| {
+        if m.assumed.is_empty() {
+            "-".to_string()
+        } else {
+            m.assumed
+                .iter()
+                .map(|a| a.label())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    let assumed_w = r
+        .layers
+        .iter()
+        .flat_map(|l| &l.modes)
+        .map(|m| label(m).len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
     writeln!(
         out,
-        "  {:<name_w$} {:<10} {:<5} {:<9} {:<9} {:>9} {:>8} {:>8} {:>9}  {:<28} result",
+        "  {:<name_w$} {:<10} {:<5} {:<9} {:<9} {:>9} {:>8} {:>8} {:>9}  {:<28} {:<assumed_w$} result",
         "layer",
         "api",
         "dtype",
@@ -306,9 +314,13 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
         "ulp/max",
         "max abs",
         "worst",
+        "assumed",
     )?;
     let mut notes: Vec<String> = Vec::new();
     for l in &r.layers {
+        for n in &l.notes {
+            notes.push(format!("{}: {n}", l.name));
+        }
         for m in &l.modes {
             let path = match m.path {
                 Some(tfbn::tf::bn::TfPath::Fused) => "fused",
@@ -327,6 +339,7 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
             let result = match m.status {
                 Status::Pass => "pass",
                 Status::Fail => "FAIL",
+                Status::Unproven => "UNPROVEN",
                 Status::Unsupported => "UNSUPPORTED",
                 Status::Error => "ERROR",
                 Status::NotApplicable => "not applicable",
@@ -346,9 +359,10 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
                     fmt_sci(m.max_abs()),
                 )
             };
+            let assumed = label(m);
             writeln!(
                 out,
-                "  {:<name_w$} {:<10} {:<5} {:<9} {:<9} {:>9} {:>8} {:>8} {:>9}  {:<28} {}",
+                "  {:<name_w$} {:<10} {:<5} {:<9} {:<9} {:>9} {:>8} {:>8} {:>9}  {:<28} {:<assumed_w$} {}",
                 l.name,
                 l.api.label(),
                 m.dtype.short(),
@@ -359,6 +373,7 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
                 ulp_max,
                 abs,
                 worst,
+                assumed,
                 result
             )?;
             let row = format!("{} {} {}", l.name, m.dtype.short(), m.mode.label());
@@ -382,14 +397,32 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
     } else {
         String::new()
     };
+    let assumed: Vec<&str> = r
+        .layers
+        .iter()
+        .filter(|l| !l.assumed.is_empty())
+        .map(|l| l.name.as_str())
+        .collect();
+    if r.assume_defaults && !assumed.is_empty() {
+        writeln!(
+            out,
+            "--assume-defaults: {} layer(s) pass on TF's defaults, not on recorded or declared \
+             settings: {}",
+            assumed.len(),
+            assumed.join(", ")
+        )?;
+    }
+    let verdict = if r.passed {
+        "PASS"
+    } else if r.summary.failed == 0 && r.summary.unproven > 0 {
+        "UNPROVEN"
+    } else {
+        "FAIL"
+    };
     writeln!(
         out,
-        "{} layers, {} layer-modes: {} passed, {} failed{na} — {}",
-        r.summary.layers,
-        r.summary.modes,
-        r.summary.passed,
-        r.summary.failed,
-        if r.passed { "PASS" } else { "FAIL" }
+        "{} layers, {} layer-modes: {} passed, {} failed, {} unproven{na} — {verdict}",
+        r.summary.layers, r.summary.modes, r.summary.passed, r.summary.failed, r.summary.unproven,
     )?;
     Ok(())
 }

@@ -21,7 +21,10 @@
 //! PyTorch, candle and burn), `axis`, `api` (the TF API whose arithmetic the
 //! layer follows), `fused`, and `moving_variance` (`biased` or `bessel`),
 //! each with a `<field>_source`: `graph: …`, `keras_metadata: …`,
-//! `variables`, `default` or `flag`. Then `target_running_var` (the
+//! `variables`, `default`, `flag` or `sidecar: FILE`. `assumed` is a JSON
+//! list of the settings that rest on TF's defaults rather than the files or
+//! a declaration (`epsilon`, `momentum`, `axis`, `fused`, `moving_variance
+//! convention`; `[]` when none). Then `target_running_var` (the
 //! preset's convention), `gamma` / `beta` (`stored`, `ones …`, `zeros …`,
 //! `absent …`), and where they apply `renorm`, `num_batches_tracked`,
 //! `reshaped`, `serving_mode`, `conflicts`.
@@ -35,7 +38,7 @@ use super::plan::{LayerPlan, PlannedExport, TensorOrigin};
 use super::preset::Preset;
 use super::ExportOptions;
 use crate::bn::BnApi;
-use crate::hyper::{HyperSource, VarianceConvention};
+use crate::hyper::{Assumed, HyperSource, VarianceConvention};
 use crate::layers::{BnLayer, BnRole};
 use crate::source::Source;
 
@@ -77,6 +80,9 @@ pub fn source_label(s: &HyperSource) -> String {
         .ok()
         .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(String::from)))
         .unwrap_or_else(|| "unknown".into());
+    if let HyperSource::Sidecar { file } = s {
+        return format!("sidecar: {file}");
+    }
     let shown = s.to_string();
     if shown == kind || shown.is_empty() {
         kind
@@ -185,7 +191,7 @@ fn layer_fields(
     let mut mv_source = source_label(&p.moving_variance.source);
     if h.fused.value.is_none()
         && matches!(p.api.value, BnApi::Tf1Layers | BnApi::TfKeras)
-        && p.moving_variance.source != HyperSource::Flag
+        && !p.moving_variance.is_declared()
     {
         mv_source.push_str(" (fused kernel assumed, TF's choice for 4-D inputs)");
     }
@@ -193,6 +199,11 @@ fn layer_fields(
     if let Some(t) = preset.running_var_convention() {
         set("target_running_var", variance_label(t));
     }
+    let assumed: Vec<&str> = p.assumed.iter().map(|a| a.label()).collect();
+    set(
+        "assumed",
+        &serde_json::to_string(&assumed).unwrap_or_default(),
+    );
     if !fold {
         for (role, param, fill) in [
             (BnRole::Gamma, "weight", "ones"),
@@ -274,17 +285,19 @@ fn layer_fields(
 /// conventions that differ from the target's.
 pub(crate) fn notes(opts: &ExportOptions, plans: &[LayerPlan]) -> Vec<String> {
     let mut notes = Vec::new();
-    let defaults: Vec<&str> = plans
+    let assumed: Vec<String> = plans
         .iter()
-        .filter(|p| p.hyper.epsilon.source == HyperSource::Default)
-        .map(|p| p.tf_name.as_str())
+        .filter(|p| !p.assumed.is_empty())
+        .map(|p| format!("{} ({})", p.tf_name, Assumed::join(&p.assumed)))
         .collect();
-    if !defaults.is_empty() {
+    if !assumed.is_empty() {
+        let names: Vec<&str> = assumed.iter().map(String::as_str).collect();
         notes.push(format!(
-            "epsilon of {} layer(s) is TF's default 1e-3 (no graph or Keras metadata said otherwise): {}; \
-             pass --epsilon [LAYER=]VALUE if the model used another",
-            defaults.len(),
-            abbreviate(&defaults)
+            "{} layer(s) rest on TF's defaults (no graph or Keras metadata records them; \
+             written as tfbn.layer.<module>.assumed): {}; declare with --epsilon, --momentum, \
+             --axis, --fused, --variance [LAYER=]VALUE or a --hyper sidecar",
+            assumed.len(),
+            abbreviate(&names)
         ));
     }
     if let Some(target) = opts.preset.running_var_convention() {
@@ -335,5 +348,11 @@ mod tests {
         assert_eq!(source_label(&HyperSource::Default), "default");
         assert_eq!(source_label(&HyperSource::Flag), "flag");
         assert_eq!(source_label(&HyperSource::Variables), "variables");
+        assert_eq!(
+            source_label(&HyperSource::Sidecar {
+                file: "h.toml".into()
+            }),
+            "sidecar: h.toml"
+        );
     }
 }

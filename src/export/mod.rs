@@ -40,7 +40,7 @@ pub mod writer;
 use std::path::Path;
 
 pub use cast::DtypeCast;
-pub use plan::{plan_all_variables, plan_layers, ExportPlan, HyperOverride, OverrideValue, Rename};
+pub use plan::{plan_all_variables, plan_layers, ExportPlan, Rename};
 pub use preset::Preset;
 pub use verify::{verify_file, VerifyReport};
 
@@ -65,9 +65,9 @@ pub struct ExportOptions {
     /// Write `scale`/`shift` per layer instead of the four variables
     /// (layer mode only).
     pub fold: bool,
-    /// User-given hyper-parameters, marked `flag` in the metadata (layer
-    /// mode only).
-    pub overrides: Vec<HyperOverride>,
+    /// Declared hyper-parameters, marked `flag` or `sidecar` in the
+    /// metadata (layer mode only).
+    pub declared: crate::declared::Declared,
     /// Skip the `fdatasync` before the rename ([`writer::OutputPolicy`]).
     pub no_sync: bool,
 }
@@ -87,7 +87,7 @@ impl ExportOptions {
             || !self.layers.is_empty()
             || !self.rename.is_empty()
             || self.fold
-            || !self.overrides.is_empty()
+            || !self.declared.is_empty()
     }
 }
 

@@ -17,7 +17,8 @@ use crate::bn::BnApi;
 use crate::error::{Error, Result};
 use crate::find::discover;
 use crate::hyper::{
-    layer_api, recover, variance_convention, HyperSource, LayerHyper, Sourced, VarianceConvention,
+    assumed_with_variance, layer_api, moving_variance_of, recover, Assumed, HyperSource,
+    LayerHyper, Sourced, VarianceConvention,
 };
 use crate::layers::{BnLayer, BnRole};
 use crate::source::Source;
@@ -31,28 +32,6 @@ pub struct Rename {
     pub from: String,
     /// Its replacement; empty strips the prefix.
     pub to: String,
-}
-
-/// A hyper-parameter given by the user for the layers matching `pattern`
-/// (all layers when `None`); later overrides win.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HyperOverride {
-    /// Glob over layer names (see [`glob_match`]).
-    pub pattern: Option<String>,
-    /// The value.
-    pub value: OverrideValue,
-}
-
-/// The value of a [`HyperOverride`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum OverrideValue {
-    /// ε (`--epsilon`).
-    Epsilon(f64),
-    /// Momentum in TF's convention, the weight of the old value
-    /// (`--momentum`).
-    MomentumTf(f64),
-    /// What the stored moving variance holds (`--variance`).
-    Variance(VarianceConvention),
 }
 
 /// Where the bytes of an exported tensor come from.
@@ -115,6 +94,10 @@ pub struct LayerPlan {
     pub api: Sourced<BnApi>,
     /// What the stored moving variance holds.
     pub moving_variance: Sourced<VarianceConvention>,
+    /// Settings that rest on TF's defaults, the moving-variance convention
+    /// included where it rests on an assumed `fused`
+    /// ([`crate::hyper::assumed_with_variance`]).
+    pub assumed: Vec<Assumed>,
 }
 
 /// Everything an export will write.
@@ -352,41 +335,12 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
     let layers: Vec<BnLayer> = selected.iter().map(|&i| all[i].clone()).collect();
     let mut hypers = recover(source, &layers)?;
 
-    // --epsilon / --momentum / --variance
+    // --epsilon / --momentum / --axis / --fused / --variance / --hyper
+    opts.declared.check(&all)?;
     let mut notes = Vec::new();
-    let mut variance_flags: Vec<Option<VarianceConvention>> = vec![None; layers.len()];
-    for o in &opts.overrides {
-        let mut hit = false;
-        for (i, l) in layers.iter().enumerate() {
-            if o.pattern
-                .as_deref()
-                .is_some_and(|p| !layer_matches(p, l, preset))
-            {
-                continue;
-            }
-            hit = true;
-            let changed = match o.value {
-                OverrideValue::Epsilon(e) => hypers[i].apply_overrides(Some(e), None, None),
-                OverrideValue::MomentumTf(m) => hypers[i].apply_overrides(None, Some(m), None),
-                OverrideValue::Variance(v) => {
-                    variance_flags[i] = Some(v);
-                    Vec::new()
-                }
-            };
-            notes.extend(changed.into_iter().map(|n| format!("{}: {n}", l.name)));
-        }
-        if !hit {
-            let option = match o.value {
-                OverrideValue::Epsilon(_) => "--epsilon",
-                OverrideValue::MomentumTf(_) => "--momentum",
-                OverrideValue::Variance(_) => "--variance",
-            };
-            return Err(Error::PatternMatchesNoLayer {
-                option: option.into(),
-                pattern: o.pattern.clone().unwrap_or_default(),
-                known: known_names(&layers),
-            });
-        }
+    for (l, h) in layers.iter().zip(hypers.iter_mut()) {
+        let changed = opts.declared.apply(l, h);
+        notes.extend(changed.into_iter().map(|n| format!("{}: {n}", l.name)));
     }
 
     // Module paths.
@@ -428,16 +382,11 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
             value: layer_api(source, l),
             source: HyperSource::Default,
         };
-        let moving_variance = match variance_flags[i] {
-            Some(v) => Sourced::flag(v),
-            None => Sourced {
-                value: variance_convention(api.value, h.fused.value),
-                source: match api.value {
-                    BnApi::Tf1Layers | BnApi::TfKeras => h.fused.source.clone(),
-                    _ => api.source.clone(),
-                },
-            },
-        };
+        let moving_variance = opts
+            .declared
+            .variance(l)
+            .unwrap_or_else(|| moving_variance_of(api.value, &h));
+        let assumed = assumed_with_variance(&h, api.value, &moving_variance);
         let plan = LayerPlan {
             tf_name: l.name.clone(),
             module: module.clone(),
@@ -451,6 +400,7 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
             hyper: h,
             api: api.clone(),
             moving_variance,
+            assumed,
         };
         for slot in preset.slots(opts.fold) {
             if let Some(t) = plan_slot(l, &plan, i, slot, preset, opts.dtype)? {

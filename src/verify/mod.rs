@@ -133,6 +133,10 @@ pub struct VerifySettings {
     pub inject_fault: Option<Fault>,
     /// Where to find TensorFlow.
     pub tf_lib: Option<PathBuf>,
+    /// Accept TF's defaults for settings nothing declared or recorded:
+    /// rows that rest on them pass (and still list them in `assumed`)
+    /// instead of being [`Status::Unproven`].
+    pub assume_defaults: bool,
 }
 
 impl Default for VerifySettings {
@@ -151,6 +155,7 @@ impl Default for VerifySettings {
             dump: None,
             inject_fault: None,
             tf_lib: None,
+            assume_defaults: false,
         }
     }
 }
@@ -268,6 +273,7 @@ pub fn verify_with(
             })
             .collect::<Result<_>>()?
     };
+    settings.overrides.declared.check(&all)?;
     let hypers = crate::hyper::recover(source, &all)?;
     let mut layer_reports = Vec::new();
     for layer in selected {
@@ -294,8 +300,10 @@ pub fn verify_with(
         cases: settings.cases.clone(),
         dtypes: settings.dtypes.clone(),
         injected_fault: settings.inject_fault,
-        // Nothing verified is not a pass (not-applicable rows verify nothing).
-        passed: summary.failed == 0 && summary.passed > 0,
+        // Nothing verified is not a pass (not-applicable rows verify nothing),
+        // and neither is a row that rests on a guess.
+        passed: summary.failed == 0 && summary.unproven == 0 && summary.passed > 0,
+        assume_defaults: settings.assume_defaults,
         summary,
         layers: layer_reports,
         timing: Timing::default(),
@@ -346,11 +354,42 @@ fn layer_hyper_json(p: &PreparedLayer, cfg: &BnConfig) -> HyperJson {
         momentum: p.config.momentum,
         momentum_source: p.hyper.momentum.source.to_string(),
         axis: cfg.axis as i64,
+        axis_source: p.hyper.axis.source.to_string(),
         center: p.config.center,
         scale: p.config.scale,
         fused: p.config.fused,
+        fused_source: p.hyper.fused.source.to_string(),
+        moving_variance: Some(p.moving_variance.value),
+        moving_variance_source: p.moving_variance.source.to_string(),
         renorm: p.config.renorm.is_some(),
     }
+}
+
+/// The assumed settings a row of `mode` depends on: ε, the axis and `fused`
+/// always; the momentum in training, where the API keeps moving statistics.
+pub fn depends_on(p: &PreparedLayer, mode: Mode) -> Vec<crate::hyper::Assumed> {
+    use crate::hyper::Assumed;
+    p.assumed
+        .iter()
+        .copied()
+        .filter(|a| match a {
+            Assumed::Epsilon | Assumed::Axis | Assumed::Fused => true,
+            Assumed::Momentum => mode == Mode::Training && p.api != BnApi::Nn,
+            Assumed::VarianceConvention => false,
+        })
+        .collect()
+}
+
+/// How to declare what `assumed` lists for `layer` (one sentence).
+pub fn declare_hint(layer: &str, assumed: &[crate::hyper::Assumed]) -> String {
+    let flags: Vec<String> = assumed
+        .iter()
+        .map(|a| format!("{} {layer}=VALUE", a.flag()))
+        .collect();
+    format!(
+        "declare with {} or a --hyper sidecar; --assume-defaults accepts TF's defaults",
+        flags.join(", ")
+    )
 }
 
 fn verify_layer(
@@ -403,10 +442,33 @@ fn verify_layer(
                     continue;
                 }
             };
-            modes.push(run_mode(
+            let mut m = run_mode(
                 rt, p, cfg, &graph, &shape, axis, row, settings, tolerance, build_ms,
-            )?);
+            )?;
+            m.assumed = depends_on(p, mode);
+            if m.status == Status::Pass && !m.assumed.is_empty() && !settings.assume_defaults {
+                m.status = Status::Unproven;
+            }
+            modes.push(m);
         }
+    }
+    let unproven: Vec<crate::hyper::Assumed> = p
+        .assumed
+        .iter()
+        .copied()
+        .filter(|a| {
+            modes
+                .iter()
+                .any(|m| m.status == Status::Unproven && m.assumed.contains(a))
+        })
+        .collect();
+    if !unproven.is_empty() {
+        notes.push(format!(
+            "unproven: both sides ran with TF's default {} (nothing in the files records {}); {}",
+            crate::hyper::Assumed::join(&unproven),
+            if unproven.len() == 1 { "it" } else { "them" },
+            declare_hint(&p.layer.name, &unproven)
+        ));
     }
     let passed =
         modes.iter().all(|m| m.status.is_ok()) && modes.iter().any(|m| m.status == Status::Pass);
@@ -418,6 +480,7 @@ fn verify_layer(
         channels: p.layer.channels,
         input_shape: shape,
         hyper: layer_hyper_json(p, &cfg),
+        assumed: p.assumed.clone(),
         tolerance,
         notes,
         passed,
@@ -805,6 +868,7 @@ fn run_mode(
             tensorflow: tf_ms,
             native: native_ms,
         },
+        assumed: Vec::new(),
     })
 }
 

@@ -13,17 +13,22 @@
 //!   "dtypes": ["float32"],
 //!   "injected_fault": null,
 //!   "passed": true,
-//!   "summary": {"layers": 3, "layers_passed": 3, "modes": 6, "passed": 6, "failed": 0, "not_applicable": 0},
+//!   "assume_defaults": false,
+//!   "summary": {"layers": 3, "layers_passed": 3, "modes": 6, "passed": 6, "failed": 0, "unproven": 0, "not_applicable": 0},
 //!   "layers": [{
 //!     "name": "batch_normalization", "api": "tf1-layers", "api_source": "naming style",
 //!     "path": "fused", "channels": 8, "input_shape": [4, 5, 6, 8], "tolerance": "exact",
 //!     "hyper": {"epsilon": 0.001, "epsilon_source": "...", "momentum": 0.99, "momentum_source": "...",
-//!               "axis": -1, "center": true, "scale": true, "fused": true, "renorm": false},
+//!               "axis": -1, "axis_source": "...", "center": true, "scale": true, "fused": true,
+//!               "fused_source": "...", "moving_variance": "bessel", "moving_variance_source": "...",
+//!               "renorm": false},
+//!     "assumed": ["epsilon", "momentum", "axis", "fused"],
 //!     "notes": [], "passed": true,
 //!     "modes": [{
 //!       "mode": "training", "dtype": "float32 | float16 | bfloat16 | float64",
 //!       "path": "fused | non_fused | null",
-//!       "status": "pass | fail | unsupported | error | not_applicable", "error": null,
+//!       "status": "pass | fail | unproven | unsupported | error | not_applicable", "error": null,
+//!       "assumed": ["epsilon"],
 //!       "outputs": [{"name": "y", "n": 3840, "bitwise_equal": 3840, "bitwise_fraction": 1.0,
 //!                    "max_ulp": 0, "max_ulp_of_max": 0, "max_abs": 0.0, "max_rel": 0.0,
 //!                    "worst": null | {"case": "tiny", "index": 17, "channel": 1, "tf": 0.5, "native": 0.50000006},
@@ -42,6 +47,14 @@
 //! the raw fused op on `float64`) says why in `error` and counts neither as
 //! passed nor as failed. `passed` needs at least one passing row.
 //!
+//! A row whose two sides agree but that depends on a setting assumed from
+//! TF's defaults (ε, the axis, `fused` where the API has the choice, and in
+//! training the momentum) is `unproven`, not `pass`: both sides were built
+//! from the same guess, so their agreement says nothing about the model.
+//! The row's `assumed` lists those settings and the layer's `notes` say
+//! how to declare them; `--assume-defaults` accepts the defaults
+//! (`assume_defaults: true`, rows pass, `assumed` still lists them).
+//!
 //! `max_ulp` is `18446744073709551615` (`u64::MAX`) where a NaN meets a
 //! number; `max_abs`/`max_rel` that are infinite are written as `null`
 //! (JSON has no infinity).
@@ -50,6 +63,7 @@ use serde::Serialize;
 
 use super::{BnDtype, InputCase, Mode};
 use crate::bn::BnApi;
+use crate::hyper::{Assumed, VarianceConvention};
 use crate::layers::BnLayer;
 use crate::parity::{Comparison, Tolerance};
 use crate::source::NamingStyle;
@@ -67,6 +81,11 @@ pub enum Status {
     Pass,
     /// Some output outside the tolerance.
     Fail,
+    /// Both sides agree, but the row rests on settings assumed from TF's
+    /// defaults (listed in the row's `assumed`): agreement proves nothing
+    /// about the model, since both sides were built from the same guess.
+    /// Counts as neither passed nor failed; the run exits 1.
+    Unproven,
     /// One side cannot run this configuration (counts as a failure).
     Unsupported,
     /// A side failed while running (counts as a failure).
@@ -236,6 +255,9 @@ pub struct ModeReport {
     pub causes: Vec<super::diagnose::Cause>,
     /// Time per side.
     pub timing_ms: ModeTiming,
+    /// The settings this row depends on that were assumed from TF's
+    /// defaults (with `--assume-defaults` the row may pass regardless).
+    pub assumed: Vec<Assumed>,
 }
 
 impl ModeReport {
@@ -256,6 +278,7 @@ impl ModeReport {
             cases: Vec::new(),
             causes: Vec::new(),
             timing_ms: ModeTiming::default(),
+            assumed: Vec::new(),
         }
     }
 
@@ -315,12 +338,20 @@ pub struct HyperJson {
     pub momentum_source: String,
     /// Channel axis as run: 1 (channels-first) or −1 (channels-last).
     pub axis: i64,
+    /// Where the axis came from.
+    pub axis_source: String,
     /// β used.
     pub center: bool,
     /// γ used.
     pub scale: bool,
     /// The layer's `fused` argument, if known.
     pub fused: Option<bool>,
+    /// Where `fused` came from.
+    pub fused_source: String,
+    /// What the stored moving variance holds (`biased`, `bessel`).
+    pub moving_variance: Option<VarianceConvention>,
+    /// Where that came from.
+    pub moving_variance_source: String,
     /// Batch renormalization.
     pub renorm: bool,
 }
@@ -345,6 +376,10 @@ pub struct LayerReport {
     pub input_shape: Vec<usize>,
     /// Hyper-parameters.
     pub hyper: HyperJson,
+    /// Settings assumed from TF's defaults (`epsilon`, `momentum`, `axis`,
+    /// `fused`): nothing in the files recorded them and nobody declared
+    /// them.
+    pub assumed: Vec<Assumed>,
     /// The tolerance the verdict applied to this layer.
     pub tolerance: Tolerance,
     /// Notes (overrides, assumptions).
@@ -370,11 +405,16 @@ impl LayerReport {
                 momentum: f64::NAN,
                 momentum_source: String::new(),
                 axis: -1,
+                axis_source: String::new(),
                 center: false,
                 scale: false,
                 fused: None,
+                fused_source: String::new(),
+                moving_variance: None,
+                moving_variance_source: String::new(),
                 renorm: false,
             },
+            assumed: Vec::new(),
             tolerance: Tolerance::Exact,
             notes: vec![why.clone()],
             passed: false,
@@ -402,6 +442,8 @@ pub struct Summary {
     pub passed: usize,
     /// Rows that failed (fail, unsupported or error).
     pub failed: usize,
+    /// Rows whose sides agree but that rest on assumed settings.
+    pub unproven: usize,
     /// Rows whose API does not take the type in TF (neither passed nor
     /// failed).
     pub not_applicable: usize,
@@ -419,12 +461,14 @@ impl Summary {
         };
         let passed = count(Status::Pass);
         let not_applicable = count(Status::NotApplicable);
+        let unproven = count(Status::Unproven);
         Summary {
             layers: layers.len(),
             layers_passed: layers.iter().filter(|l| l.passed).count(),
             modes,
             passed,
-            failed: modes - passed - not_applicable,
+            failed: modes - passed - not_applicable - unproven,
+            unproven,
             not_applicable,
         }
     }
@@ -464,8 +508,11 @@ pub struct VerifyReport {
     pub dtypes: Vec<BnDtype>,
     /// The self-test fault, if any.
     pub injected_fault: Option<super::Fault>,
-    /// Every layer passed.
+    /// Every layer passed: no row failed, none rests on an assumed
+    /// setting (unless `assume_defaults`), and at least one passed.
     pub passed: bool,
+    /// `--assume-defaults`: rows resting on TF's defaults were accepted.
+    pub assume_defaults: bool,
     /// Counts.
     pub summary: Summary,
     /// Each layer.

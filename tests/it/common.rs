@@ -128,3 +128,50 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
 }
+
+impl Fixture {
+    /// The layer's name as tfbn finds it, looked up by the manifest
+    /// layer's moving_mean key (manifest names are the writer's).
+    pub fn tfbn_name(&self, layer: &Value) -> String {
+        let key = layer["variables"]["moving_mean"]["key"].as_str().unwrap();
+        let source = tfbn::source::Source::open(self.open_path()).unwrap();
+        tfbn::find::discover(&source)
+            .into_iter()
+            .find(|l| {
+                l.var(tfbn::layers::BnRole::MovingMean)
+                    .is_some_and(|v| v.key == key)
+            })
+            .map(|l| l.name)
+            .unwrap_or_else(|| panic!("{}: no layer with {key}", self.name))
+    }
+
+    /// A `--hyper` sidecar (JSON, in `dir`) declaring every layer's true
+    /// settings as the manifest records them (what TF built the layer
+    /// with): ε, momentum, the channel axis (the last one written as −1,
+    /// which names the same dimension for any input rank verify feeds), and
+    /// `fused` where the API has the choice (`null` → `auto`).
+    pub fn hyper_sidecar(&self, dir: &Path) -> PathBuf {
+        let mut layers = serde_json::Map::new();
+        for l in self.layers() {
+            let h = &l["hyper"];
+            let rank = l["input_shape"].as_array().unwrap().len() as i64;
+            let axis = h["axis"][0].as_i64().unwrap();
+            let mut entry = serde_json::json!({
+                "epsilon": h["epsilon"],
+                "momentum": h["momentum"],
+                "axis": if axis == rank - 1 { -1 } else { axis },
+            });
+            if matches!(l["api"].as_str(), Some("tf-keras" | "tf1-layers")) {
+                entry["fused"] = match h["fused"].as_bool() {
+                    Some(b) => Value::Bool(b),
+                    None => Value::String("auto".into()),
+                };
+            }
+            layers.insert(self.tfbn_name(l), entry);
+        }
+        let path = dir.join(format!("{}.hyper.json", self.name));
+        let doc = serde_json::json!({ "layers": layers });
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        path
+    }
+}

@@ -1015,3 +1015,33 @@ fn python_reads_every_preset_with_tensorflows_values() {
     assert!(text.contains("0 problems"), "{text}");
     eprintln!("{}", text.trim());
 }
+
+/// Each exported layer records what rests on TF's defaults
+/// (`tfbn.layer.<module>.assumed`): for tf-keras with no graph, the
+/// moving-variance convention too (it follows the assumed `fused`);
+/// nothing once the manifest's settings are declared in a sidecar, whose
+/// file then names the source.
+#[test]
+fn metadata_records_assumed_settings_and_sidecar_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = fixture("tfkeras_ckpt");
+    let out = dir.path().join("a.safetensors");
+    export(&fx, "pytorch", &out, &[]);
+    let meta = metadata(&std::fs::read(&out).unwrap());
+    assert_eq!(
+        meta["tfbn.layer.bn_fused.assumed"],
+        r#"["epsilon","momentum","axis","fused","moving_variance convention"]"#
+    );
+    let hyper = fx.hyper_sidecar(dir.path());
+    let out = dir.path().join("b.safetensors");
+    export(&fx, "pytorch", &out, &["--hyper", s(&hyper)]);
+    let meta = metadata(&std::fs::read(&out).unwrap());
+    assert_eq!(meta["tfbn.layer.bn_fused.assumed"], "[]");
+    assert_eq!(meta["tfbn.layer.bn_fused.epsilon"], "0.01");
+    assert_eq!(
+        meta["tfbn.layer.bn_fused.epsilon_source"],
+        format!("sidecar: {}", hyper.display())
+    );
+    assert_eq!(meta["tfbn.layer.bn_dense.fused"], "false");
+    assert_eq!(meta["tfbn.layer.bn_dense.moving_variance"], "biased");
+}

@@ -250,12 +250,15 @@ fn exit_codes_follow_deny() {
     let o = tfbn(&["lint", clean]);
     assert_eq!(code(&o), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8(o.stdout).unwrap();
-    assert_eq!(text.lines().count(), 3, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
     assert!(
-        text.lines()
+        lines[..3]
+            .iter()
             .all(|l| l.starts_with("info[variance-convention] ")),
         "{text}"
     );
+    assert_eq!(lines[3], "3 findings: 0 error, 0 warning, 3 info", "{text}");
     assert_eq!(code(&tfbn(&["lint", "--deny", "warning", clean])), Some(0));
     assert_eq!(code(&tfbn(&["lint", "--deny", "info", clean])), Some(1));
 
@@ -346,4 +349,80 @@ fn bad_input_exits_2() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("calls itself"), "{err}");
     assert!(err.contains(&me), "{err}");
+}
+
+/// One `unknown-hyperparameters` finding per assumed setting (not only when
+/// all are); a declared setting is no longer one.
+#[test]
+fn unknown_hyperparameters_fire_per_assumed_setting() {
+    let k3 = fixture("keras3_functional").open_path();
+    let k3 = k3.to_str().unwrap();
+    let settings = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["lint", "--json", k3];
+        a.extend_from_slice(args);
+        let o = tfbn(&a);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "unknown-hyperparameters" && f["layer"] == "bn")
+            .map(|f| {
+                let m = f["message"].as_str().unwrap();
+                m.split(':').next().unwrap().to_string()
+            })
+            .collect()
+    };
+    assert_eq!(settings(&[]), ["epsilon", "momentum", "axis"]);
+    assert_eq!(settings(&["--epsilon", "bn=0.01"]), ["momentum", "axis"]);
+    assert_eq!(
+        settings(&["--epsilon", "bn=0.01", "--momentum", "0.9", "--axis", "3"]),
+        Vec::<String>::new()
+    );
+}
+
+/// `--allow CODE[=LAYER_GLOB]` (and a sidecar's `allow`) silences findings
+/// like clippy's allow: they no longer fail the run, are listed under
+/// `allowed`, and the summary line counts them.
+#[test]
+fn allow_silences_findings_and_counts_them() {
+    let k3 = fixture("keras3_functional").open_path();
+    let k3 = k3.to_str().unwrap();
+    let deny = ["lint", k3, "--deny", "warning"];
+    let run = |extra: &[&str]| {
+        let mut a = deny.to_vec();
+        a.extend_from_slice(extra);
+        tfbn(&a)
+    };
+    assert_eq!(code(&run(&[])), Some(1));
+    // Only one layer allowed: the others still fail.
+    assert_eq!(
+        code(&run(&["--allow", "unknown-hyperparameters=bn"])),
+        Some(1)
+    );
+    let o = run(&["--allow", "unknown-hyperparameters"]);
+    assert_eq!(code(&o), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(!text.contains("unknown-hyperparameters"), "{text}");
+    let last = text.lines().last().unwrap();
+    assert!(last.ends_with(", 12 allowed"), "{text}");
+    let o = run(&["--allow", "unknown-hyperparameters=bn*", "--json"]);
+    assert_eq!(code(&o), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["allowed"].as_array().unwrap().len(), 12);
+    assert!(v["allowed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["code"] == "unknown-hyperparameters"));
+
+    // The same from a sidecar.
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("lint.toml");
+    std::fs::write(&side, "allow = [\"unknown-hyperparameters=bn*\"]\n").unwrap();
+    let o = run(&["--hyper", side.to_str().unwrap()]);
+    assert_eq!(code(&o), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // An unknown code is bad input.
+    assert_eq!(code(&run(&["--allow", "no-such-code"])), Some(2));
 }

@@ -4,6 +4,7 @@ mod apply;
 mod cli;
 mod common;
 mod corpus;
+mod declared;
 mod export;
 mod found;
 mod hyper;

@@ -203,3 +203,57 @@ fn locked_native_outputs_of_the_tf1_fixture() {
     let snap = layer_snapshot("tf1_trained");
     tfbn::assert_numeric_snapshot!("native_tf1_trained", &snap, "ulp:2");
 }
+
+/// A snapshot's header records each layer's settings and what was assumed:
+/// declaring a setting the old snapshot assumed (even with the same value)
+/// is drift, so a change of source cannot pass unnoticed.
+#[test]
+fn a_change_of_settings_source_is_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("k3.snap");
+    let path = "testdata/keras3_functional/ckpt/ckpt-1";
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tfbn"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "snapshot",
+        path,
+        "--layer",
+        "bn",
+        "-o",
+        snap.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = std::fs::read_to_string(&snap).unwrap();
+    assert!(text.contains("  assumed epsilon, momentum, axis"), "{text}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("assumed from TF's defaults"));
+    let check = |extra: &[&str]| {
+        let mut a = vec![
+            "snapshot",
+            "--check",
+            snap.to_str().unwrap(),
+            path,
+            "--layer",
+            "bn",
+        ];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    assert_eq!(check(&[]).status.code(), Some(0));
+    let o = check(&["--epsilon", "bn=0.001"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("layer bn: settings were epsilon 0.001 (default)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("assumed were epsilon, momentum, axis, now momentum, axis"),
+        "{out}"
+    );
+    assert!(!out.contains("value ["), "only the header moved: {out}");
+}

@@ -164,10 +164,16 @@ fn tf_side_graphs_reproduce_each_apis_goldens() {
                 .unwrap_or_else(|| panic!("{}: layer {name} not found", fx.name));
             let h = &l["hyper"];
             let hyper = tfbn::hyper::LayerHyper::defaults(layer);
+            let mut declared = tfbn::declared::Declared::default();
+            for (what, value) in [
+                ("epsilon", h["epsilon"].to_string()),
+                ("momentum", h["momentum"].to_string()),
+                ("axis", h["axis"][0].to_string()),
+            ] {
+                declared.push(tfbn::declared::Declaration::parse_flag(what, &value).unwrap());
+            }
             let overrides = Overrides {
-                epsilon: h["epsilon"].as_f64(),
-                momentum: h["momentum"].as_f64(),
-                axis: h["axis"][0].as_i64(),
+                declared,
                 api: tfbn::bn::BnApi::parse(l["api"].as_str().unwrap()),
             };
             let mut p = prepare_layer(&source, layer, &hyper, &overrides).unwrap();

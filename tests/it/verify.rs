@@ -30,8 +30,11 @@ fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(o)))
 }
 
-/// Fixtures with batch-norm layers, as paths relative to the repository.
-fn layer_fixtures() -> Vec<(String, String)> {
+/// Fixtures with batch-norm layers, as paths relative to the repository,
+/// each with a `--hyper` sidecar in `dir` declaring the settings TF built
+/// its layers with (the manifest's): a checkpoint holds none of them, and a
+/// pass on assumed defaults would prove nothing.
+fn layer_fixtures(dir: &std::path::Path) -> Vec<(String, String, String)> {
     fixtures()
         .into_iter()
         .filter(|f| !f.layers().is_empty())
@@ -39,9 +42,19 @@ fn layer_fixtures() -> Vec<(String, String)> {
             (
                 f.name.clone(),
                 f.rel_open_path().to_string_lossy().into_owned(),
+                f.hyper_sidecar(dir).to_string_lossy().into_owned(),
             )
         })
         .collect()
+}
+
+/// The fixture's open path and a sidecar of its true settings in `dir`.
+fn declared(fx: &str, dir: &std::path::Path) -> (String, String) {
+    let f = fixture(fx);
+    (
+        f.rel_open_path().to_string_lossy().into_owned(),
+        f.hyper_sidecar(dir).to_string_lossy().into_owned(),
+    )
 }
 
 fn modes(v: &Value) -> Vec<(String, &Value)> {
@@ -66,8 +79,9 @@ fn every_fixture_passes_bit_for_bit_against_eigen() {
     if live_tf("every_fixture_passes_bit_for_bit_against_eigen").is_none() {
         return;
     }
-    for (name, path) in layer_fixtures() {
-        let o = tfbn(&["verify", &path, "--json"]);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, path, hyper) in layer_fixtures(dir.path()) {
+        let o = tfbn(&["verify", &path, "--hyper", &hyper, "--json"]);
         let v = json(&o);
         assert_eq!(
             o.status.code(),
@@ -75,6 +89,9 @@ fn every_fixture_passes_bit_for_bit_against_eigen() {
             "{name}: {}",
             serde_json::to_string_pretty(&v).unwrap()
         );
+        for l in v["layers"].as_array().unwrap() {
+            assert_eq!(l["assumed"], serde_json::json!([]), "{name} {}", l["name"]);
+        }
         assert_eq!(v["host"]["backend"], "eigen");
         assert_eq!(v["tolerance"], "exact");
         let ms = modes(&v);
@@ -119,8 +136,17 @@ fn every_fixture_passes_against_onednn_within_the_budget() {
         return;
     }
     let mut inexact = 0;
-    for (name, path) in layer_fixtures() {
-        let o = tfbn(&["verify", &path, "--tf-backend", "onednn", "--json"]);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, path, hyper) in layer_fixtures(dir.path()) {
+        let o = tfbn(&[
+            "verify",
+            &path,
+            "--hyper",
+            &hyper,
+            "--tf-backend",
+            "onednn",
+            "--json",
+        ]);
         let v = json(&o);
         assert_eq!(
             o.status.code(),
@@ -167,10 +193,19 @@ fn injected_faults_fail_and_name_their_cause() {
     }
     // tf1_trained: two fused layers and a non-fused 2-D one; keras3 and
     // tf_keras: the other update forms (renorm layers have no ε diagnosis).
+    let dir = tempfile::tempdir().unwrap();
     for fx in ["tf1_trained", "keras3_functional", "tfkeras_ckpt"] {
-        let path = fixture(fx).rel_open_path().to_string_lossy().into_owned();
+        let (path, hyper) = declared(fx, dir.path());
         for fault in ["epsilon", "momentum", "bessel"] {
-            let o = tfbn(&["verify", &path, "--json", "--inject-fault", fault]);
+            let o = tfbn(&[
+                "verify",
+                &path,
+                "--hyper",
+                &hyper,
+                "--json",
+                "--inject-fault",
+                fault,
+            ]);
             assert_eq!(o.status.code(), Some(1), "{fx} {fault}: {}", stderr(&o));
             let v = json(&o);
             assert_eq!(v["injected_fault"], fault);
@@ -314,6 +349,14 @@ fn verify_json_snapshot_of_a_named_failure() {
             "testdata/keras3_functional/ckpt/ckpt-1",
             "--layer",
             "bn_dense",
+            // The manifest's settings, as flags (a sidecar's temporary
+            // path would enter the snapshot).
+            "--epsilon",
+            "bn_dense=2e-5",
+            "--momentum",
+            "bn_dense=0.95",
+            "--axis",
+            "bn_dense=-1",
             "--mode",
             "training",
             "--cases",
@@ -337,6 +380,11 @@ fn verify_json_snapshot_of_dtypes() {
             "testdata/keras3_functional/ckpt/ckpt-1",
             "--layer",
             "bn",
+            // The manifest's settings inference depends on.
+            "--epsilon",
+            "bn=0.01",
+            "--axis",
+            "bn=-1",
             "--api",
             "fused",
             "--mode",
@@ -358,9 +406,13 @@ fn table_output_names_layers_and_the_verdict() {
     if live_tf("table_output_names_layers_and_the_verdict").is_none() {
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, hyper) = declared("tfkeras_ckpt", dir.path());
     let o = tfbn(&[
         "verify",
         "testdata/tfkeras_ckpt/ckpt/ckpt-1",
+        "--hyper",
+        &hyper,
         "--layer",
         "bn_nchw",
         "--layer",
@@ -374,7 +426,7 @@ fn table_output_names_layers_and_the_verdict() {
     );
     assert!(!text.contains("bn_fused"), "{text}");
     assert!(
-        text.contains("2 layers, 4 layer-modes: 4 passed, 0 failed"),
+        text.contains("2 layers, 4 layer-modes: 4 passed, 0 failed, 0 unproven — PASS"),
         "{text}"
     );
     assert!(text.contains("TensorFlow 2.21.0 (eigen)"), "{text}");
@@ -382,6 +434,8 @@ fn table_output_names_layers_and_the_verdict() {
     let o = tfbn(&[
         "verify",
         "testdata/tfkeras_ckpt/ckpt/ckpt-1",
+        "--hyper",
+        &hyper,
         "--layer",
         "bn_fused",
         "--inject-fault",
@@ -401,9 +455,12 @@ fn dump_writes_inputs_and_both_sides_outputs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let (_, hyper) = declared("tfkeras_ckpt", dir.path());
     let o = tfbn(&[
         "verify",
         "testdata/tfkeras_ckpt/ckpt/ckpt-1",
+        "--hyper",
+        &hyper,
         "--layer",
         "bn_renorm",
         "--cases",
@@ -451,9 +508,12 @@ fn dump_writes_each_dtype_in_its_own_type() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let (_, hyper) = declared("keras3_functional", dir.path());
     let o = tfbn(&[
         "verify",
         "testdata/keras3_functional/ckpt/ckpt-1",
+        "--hyper",
+        &hyper,
         "--layer",
         "bn",
         "--mode",
@@ -492,9 +552,12 @@ fn every_dtype_passes_bit_for_bit_on_each_style() {
     if live_tf("every_dtype_passes_bit_for_bit_on_each_style").is_none() {
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
     for fx in ["tf1_trained", "tfkeras_ckpt", "keras3_functional"] {
-        let path = fixture(fx).rel_open_path().to_string_lossy().into_owned();
-        let o = tfbn(&["verify", &path, "--dtype", "all", "--json"]);
+        let (path, hyper) = declared(fx, dir.path());
+        let o = tfbn(&[
+            "verify", &path, "--hyper", &hyper, "--dtype", "all", "--json",
+        ]);
         let v = json(&o);
         assert_eq!(
             o.status.code(),
@@ -524,8 +587,10 @@ fn every_dtype_passes_bit_for_bit_on_each_style() {
         }
         // Every (type, mode) passed on at least one layer of the fixture.
         assert_eq!(passed.len(), 8, "{fx}: {passed:?}");
-        let text =
-            String::from_utf8(tfbn(&["verify", &path, "--dtype", "bf16,f64"]).stdout).unwrap();
+        let text = String::from_utf8(
+            tfbn(&["verify", &path, "--hyper", &hyper, "--dtype", "bf16,f64"]).stdout,
+        )
+        .unwrap();
         assert!(text.contains("dtypes bf16,f64"), "{text}");
         assert!(text.contains(" bf16 ") && text.contains(" f64 "), "{text}");
     }
@@ -542,9 +607,13 @@ fn nn_on_16_bit_inputs_passes_bit_for_bit() {
     if live_tf("nn_on_16_bit_inputs_passes_bit_for_bit").is_none() {
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, hyper) = declared("keras3_functional", dir.path());
     let o = tfbn(&[
         "verify",
         "testdata/keras3_functional/ckpt/ckpt-1",
+        "--hyper",
+        &hyper,
         "--api",
         "nn",
         "--dtype",
@@ -600,10 +669,14 @@ fn fused_op_on_float64_is_not_applicable() {
     if live_tf("fused_op_on_float64_is_not_applicable").is_none() {
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, hyper) = declared("keras3_functional", dir.path());
     let args = |dtypes: &'static str| {
         vec![
             "verify",
             "testdata/keras3_functional/ckpt/ckpt-1",
+            "--hyper",
+            &hyper,
             "--layer",
             "bn",
             "--api",
@@ -686,10 +759,18 @@ fn options_change_the_run() {
     }
 
     // Every API on the same layer.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, hyper) = declared("keras3_functional", dir.path());
     for api in ["fused", "tf1-layers", "tf-keras", "keras3", "nn"] {
+        // fused=auto where the API has the choice: TF's rule, as Keras 3
+        // would have run it.
         let o = tfbn(&[
             "verify",
             "testdata/keras3_functional/ckpt/ckpt-1",
+            "--hyper",
+            &hyper,
+            "--fused",
+            "auto",
             "--layer",
             "bn",
             "--api",
@@ -841,4 +922,139 @@ fn missing_tensorflow_exits_2_and_lists_what_was_tried() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The issue: a Keras 3 checkpoint (no graph) whose layer was built with a
+/// non-default ε. Both sides ran TF's default 1e-3 and verify said PASS.
+/// Now every row that rests on an assumed setting is `unproven`, the run
+/// exits 1 and the report names the layer, the setting and the fix.
+#[test]
+fn a_pass_resting_on_an_assumed_epsilon_is_unproven() {
+    if live_tf("a_pass_resting_on_an_assumed_epsilon_is_unproven").is_none() {
+        return;
+    }
+    let path = "testdata/keras3_functional/ckpt/ckpt-1";
+    let base = ["verify", path, "--layer", "bn", "--cases", "normal"];
+    let run = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        tfbn(&a)
+    };
+
+    let o = run(&["--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["summary"]["unproven"], 2);
+    assert_eq!(v["summary"]["passed"], 0);
+    assert_eq!(v["summary"]["failed"], 0);
+    let l = &v["layers"][0];
+    assert_eq!(l["name"], "bn");
+    assert_eq!(
+        l["assumed"],
+        serde_json::json!(["epsilon", "momentum", "axis"])
+    );
+    assert_eq!(l["hyper"]["epsilon_source"], "default");
+    for (what, m) in modes(&v) {
+        assert_eq!(m["status"], "unproven", "{what}");
+        assert!(
+            m["assumed"].as_array().unwrap().contains(&"epsilon".into()),
+            "{what}"
+        );
+    }
+    let note = l["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|n| n.starts_with("unproven"))
+        .expect("a note on what to declare");
+    for want in ["--epsilon bn=VALUE", "--hyper", "--assume-defaults"] {
+        assert!(note.contains(want), "{note}");
+    }
+    let text = String::from_utf8(run(&[]).stdout).unwrap();
+    assert!(
+        text.contains("1 layers, 2 layer-modes: 0 passed, 0 failed, 2 unproven — UNPROVEN"),
+        "{text}"
+    );
+    assert!(text.contains("--epsilon bn=VALUE"), "{text}");
+
+    // Declared (inference rests on ε and the axis only): a pass, and the
+    // report says where ε came from.
+    let o = run(&[
+        "--mode",
+        "inference",
+        "--epsilon",
+        "bn=1e-5",
+        "--axis",
+        "bn=-1",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["layers"][0]["hyper"]["epsilon"], 1e-5);
+    assert_eq!(v["layers"][0]["hyper"]["epsilon_source"], "flag");
+    assert_eq!(v["layers"][0]["assumed"], serde_json::json!(["momentum"]));
+    assert_eq!(v["layers"][0]["modes"][0]["assumed"], serde_json::json!([]));
+    // ... but training also rests on the momentum.
+    let o = run(&["--epsilon", "bn=1e-5", "--axis", "bn=-1", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json(&o);
+    let statuses: Vec<(&str, &str)> = modes(&v)
+        .iter()
+        .map(|(_, m)| (m["mode"].as_str().unwrap(), m["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("inference", "pass"), ("training", "unproven")]);
+
+    // --assume-defaults: today's behaviour, explicitly, and still listed.
+    let o = run(&["--assume-defaults", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["assume_defaults"], true);
+    assert_eq!(v["summary"]["passed"], 2);
+    assert!(v["layers"][0]["assumed"]
+        .as_array()
+        .unwrap()
+        .contains(&"epsilon".into()));
+    let text = String::from_utf8(run(&["--assume-defaults"]).stdout).unwrap();
+    assert!(text.contains("--assume-defaults: 1 layer(s)"), "{text}");
+    assert!(text.contains("— PASS"), "{text}");
+}
+
+/// The manifest's settings (what Keras built the layers with), declared in
+/// a generated sidecar: every layer passes on proven settings, each marked
+/// `sidecar`; without the sidecar the same run is unproven.
+#[test]
+fn keras3_checkpoint_passes_with_its_true_settings_declared() {
+    if live_tf("keras3_checkpoint_passes_with_its_true_settings_declared").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (path, hyper) = declared("keras3_functional", dir.path());
+    let o = tfbn(&[
+        "verify", &path, "--hyper", &hyper, "--cases", "normal", "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    let fx = fixture("keras3_functional");
+    for want in fx.layers() {
+        let name = fx.tfbn_name(want);
+        let l = v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name.as_str())
+            .unwrap();
+        assert_eq!(l["assumed"], serde_json::json!([]));
+        assert_eq!(l["hyper"]["epsilon"], want["hyper"]["epsilon"]);
+        assert_eq!(l["hyper"]["momentum"], want["hyper"]["momentum"]);
+        assert!(l["hyper"]["epsilon_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("sidecar "));
+    }
+    assert_eq!(v["summary"]["passed"], 8);
+    let o = tfbn(&["verify", &path, "--cases", "normal", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(json(&o)["summary"]["unproven"], 8);
 }
