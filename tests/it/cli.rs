@@ -2,16 +2,9 @@
 //! failure never leaves an output file behind.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::common::{fixture, fixtures};
-
-fn tfbn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfbn"))
-        .args(args)
-        .output()
-        .expect("run tfbn")
-}
+use crate::common::{fixture, fixtures, tfbn};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

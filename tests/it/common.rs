@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+/// Runs the real binary with `args`.
+pub fn tfbn(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tfbn"))
+        .args(args)
+        .output()
+        .expect("run tfbn")
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

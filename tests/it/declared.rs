@@ -5,7 +5,7 @@
 //! its source, `flag` or `sidecar`).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use tfbn::bundle::write_v2;
@@ -14,12 +14,7 @@ use tfbn::{DType, Tensor, TensorData};
 
 use crate::tf_live::live_tf;
 
-fn tfbn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfbn"))
-        .args(args)
-        .output()
-        .expect("run tfbn")
-}
+use crate::common::tfbn;
 
 fn f32s(v: &[f32]) -> Tensor {
     Tensor {

@@ -14,16 +14,9 @@ use tfbn::export::writer::OutputPolicy;
 use tfbn::export::{self, plan_layers, verify_file, write_plan, ExportOptions, Preset};
 use tfbn::source::Source;
 
-use crate::common::{fixture, fixtures, root, Fixture};
+use crate::common::{fixture, fixtures, root, tfbn, Fixture};
 
 const PRESETS: [&str; 4] = ["tf", "pytorch", "candle", "burn"];
-
-fn tfbn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfbn"))
-        .args(args)
-        .output()
-        .expect("run tfbn")
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

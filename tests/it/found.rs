@@ -3,20 +3,12 @@
 //! crafted copies (no third-party bytes).
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use tfbn::bundle::write_v2;
 use tfbn::npy::{read_npy, write_npy, NpyArray};
 use tfbn::{DType, Tensor, TensorData};
 
-use crate::common::fixture;
-
-fn tfbn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfbn"))
-        .args(args)
-        .output()
-        .expect("run tfbn")
-}
+use crate::common::{fixture, tfbn};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -2,13 +2,13 @@
 //! statistics, and through the real binary (exit codes 0/1/2).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tfbn::lint::{lint, Code, LintReport, Severity};
 use tfbn::source::Source;
 use tfbn::{DType, Tensor, TensorData};
 
-use crate::common::{fixture, fixtures};
+use crate::common::{fixture, fixtures, tfbn};
 
 fn lint_path(path: &Path) -> LintReport {
     lint(&Source::open(path).unwrap()).unwrap()
@@ -230,13 +230,6 @@ fn mismatched_shapes_are_found() {
 }
 
 // ---------------------------------------------------------------- the binary
-
-fn tfbn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfbn"))
-        .args(args)
-        .output()
-        .expect("run tfbn")
-}
 
 fn code(o: &Output) -> Option<i32> {
     o.status.code()
