@@ -39,6 +39,15 @@ pub enum Error {
         /// What it is, and what to do.
         what: &'static str,
     },
+    /// The folder an output would go into does not exist (tfbn does not
+    /// create folders).
+    #[error("{path}: the folder {folder} does not exist (tfbn creates files, not folders)")]
+    OutputFolderMissing {
+        /// The output as given.
+        path: PathBuf,
+        /// Its folder.
+        folder: PathBuf,
+    },
     /// A declared layer mapping (`[GLOB:]ROLE=NAME,…`) does not parse.
     #[error("layer mapping {mapping:?}: {why}")]
     LayerMappingInvalid {

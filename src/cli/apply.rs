@@ -44,9 +44,14 @@ pub struct Args {
     /// keras3, nn. Default: what the checkpoint's naming style implies.
     #[arg(long)]
     api: Option<String>,
-    /// Output folder (created if missing).
+    /// Output folder (created if missing; a folder, unlike export's file).
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
+    /// Replace output files that already exist in the folder (as export's
+    /// --force; without it an existing output is an error and nothing is
+    /// written).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Every file `apply` may write into its output folder.
@@ -138,6 +143,21 @@ pub fn run(args: Args) -> Result<Outcome> {
     inputs.push(args.input.clone());
     for name in OUTPUT_NAMES {
         check_output_not_input(&args.output.join(name), &inputs)?;
+    }
+    // Export's no-clobber rule, checked for every file this mode may write
+    // before anything is written.
+    let may_write: &[&str] = match args.mode {
+        Mode::Inference => &OUTPUT_NAMES[..1],
+        Mode::Training => &OUTPUT_NAMES,
+    };
+    if !args.force {
+        if let Some(taken) = may_write
+            .iter()
+            .map(|n| args.output.join(n))
+            .find(|p| p.symlink_metadata().is_ok())
+        {
+            return Err(tfbn::Error::OutputExists { path: taken }.into());
+        }
     }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("{}: cannot create the output folder", args.output.display()))?;

@@ -295,6 +295,19 @@ impl Default for OutputPolicy {
 /// with or without `force`), and without `force` nothing may be there
 /// ([`Error::OutputExists`]).
 pub fn check_output(out: &Path, force: bool) -> Result<()> {
+    // The folder must exist: tfbn does not create folders (a typo in `-o`
+    // should not scatter new directories), and the temp file beside the
+    // output would otherwise be the path an error names.
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::OutputFolderMissing {
+            path: out.to_path_buf(),
+            folder: parent.to_path_buf(),
+        });
+    }
     match std::fs::metadata(out) {
         Ok(m) if !m.file_type().is_file() => Err(Error::OutputNotAFile {
             path: out.to_path_buf(),

@@ -302,3 +302,56 @@ fn foreign_formats_are_named_in_one_line() {
         }
     }
 }
+
+/// Outputs never land somewhere unexpected: an export whose folder does
+/// not exist is an error naming `-o` and the folder (not a temp file), and
+/// `apply -o` keeps existing outputs unless `--force`, writing nothing.
+#[test]
+fn missing_output_folder_and_apply_no_clobber() {
+    let fx = fixture("tf1_trained");
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("no/such/folder/x.safetensors");
+    let o = tfbn(&["export", s(&fx.open_path()), "-o", s(&out)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("x.safetensors") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("tfbn-tmp"), "{err}");
+    assert!(!d.path().join("no").exists());
+
+    let x = ndarray::Array4::from_shape_fn((2, 3, 3, 8), |(a, b, c, e)| (a + b + c + e) as f32)
+        .into_dyn();
+    let input = d.path().join("x.npy");
+    write_npy(&input, &NpyArray::F32(x)).unwrap();
+    let folder = d.path().join("out");
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "apply".to_string(),
+            s(&fx.open_path()).to_string(),
+            "--layer".into(),
+            "batch_normalization".into(),
+            "--input".into(),
+            s(&input).to_string(),
+            "-o".into(),
+            s(&folder).to_string(),
+        ];
+        v.extend(extra.iter().map(|e| e.to_string()));
+        v
+    };
+    let run = |a: Vec<String>| tfbn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run(args(&[])).status.code(), Some(0));
+    std::fs::write(folder.join("y.npy"), b"keep me").unwrap();
+    let o = run(args(&[]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("y.npy") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(folder.join("y.npy")).unwrap(), b"keep me");
+    // Training would write the statistics too: any of them taken refuses.
+    let o = run(args(&["--mode", "training"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!folder.join("moving_mean.npy").exists());
+    assert_eq!(run(args(&["--force"])).status.code(), Some(0));
+    assert!(read_npy(folder.join("y.npy")).is_ok());
+}
