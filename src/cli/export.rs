@@ -223,10 +223,29 @@ pub fn run(args: Args) -> Result<Outcome> {
         }
         verified = Some(report);
     }
-    if !args.quiet {
-        for (key, why) in &summary.skipped {
-            eprintln!("skipped {key}: {why}");
+    // Skipped model variables are always said (they are data the user may
+    // have expected in the file); bookkeeping (the object graph, counters)
+    // is one summary line.
+    let role = |key: &str| source.variable(key).map(|v| v.role);
+    let mut bookkeeping: Vec<&str> = Vec::new();
+    for (key, why) in &summary.skipped {
+        match role(key) {
+            Some(tfbn::source::VariableRole::Model) => {
+                eprintln!("skipped model variable {key}: {why}")
+            }
+            Some(tfbn::source::VariableRole::Bookkeeping) => bookkeeping.push(key),
+            _ if !args.quiet => eprintln!("skipped {key}: {why}"),
+            _ => {}
         }
+    }
+    if !args.quiet && !bookkeeping.is_empty() {
+        eprintln!(
+            "skipped {} bookkeeping string tensor(s) ({}): safetensors holds numbers only",
+            bookkeeping.len(),
+            bookkeeping.join(", ")
+        );
+    }
+    if !args.quiet {
         for n in &summary.notes {
             eprintln!("note: {n}");
         }

@@ -355,3 +355,39 @@ fn missing_output_folder_and_apply_no_clobber() {
     assert_eq!(run(args(&["--force"])).status.code(), Some(0));
     assert!(read_npy(folder.join("y.npy")).is_ok());
 }
+
+/// `export --all-variables`: bookkeeping skips are one summary line, while
+/// skipped model variables stay visible even under `--quiet`.
+#[test]
+fn skipped_model_variables_stay_visible_under_quiet() {
+    let fx = fixture("dtypes");
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("all.safetensors");
+    let o = tfbn(&[
+        "export",
+        s(&fx.open_path()),
+        "--all-variables",
+        "--quiet",
+        "-o",
+        s(&out),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("skipped model variable str_scalar/"), "{err}");
+    assert!(!err.contains("_CHECKPOINTABLE_OBJECT_GRAPH"), "{err}");
+    let o = tfbn(&[
+        "export",
+        s(&fx.open_path()),
+        "--all-variables",
+        "--force",
+        "-o",
+        s(&out),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("_CHECKPOINTABLE_OBJECT_GRAPH"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with("skipped 1 bookkeeping"), "{err}");
+}
