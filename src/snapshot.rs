@@ -615,6 +615,17 @@ impl std::fmt::Display for Drift {
         }
         if self.old.is_finite() || self.new.is_finite() || self.old.is_nan() || self.new.is_nan() {
             write!(f, ": old {:e}, new {:e}", self.old, self.new)?;
+            if self.old.is_finite() && self.new.is_finite() {
+                // The distance in the values' own precision: float32 when
+                // both are float32 values (every 16- and 32-bit snapshot).
+                let (o32, n32) = (self.old as f32, self.new as f32);
+                let ulps = if f64::from(o32) == self.old && f64::from(n32) == self.new {
+                    crate::parity::ulp_distance(o32, n32)
+                } else {
+                    crate::parity::ulp_distance(self.old, self.new)
+                };
+                write!(f, " ({ulps} ULP)")?;
+            }
         }
         Ok(())
     }

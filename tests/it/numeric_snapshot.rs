@@ -41,6 +41,8 @@ fn one_ulp_passes_under_ulp4_but_not_exact() {
     let d = compare(&old, &new, Tolerance::Exact);
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].what, "value [7]");
+    // The line says how far it moved, in ULPs of the values' precision.
+    assert!(d[0].to_string().ends_with("(1 ULP)"), "{}", d[0]);
 }
 
 #[test]
