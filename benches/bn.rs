@@ -33,7 +33,7 @@
 //!
 //! Each TF column says which backend really ran: the child compares TF's `y`
 //! with the native layer's bit for bit (Eigen's fused kernel is reproduced
-//! exactly; oneDNN's formulas differ in the last bits, bn-semantics §2), so
+//! exactly; oneDNN's formulas differ in the last bits, docs/bn-arithmetic.md#onednn), so
 //! `fused` inference at 100 % means Eigen ran and well below means oneDNN.
 //!
 //! TF's speed-ups compare like with like: TF's default CPU allocator hands

@@ -10,7 +10,7 @@
 #
 # The loader resolves libtensorflow_framework.so.2 next to the *link*, not next
 # to its target, so both links must sit in the same folder (see
-# /work/shared/tensorflow-runtime.md). Idempotent: a second run only checks
+# docs/reliability.md#finding-tensorflow). Idempotent: a second run only checks
 # `pip freeze` and the links, and prints one line.
 set -euo pipefail
 

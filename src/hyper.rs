@@ -39,7 +39,7 @@ pub use graph::{MAX_CALL_DEPTH, MAX_STEPS, MAX_VALUE_DEPTH};
 use graph::{BnSite, Form, GraphFindings, Site, VarIndex};
 use keras::KerasBn;
 
-/// TF's defaults for the Keras-style layer APIs (bn-semantics §3.5).
+/// TF's defaults for the Keras-style layer APIs (docs/bn-arithmetic.md#defaults-and-flags).
 pub const DEFAULT_EPSILON: f64 = 1e-3;
 /// Default momentum (TF convention: weight of the old value).
 pub const DEFAULT_MOMENTUM: f64 = 0.99;

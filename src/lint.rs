@@ -1,5 +1,5 @@
 //! `tfbn lint`: the pitfalls that make a TF batch-norm layer compute
-//! something other than its files suggest (bn-semantics §5), each reported
+//! something other than its files suggest (docs/bn-arithmetic.md#pitfalls), each reported
 //! as a [`Finding`] with a stable [`Code`], a [`Severity`], the layer, and
 //! one sentence on why it matters and how to fix it.
 //!

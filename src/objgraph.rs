@@ -1,6 +1,6 @@
 //! TF2 object-based checkpoints: mapping bundle keys to variable names and
 //! object paths through the `TrackableObjectGraph` stored at
-//! `_CHECKPOINTABLE_OBJECT_GRAPH` (`shared/format-spec.md` §2).
+//! `_CHECKPOINTABLE_OBJECT_GRAPH` (`docs/formats.md#tf2-object-graphs`).
 //!
 //! # How keys, names and paths relate
 //!

@@ -1,4 +1,4 @@
-//! Every bad input from `shared/reliability.md` that the bundle reader must
+//! Every bad input in `docs/reliability.md#crafted-inputs` that the bundle reader must
 //! survive: one named test per case, each expecting a specific typed error
 //! (and, by running at all, no panic).
 //!

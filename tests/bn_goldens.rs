@@ -13,7 +13,7 @@
 //!   to [`FOREIGN_VENDOR_BUDGET`] instead, and the test says so.
 //! * with `onednn/` (TF_ENABLE_ONEDNN_OPTS=1): within [`ONEDNN_BUDGET`]
 //!   ULPs. oneDNN uses other formulas (`O-JIT` with an FMA, `O-nspc`) and
-//!   thread-split sums (bn-semantics §2, §3.3), so it is close, not equal.
+//!   thread-split sums (docs/bn-arithmetic.md#onednn), so it is close, not equal.
 //!   The measured worst case is printed.
 //!
 //! **ULP metric.** For an output element `a` against golden `b` the error is
@@ -38,13 +38,14 @@ use tfbn::npy::{read_npy, NpyArray};
 
 /// ULP budget (at the channel's scale, see the module docs) for oneDNN
 /// goldens. TF's oneDNN batch norm normalizes with `(x − mean)·(1/√(var+eps))`
-/// then an FMA, or `gamma/√(var+eps)` (bn-semantics §2), and sums with
-/// per-thread partials (§3.3); against the Eigen arithmetic that gives a
+/// then an FMA, or `gamma/√(var+eps)` (docs/bn-arithmetic.md#onednn), and sums with
+/// per-thread partials; against the Eigen arithmetic that gives a
 /// few ULPs on y and on the statistics at the corpus's small batches.
 const ONEDNN_BUDGET: f64 = 16.0;
 
 /// ULP budget for Eigen goldens written on another CPU vendor: the packet
-/// rsqrt differs by up to ~2 ulp between vendors (§1.3), which moves y by a
+/// rsqrt differs by up to ~2 ulp between vendors
+/// (docs/bn-arithmetic.md#rsqrt), which moves y by a
 /// few ULPs at the channel's scale.
 const FOREIGN_VENDOR_BUDGET: f64 = 16.0;
 

@@ -6,7 +6,8 @@
 //!
 //! candle computes `(x − running_mean) / sqrt(running_var + eps) · weight +
 //! bias`, each op rounded in `float32`; TF uses its `rsqrt` (hardware
-//! estimate + Newton step) and formula F1 or F2 (bn-semantics §2). Not
+//! estimate + Newton step) and formula F1 or F2 (docs/bn-arithmetic.md#fused-kernel,
+//! #non-fused-path). Not
 //! bitwise, then, but within the same bound `--fold` documents
 //! (`src/export/fold.rs`): per element
 //!

@@ -1,6 +1,7 @@
 //! The per-API semantics on top of the two kernels: which kernel runs, what
 //! the layer feeds it, and how each API turns batch statistics into new
-//! moving statistics (bn-semantics §0, §3.4, §3.5, §4).
+//! moving statistics (`docs/bn-arithmetic.md`: #which-kernel-runs,
+//! #moving-averages, #defaults-and-flags, #renorm).
 
 use super::config::{
     decay_python, decay_v1_fused, BnApi, BnConfig, MovingUpdate, Path, RenormConfig,
@@ -249,7 +250,7 @@ fn fused_training<T: Elem>(
     })
 }
 
-/// Renorm's `r` and `d` (bn-semantics §4) and the batch standard deviation.
+/// Renorm's `r` and `d` (docs/bn-arithmetic.md#renorm) and the batch standard deviation.
 struct RenormTerms<T> {
     r: Vec<T>,
     d: Vec<T>,

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 
 /// The TensorFlow / Keras entry point whose arithmetic to reproduce
-/// (bn-semantics §0, §3.4).
+/// (docs/bn-arithmetic.md#which-kernel-runs, #moving-averages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum BnApi {
     /// `tf.raw_ops.FusedBatchNormV3` (also `tf.nn.fused_batch_norm`) with
@@ -17,7 +17,8 @@ pub enum BnApi {
     /// variance); otherwise the non-fused path with `decay = f32(1 − momentum)`.
     Tf1Layers,
     /// `tf_keras.layers.BatchNormalization` (TF2, eager or `tf.function`):
-    /// the fused kernel when TF would choose it (§0: 4-D/5-D, channel axis 1
+    /// the fused kernel when TF would choose it (docs/bn-arithmetic.md#which-kernel-runs:
+    /// 4-D/5-D, channel axis 1
     /// or last, no renorm, no virtual batch, not `float64`), else
     /// `tf.nn.moments` + formula F2 with the `assign_sub` update.
     TfKeras,
@@ -77,7 +78,7 @@ impl std::fmt::Display for BnApi {
     }
 }
 
-/// Batch renormalization settings (Ioffe 2017; bn-semantics §4).
+/// Batch renormalization settings (Ioffe 2017; docs/bn-arithmetic.md#renorm).
 ///
 /// Only the Keras-style APIs have renorm; tf_keras then always takes the
 /// non-fused path.
@@ -120,7 +121,7 @@ pub struct BnConfig {
     /// Small value added to the variance before the reciprocal square root.
     /// Default `1e-3` (all Keras-style APIs; PyTorch uses `1e-5`). TF does
     /// not clamp it: `FusedBatchNormV3` rounds it to `float32` and uses it as
-    /// is (bn-semantics §3.1).
+    /// is (docs/bn-arithmetic.md#fused-kernel).
     pub epsilon: f64,
     /// Moving-average momentum in TF's convention: the weight of the **old**
     /// value (`new = m·old + (1 − m)·batch`). Default `0.99`. PyTorch's
@@ -139,7 +140,7 @@ pub struct BnConfig {
     /// Multiply by the learned scale `gamma`. Default `true` (see `center`).
     pub scale: bool,
     /// tf_keras / tf1-layers `fused` argument: `None` lets TF's rule decide
-    /// (bn-semantics §0); `Some(true)` is an error where TF would raise;
+    /// (docs/bn-arithmetic.md#which-kernel-runs); `Some(true)` is an error where TF would raise;
     /// `Some(false)` forces the non-fused path. Ignored by the other APIs.
     /// Default `None`.
     pub fused: Option<bool>,
@@ -304,7 +305,8 @@ impl BnConfig {
         Ok(())
     }
 
-    /// The kernel TF runs for this configuration (bn-semantics §0). `is_f64`:
+    /// The kernel TF runs for this configuration
+    /// (docs/bn-arithmetic.md#which-kernel-runs). `is_f64`:
     /// the compute type is `float64` (FusedBatchNorm has no `float64` kernel).
     pub(crate) fn path(&self, rank: usize, axis: usize, is_f64: bool) -> Result<Path> {
         match self.api {

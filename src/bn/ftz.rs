@@ -1,5 +1,5 @@
 //! TF's CPU floating-point environment, one operation at a time
-//! (bn-semantics §1.1, §1.2).
+//! (docs/bn-arithmetic.md#floating-point-environment).
 //!
 //! TensorFlow runs its CPU kernels with MXCSR's FTZ and DAZ bits set: a
 //! subnormal operand reads as a zero of the same sign, and a result that is
@@ -33,8 +33,10 @@ pub trait TfFloat: Copy + PartialOrd + PartialEq + Debug + Default + Send + Sync
     /// `1`.
     const ONE: Self;
     /// Lanes of Eigen's AVX packet for this type (`Packet8f`, `Packet4d`):
-    /// it decides which channels take the four-partial reduction (§1.4) and
-    /// where the rsqrt packet/tail split falls (§1.3).
+    /// it decides which channels take the four-partial reduction
+    /// (docs/bn-arithmetic.md#reduction-order) and
+    /// where the rsqrt packet/tail split falls
+    /// (docs/bn-arithmetic.md#rsqrt).
     const PACKET: usize;
     /// Type name for messages.
     const NAME: &'static str;

@@ -1,4 +1,4 @@
-//! Eigen's `FusedBatchNormV3` CPU kernel (bn-semantics §2 F1, §3.1).
+//! Eigen's `FusedBatchNormV3` CPU kernel (docs/bn-arithmetic.md#fused-kernel).
 //!
 //! The kernel sees its input as `R × C` rows (NCHW and NCDHW are transposed
 //! to channels-last first, which moves values but not bits; 5-D is reshaped
@@ -215,7 +215,8 @@ mod tests {
             .collect()
     }
 
-    /// Straight-line reference of §3.1 with the scalar FTZ operations.
+    /// Straight-line reference of docs/bn-arithmetic.md#fused-kernel with
+    /// the scalar FTZ operations.
     fn reference(
         x: &[f32],
         l: Layout,

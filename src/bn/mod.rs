@@ -1,5 +1,5 @@
 //! The native batch-normalization layer: TensorFlow 2.21's CPU arithmetic,
-//! reproduced bit for bit (see `bn-semantics.md`).
+//! reproduced bit for bit (see `docs/bn-arithmetic.md`).
 //!
 //! * [`BnConfig`] holds a layer's hyper-parameters and the [`BnApi`] it came
 //!   from (the raw fused op, the TF1 layer, tf_keras, Keras 3 or `tf.nn`);
@@ -26,7 +26,7 @@
 //! Results match TF **run on a CPU of the same vendor** (`RSQRTPS` differs
 //! between Intel and AMD; see [`host_cpu_vendor`]) with
 //! `TF_ENABLE_ONEDNN_OPTS=0` (oneDNN's kernels use other formulas and
-//! thread-dependent sums, bn-semantics §2, §3.3).
+//! thread-dependent sums, docs/bn-arithmetic.md#onednn).
 
 mod apis;
 mod config;
@@ -50,7 +50,7 @@ pub use config::{decay_python, decay_v1_fused, BnApi, BnConfig, MovingUpdate, Re
 pub use ftz::TfFloat;
 pub use rsqrt::{hardware_rsqrt_estimate, host_cpu_vendor, rsqrt_tf_f32, rsqrt_tf_f64};
 
-/// The extra variables of a renorm layer (bn-semantics §4).
+/// The extra variables of a renorm layer (docs/bn-arithmetic.md#renorm).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenormState<T = f32> {
     /// `moving_stddev`: the inference-time standard deviation that

@@ -1,5 +1,6 @@
-//! `tf.nn.moments` and `tf.nn.batch_normalization` (bn-semantics §2 F2,
-//! §3.2): the non-fused path of Keras 3, tf_keras and the v1 layers.
+//! `tf.nn.moments` and `tf.nn.batch_normalization`
+//! (docs/bn-arithmetic.md#non-fused-path): the non-fused path of Keras 3,
+//! tf_keras and the v1 layers.
 //!
 //! Each TF op rounds on its own: `mean = Mean(x)` (a sum in TF's reduction
 //! order, then a true division by `f32(R)`), `variance =

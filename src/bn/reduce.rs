@@ -1,4 +1,4 @@
-//! Eigen's column reductions, in TF's summation order (bn-semantics §1.4).
+//! Eigen's column reductions, in TF's summation order (docs/bn-arithmetic.md#reduction-order).
 //!
 //! A per-channel sum depends on the order of its additions. TF's reduction
 //! kernels first simplify the shape (`ReductionHelper::Simplify`: drop

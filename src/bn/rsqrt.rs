@@ -1,4 +1,4 @@
-//! TensorFlow's `rsqrt` on the CPU (bn-semantics §1.3).
+//! TensorFlow's `rsqrt` on the CPU (docs/bn-arithmetic.md#rsqrt).
 //!
 //! TF evaluates `rsqrt(var + eps)` with Eigen over a contiguous vector of
 //! length `n` (the per-channel variances, or the flattened `G·C` vector of
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn rsqrt_of_one_on_the_packet_path() {
-        // bn-semantics §1.3 measured rsqrt(1.0) = 0.99999988 (0x3F7FFFFE) on
+        // TF's rsqrt(1.0) = 0.99999988 (0x3F7FFFFE) was measured on
         // an Intel Xeon. RSQRTPS is vendor-specific: on AMD EPYC (Zen 3) the
         // estimate is 0x3F7FF800 and TF 2.21 itself returns exactly 1.0
         // (measured with tf.math.rsqrt(tf.ones([8])), oneDNN off).
@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn packet_accuracy_is_within_a_few_ulps() {
-        // §1.3: off by −3…+1 ulp from the correctly rounded value.
+        // docs/bn-arithmetic.md#rsqrt: off by −3…+1 ulp from the correctly rounded value.
         let mut seed = 7u64;
         let mut v = Vec::new();
         for _ in 0..80_000 {

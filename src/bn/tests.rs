@@ -1,5 +1,5 @@
 //! End-to-end tests of the public API: edge cases, and the fast paths
-//! against a straight-line reference written from bn-semantics.md.
+//! against a straight-line reference written from `docs/bn-arithmetic.md`.
 
 use super::*;
 use crate::bn::ftz::TfFloat;
@@ -48,7 +48,8 @@ fn cfg(api: BnApi, axis: isize) -> BnConfig {
     }
 }
 
-/// bn-semantics §3.1 and §3.2 written out with the scalar FTZ operations,
+/// `docs/bn-arithmetic.md#fused-kernel` and `#non-fused-path` written out
+/// with the scalar FTZ operations,
 /// for channels-last or channels-first 4-D input (no SIMD, no threads).
 fn reference_training(
     api: BnApi,

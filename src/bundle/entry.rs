@@ -1,5 +1,5 @@
 //! Validation of the bundle header and of each `BundleEntryProto`
-//! (`shared/format-spec.md` §1.3), done once at open so that reading is
+//! (`docs/formats.md#bundle-header-and-entries`), done once at open so that reading is
 //! only bounds-checked slicing plus the crc.
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Native reader (and a small writer) for TensorFlow checkpoints: V2 tensor
 //! bundles (`PREFIX.index` + `PREFIX.data-SSSSS-of-NNNNN`, any endianness,
 //! sharded, partitioned) and V1 legacy checkpoints. Byte-level format:
-//! `shared/format-spec.md` §1 and §4.
+//! `docs/formats.md#v2-tensor-bundle` and `#v1-checkpoints`.
 //!
 //! Files come from strangers, so every size, offset, varint, key order,
 //! crc32c and slice is checked and each failure is a typed [`Error`] naming

@@ -1,7 +1,8 @@
 //! Partitioned tensors: the OrderedCode slice keys under which TF stores
 //! each slice (`tensorflow/core/util/saved_tensor_slice_util.cc`,
-//! `tensorflow/core/lib/strings/ordered_code.cc`; `shared/format-spec.md`
-//! §1.5), and the checks and copy plan that put the slices back together.
+//! `tensorflow/core/lib/strings/ordered_code.cc`;
+//! `docs/formats.md#partitioned-tensors-and-slice-keys`), and the checks
+//! and copy plan that put the slices back together.
 //!
 //! A slice key is: unsigned 0, the tensor name as an OrderedCode string,
 //! the rank (unsigned), then per dimension a signed start and a signed

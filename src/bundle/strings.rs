@@ -1,6 +1,6 @@
 //! DT_STRING tensors in a V2 data file (`WriteStringTensor` /
 //! `ReadStringTensor` in `tensorflow/core/util/tensor_bundle/tensor_bundle.cc`;
-//! `shared/format-spec.md` §1.4):
+//! `docs/formats.md#string-tensors`):
 //!
 //! 1. N varint64 lengths;
 //! 2. a fixed32 masked crc32c of the lengths, each taken as a 4-byte

@@ -1,5 +1,5 @@
 //! Reading LevelDB-format SSTables, the container of V2 `.index` files and
-//! V1 checkpoints (`shared/format-spec.md` §1.2).
+//! V1 checkpoints (`docs/formats.md#table-container`).
 //!
 //! The file is: data blocks, a metaindex block, the index block and a 48-byte
 //! footer. Every block is followed by a 1-byte type and the masked crc32c of

@@ -200,7 +200,8 @@ fn large_tensors_read_back_in_both_endiannesses() {
 
 #[test]
 fn spec_entry_example_decodes() {
-    // format-spec.md §1.3: float, shape [2], offset 8, size 8, crc 0xFF697889.
+    // docs/formats.md#bundle-header-and-entries: float, shape [2],
+    // offset 8, size 8, crc 0xFF697889.
     let bytes = [
         0x08, 0x01, 0x12, 0x04, 0x12, 0x02, 0x08, 0x02, 0x20, 0x08, 0x28, 0x08, 0x35, 0x89, 0x78,
         0x69, 0xFF,

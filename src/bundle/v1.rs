@@ -1,5 +1,5 @@
 //! V1 legacy checkpoints (`tensorflow/core/util/tensor_slice_reader.cc`;
-//! `shared/format-spec.md` §4): one SSTable per file, whose empty key holds
+//! `docs/formats.md#v1-checkpoints`): one SSTable per file, whose empty key holds
 //! `SavedTensorSlices { meta }` and whose other keys are slice keys holding
 //! `SavedTensorSlices { data: SavedSlice }` with the values in the typed
 //! field of a `TensorProto`. Sharded files (`NAME-SSSSS-of-NNNNN`) each

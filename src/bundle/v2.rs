@@ -1,6 +1,6 @@
 //! The V2 tensor bundle: `PREFIX.index` (an SSTable of BundleEntryProtos
 //! after a BundleHeaderProto at the empty key) and memory-mapped
-//! `PREFIX.data-SSSSS-of-NNNNN` shards (`shared/format-spec.md` §1).
+//! `PREFIX.data-SSSSS-of-NNNNN` shards (`docs/formats.md#v2-tensor-bundle`).
 //!
 //! Everything structural is checked at open, in one pass over the index:
 //! header, every entry, every shard's presence and length, and every

@@ -11,7 +11,7 @@
 //! shift = beta − moving_mean · scale            (−(moving_mean · scale) without beta)
 //! ```
 //!
-//! `r` is the scalar path of TF's `rsqrt` (bn-semantics §1.3), which TF itself
+//! `r` is the scalar path of TF's `rsqrt` (docs/bn-arithmetic.md#rsqrt), which TF itself
 //! uses for the last `C mod 8` channels. It is portable: the packet path (the
 //! first `8·⌊C/8⌋` channels) starts from the CPU's `RSQRTPS`, whose bits
 //! differ between Intel and AMD, and an exported file must not depend on the

@@ -3,7 +3,8 @@
 //!
 //! The crate's parser checks the container itself (header length, UTF-8
 //! JSON, offsets that tile the data area with no gap, overlap or trailing
-//! byte, sizes that match dtype × shape: reliability.md case 47). Then every
+//! byte, sizes that match dtype × shape: docs/reliability.md#crafted-inputs,
+//! case 47). Then every
 //! planned tensor must be present with its dtype and shape, no other tensor
 //! may be, the metadata must be the planned map, and each tensor's bytes
 //! must equal the checkpoint's bytes after the declared cast, read again

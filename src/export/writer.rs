@@ -531,7 +531,7 @@ mod tests {
         }
     }
 
-    /// reliability.md case 47: whatever tfbn writes, the safetensors crate
+    /// docs/reliability.md#crafted-inputs, case 47: whatever tfbn writes, the safetensors crate
     /// reads back exactly (no gap, overlap, trailing byte or duplicate), and
     /// the same input gives the same bytes.
     #[test]

@@ -1,5 +1,5 @@
 //! Graph constants as TF writes them (`TensorProto` `float_val`,
-//! `tensor_content`, `half_val`, …; `shared/format-spec.md` §3.4), and the
+//! `tensor_content`, `half_val`, …; `docs/formats.md#constants`), and the
 //! Python floats behind TF's f32 hyper-parameters.
 
 use crate::proto::tensor::TensorProto;

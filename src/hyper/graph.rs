@@ -1,7 +1,8 @@
 //! Batch norm as TF graphs hold it: `FusedBatchNorm{,V2,V3}` nodes, the
 //! decomposed `Rsqrt(AddV2(variance, Const ε))` form (Keras 3, non-fused
 //! tf_keras and TF1 layers), and the moving-average update subgraphs that
-//! carry the momentum (`shared/format-spec.md` §3.4–3.5, bn-semantics §3.4).
+//! carry the momentum (`docs/formats.md#graphs`,
+//! `docs/bn-arithmetic.md#moving-averages`).
 //!
 //! Nodes are tied to checkpoint variables through their inputs:
 //! `ReadVariableOp` → a resource that is a function argument (bound, at the
@@ -43,8 +44,8 @@ pub const MAX_STEPS: usize = 20_000_000;
 const DT_RESOURCE: i32 = 20;
 
 /// How a fused batch-norm op is read. One table for every op name TF has
-/// used, so that no sibling is silently missed (style.md: tract knew only
-/// `FusedBatchNorm`). TF ≥ 2.2 gives all three the same attributes and
+/// used, so that no sibling is silently missed (another converter, tract,
+/// once knew only `FusedBatchNorm`). TF ≥ 2.2 gives all three the same attributes and
 /// defaults (`tensorflow/core/ops/nn_ops.cc`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct FusedOp {

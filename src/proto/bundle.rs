@@ -1,7 +1,7 @@
 //! `tensorflow/core/protobuf/tensor_bundle.proto` (V2 bundles) and
 //! `tensorflow/core/util/saved_tensor_slice.proto` (V1 checkpoints), as
-//! hand-written prost derives. Field numbers: `shared/format-spec.md` §1.3
-//! and §4. No protoc is needed to build.
+//! hand-written prost derives. Field numbers:
+//! `docs/formats.md#bundle-header-and-entries` and `#v1-checkpoints`. No protoc is needed to build.
 //!
 //! Enum fields (`endianness`, `dtype`, `type`) are kept as plain `int32` so
 //! that an unknown value decodes and is reported by the bundle reader with

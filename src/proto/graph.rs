@@ -1,12 +1,12 @@
 //! `tensorflow/core/framework/{graph,node_def,attr_value,function,op_def}.proto`:
-//! the graph a SavedModel stores (`shared/format-spec.md` §3.4). Hand-written
+//! the graph a SavedModel stores (`docs/formats.md#graphdef-and-functions`). Hand-written
 //! prost derives; fields tfbn never reads are left out (prost skips unknown
 //! fields).
 //!
 //! `AttrValue` is recursive (through `NameAttrList.attr` and
 //! `ListValue.func`); prost's decoder stops at 100 nested messages with a
 //! `DecodeError`, so a recursion bomb is an error, not a stack overflow
-//! (`shared/reliability.md` case 43).
+//! (`docs/reliability.md#crafted-inputs`, case 43).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
 //! `keras/protobuf/saved_metadata.proto` (tf_keras): `keras_metadata.pb`
-//! next to `saved_model.pb` (`shared/format-spec.md` §3.3).
+//! next to `saved_model.pb` (`docs/formats.md#keras-metadata`).
 
 use super::tensor::VersionDef;
 

@@ -1,5 +1,5 @@
 //! Protobuf messages TF writes, as hand-written prost derives (checked in;
-//! no protoc at build time). Field numbers: `shared/format-spec.md`.
+//! no protoc at build time). Field numbers: `docs/formats.md`.
 
 pub mod bundle;
 pub mod graph;

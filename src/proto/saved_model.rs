@@ -1,5 +1,5 @@
 //! `tensorflow/core/protobuf/{saved_model,meta_graph,saver,saved_object_graph}.proto`:
-//! `saved_model.pb` (`shared/format-spec.md` §3.2). Hand-written prost
+//! `saved_model.pb` (`docs/formats.md#savedmodel-messages`). Hand-written prost
 //! derives; fields tfbn never reads (collections, asset defs, function specs,
 //! structured signatures, `serialized_user_proto`, …) are left out, and prost
 //! skips them.

@@ -1,6 +1,6 @@
 //! `tensorflow/core/framework/{tensor,tensor_shape,tensor_slice,versions}.proto`,
 //! hand-written prost derives (field numbers from TF 2.21's descriptors;
-//! see `shared/format-spec.md` §1.3, §3.4). No protoc is needed to build.
+//! see `docs/formats.md#bundle-header-and-entries` and `#constants`). No protoc is needed to build.
 
 /// `TensorShapeProto`.
 #[derive(Clone, PartialEq, prost::Message)]

@@ -1,6 +1,6 @@
 //! `tensorflow/core/protobuf/trackable_object_graph.proto`: the object graph
 //! a TF2 object-based checkpoint stores at `_CHECKPOINTABLE_OBJECT_GRAPH`
-//! (`shared/format-spec.md` §2.2). Hand-written prost derives.
+//! (`docs/formats.md#trackableobjectgraph`). Hand-written prost derives.
 
 /// `TrackableObjectGraph`: every object the checkpoint saw; node 0 is the
 /// root object that was passed to `tf.train.Checkpoint` (or the model for

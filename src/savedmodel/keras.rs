@@ -4,7 +4,7 @@
 //! `config` with `axis`, `momentum`, `epsilon`, …) to `keras_metadata.pb`;
 //! older writers kept it in `SavedUserObject.metadata`. Keras 3 stores none
 //! at all (`_generic_user_object` nodes with empty metadata,
-//! `shared/format-spec.md` §3.3).
+//! `docs/formats.md#keras-metadata`).
 //!
 //! The JSON is only ever data: a `Lambda` layer's pickled function or a
 //! custom class name is a string in [`KerasLayerMeta::config`], never

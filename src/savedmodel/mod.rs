@@ -1,13 +1,15 @@
-//! SavedModel folders (`shared/format-spec.md` §3): `saved_model.pb`, the
+//! SavedModel folders (`docs/formats.md#savedmodel`): `saved_model.pb`, the
 //! optional tf_keras `keras_metadata.pb`, and the `variables/` bundle.
 //!
-//! The variables bundle is an ordinary TF2 object-based checkpoint whose
-//! `TrackableObjectGraph` has the same nodes, in the same order, as the
-//! SavedModel's `SavedObjectGraph`. So a variable node *i* of the SavedModel
-//! is stored under the `checkpoint_key` of node *i* of the bundle's graph
-//! ([`SavedModel::variable_nodes`]). Names are never matched: Keras 3
-//! `model.export` keeps separate, same-named nodes for every variable under
-//! `variables/N` and `_all_variables/N`, and only node ids tell them apart.
+//! The variables bundle is an ordinary TF2 object-based checkpoint. A
+//! variable node of the SavedModel's `SavedObjectGraph` is stored under the
+//! `checkpoint_key` of the node of the bundle's `TrackableObjectGraph` it
+//! pairs with when both graphs are walked from the root by local names, as
+//! TF's loader does ([`SavedModel::variable_nodes`]). Node ids are not
+//! compared (older writers list more nodes in `saved_model.pb`), and
+//! variable names are never matched: Keras 3 `model.export` keeps separate,
+//! same-named nodes for every variable under `variables/N` and
+//! `_all_variables/N`, and only the graph structure tells them apart.
 //!
 //! Keras layer configs are read as inert JSON data ([`SavedModel::keras_layers`]);
 //! nothing in them is ever executed (CVE-2024-3660: a Lambda layer is just

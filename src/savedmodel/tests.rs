@@ -428,7 +428,7 @@ fn attr_value_recursion_bomb_is_a_typed_error() {
     }
 }
 
-/// reliability.md case 43: the bomb inside a node attribute of
+/// docs/reliability.md#crafted-inputs, case 43: the bomb inside a node attribute of
 /// `saved_model.pb`.
 #[test]
 fn saved_model_recursion_bomb_is_a_typed_error() {

@@ -7,7 +7,7 @@
 //! named `libtensorflow.so` in `$TENSORFLOW_DIR`, and the dynamic loader then
 //! resolves `libtensorflow_framework.so.2` next to that *link*, not next to
 //! its target. So tfbn makes a folder holding both links (in a cache folder,
-//! race-free) and points `TENSORFLOW_DIR` at it (tensorflow-runtime.md).
+//! race-free) and points `TENSORFLOW_DIR` at it (`docs/reliability.md#finding-tensorflow`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -45,7 +45,7 @@ fn field_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
 ///   (−1): no constant folding or CSE by the classic graph optimizer;
 /// * `graph_options` → `rewrite_options` (10) → `disable_meta_optimizer`
 ///   (19) = true: no Grappler, whose remapper would replace an inference
-///   `FusedBatchNorm` by other ops (bn-semantics §0). Ops then run as TF's
+///   `FusedBatchNorm` by other ops (docs/bn-arithmetic.md#which-kernel-runs). Ops then run as TF's
 ///   eager mode runs them, one kernel each.
 pub(crate) fn config_proto(threads: usize) -> Vec<u8> {
     let mut optimizer = Vec::new();

@@ -12,7 +12,7 @@
 //!   [`Backend`] and loads the library, once per process.
 //! * Every TF result should be reported with [`TfRuntime::host`]: the
 //!   backend, TF's version, the CPU vendor and the thread count decide the
-//!   bits (bn-semantics §0, §1.3, §3.3).
+//!   bits (`docs/bn-arithmetic.md#onednn`, `#rsqrt`).
 
 pub mod bn;
 pub mod elf;
@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// Which CPU kernels TF runs batch norm on (bn-semantics §0).
+/// Which CPU kernels TF runs batch norm on (docs/bn-arithmetic.md#which-kernel-runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
@@ -132,7 +132,7 @@ pub fn default_threads() -> usize {
 
 /// The backend TF picks when `TF_ENABLE_ONEDNN_OPTS` is unset or not a
 /// recognized value: oneDNN only on x86 CPUs with AVX512_VNNI, AVX512_BF16,
-/// AVX_VNNI or AMX (bn-semantics §0).
+/// AVX_VNNI or AMX (docs/bn-arithmetic.md#onednn).
 fn backend_from_env() -> Backend {
     match std::env::var("TF_ENABLE_ONEDNN_OPTS")
         .ok()
@@ -147,7 +147,7 @@ fn backend_from_env() -> Backend {
 
 /// The backend TF 2.21 picks on this CPU when `TF_ENABLE_ONEDNN_OPTS` is
 /// unset: oneDNN only on x86 CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or
-/// AMX (read from `/proc/cpuinfo`), else Eigen (bn-semantics §0).
+/// AMX (read from `/proc/cpuinfo`), else Eigen (docs/bn-arithmetic.md#onednn).
 pub fn cpu_default_backend() -> Backend {
     #[cfg(target_arch = "x86_64")]
     {

@@ -25,7 +25,8 @@ pub enum InputCase {
     /// Tiny magnitudes: channels with `c mod 3 = 0` are `N(0,1)·10⁻²⁰` (normal
     /// values whose squares are subnormal), `1` are `N(0,1)·10⁻³⁹`
     /// (subnormal inputs), `2` are `N(0,1)·10⁻³`. TF runs with
-    /// flush-to-zero and denormals-are-zero (bn-semantics §1.2).
+    /// flush-to-zero and denormals-are-zero
+    /// (docs/bn-arithmetic.md#floating-point-environment).
     Tiny,
 }
 

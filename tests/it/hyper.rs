@@ -661,7 +661,7 @@ fn nested_attr(depth: usize) -> Vec<u8> {
 
 #[test]
 fn protobuf_recursion_bomb_in_saved_model_pb_is_a_typed_error() {
-    // reliability.md case 43: a NodeDef attr nested 10 000 levels deep.
+    // docs/reliability.md#crafted-inputs, case 43: a NodeDef attr nested 10 000 levels deep.
     let mut entry = Vec::new();
     prost::encoding::string::encode(1, &"bomb".to_string(), &mut entry);
     prost::encoding::bytes::encode(2, &nested_attr(10_000), &mut entry);

@@ -1,4 +1,4 @@
-//! Pattern Q (bn-semantics §1.4): `tf.nn.moments` over channels-first data
+//! Pattern Q (docs/bn-arithmetic.md#reduction-order): `tf.nn.moments` over channels-first data
 //! adds each channel's values strictly in sequence, position outer and batch
 //! inner. Eight channels run side by side in the lanes of a vector after an
 //! 8×8 transpose of a staged block.

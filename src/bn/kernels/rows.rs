@@ -1,4 +1,4 @@
-//! Pattern P over channels-last rows (bn-semantics §1.4): every lane of an
+//! Pattern P over channels-last rows (docs/bn-arithmetic.md#reduction-order): every lane of an
 //! 8-wide vector is a different channel, and each lane adds its rows in
 //! Eigen's order (four interleaved partials), so vectorizing *across*
 //! channels keeps each channel's order. Threads split channels, never rows.

@@ -1,7 +1,7 @@
 //! The batch-norm patterns the walker recognizes in a function body or
 //! graph: fused ops ([`super::FUSED_OPS`]), the decomposed
 //! `Rsqrt(AddV2(variance, Const ε))` form, and the moving-average updates
-//! that carry the momentum (bn-semantics §3.4).
+//! that carry the momentum (docs/bn-arithmetic.md#moving-averages).
 
 use crate::bn::MovingUpdate;
 use crate::error::Result;
@@ -108,7 +108,7 @@ impl<'a> Walker<'a> {
         }
         if let (Some(layer), true) = (layer, training && factor != 1.0) {
             // tf_keras passes exponential_avg_factor = 1 − momentum, computed
-            // on the Python float (bn-semantics §3.4).
+            // on the Python float (docs/bn-arithmetic.md#moving-averages).
             self.momentum
                 .entry((site.clone(), layer))
                 .or_insert(MomentumSite {

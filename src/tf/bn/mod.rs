@@ -17,7 +17,7 @@
 //! Every parameter is a placeholder (fed per run), and the session runs with
 //! Grappler and constant folding off (`graph::config_proto`), so
 //! each op runs its own kernel as in eager mode; Grappler's remapper would
-//! otherwise rewrite an inference `FusedBatchNorm` (bn-semantics §0).
+//! otherwise rewrite an inference `FusedBatchNorm` (docs/bn-arithmetic.md#which-kernel-runs).
 //! Virtual batches (`virtual_batch_size`) build tf_keras's ghost batch norm
 //! in training (reshape to `(vbs, B / vbs, …)`, moments per ghost, updates
 //! from their mean); renorm with virtual batches is refused.
@@ -240,7 +240,7 @@ pub enum TfPath {
 }
 
 /// Which kernel TF runs for `cfg` on an input of `rank` dimensions with the
-/// channel axis `axis` and element type `dtype` (bn-semantics §0): `fused`
+/// channel axis `axis` and element type `dtype` (docs/bn-arithmetic.md#which-kernel-runs): `fused`
 /// always; `keras3` and `nn` never; tf_keras and the v1 layers when the
 /// input is 4-D or 5-D with the channel axis 1 or last, without renorm or
 /// virtual batches, and not `float64` (tf_keras's
