@@ -163,7 +163,7 @@ fn process_gone(pid: u32) -> bool {
     r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
-/// Removes from `dir` the temp files ([`temp_name`]) of processes that no
+/// Removes from `dir` the temp files (`.NAME.tfbn-tmp-PID-N`) of processes that no
 /// longer exist: what a SIGKILL or a crash in the middle of a write left.
 /// Returns the paths removed. Only regular files are removed; files of
 /// live processes (this one included) are left alone. Process ids are

@@ -436,7 +436,7 @@ pub struct Recovered {
 /// Recovers the hyper-parameters of `layers` (in the same order) from
 /// whatever `source` holds. Errors only for files that are present but
 /// broken: a malformed `.meta`, a function that calls itself
-/// ([`Error::FunctionRecursion`]), calls nested deeper than
+/// ([`crate::Error::FunctionRecursion`]), calls nested deeper than
 /// [`MAX_CALL_DEPTH`], a constant whose bytes contradict its shape.
 pub fn recover(source: &Source, layers: &[BnLayer]) -> Result<Vec<LayerHyper>> {
     Ok(recover_all(source, layers)?.layers)
