@@ -39,6 +39,15 @@ pub enum Error {
         /// What it is, and what to do.
         what: &'static str,
     },
+    /// TensorFlow has no reader for this format (Keras HDF5 files, frozen
+    /// graphs): a cross-check through TF is not possible.
+    #[error("{path}: TensorFlow has no reader for {format} files, so there is nothing to cross-check the native reading against (the test suite cross-checks these with h5py or the graph itself)")]
+    TfHasNoReader {
+        /// The file.
+        path: PathBuf,
+        /// The format's label.
+        format: &'static str,
+    },
     /// The folder an output would go into does not exist (tfbn does not
     /// create folders).
     #[error("{path}: the folder {folder} does not exist (tfbn creates files, not folders)")]

@@ -32,7 +32,7 @@ fn every_variable_equals_tensorflows_value_bit_for_bit() {
             fx.assert_tensor(var, &t);
             // The borrowed fast path returns the same bytes.
             if let TensorData::Bytes(b) = &t.data {
-                let raw = source.bundle().read_raw(key).unwrap();
+                let raw = source.store().read_raw(key).unwrap();
                 assert_eq!(raw.as_ref(), b.as_slice(), "{}: {key}: read_raw", fx.name);
             }
             checked += 1;
