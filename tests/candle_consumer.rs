@@ -116,7 +116,7 @@ fn candle_batch_norm_matches_tensorflow_within_tolerance() {
         // Give ε where the files did not tell it.
         let mut flags = Vec::new();
         for layer in fx.layers() {
-            let module = module_of(&meta, layer);
+            let module = module_of(&meta, &layer);
             let want = layer["hyper"]["epsilon"].as_f64().unwrap();
             let got: f64 = meta[&format!("tfbn.layer.{module}.epsilon")]
                 .parse()
@@ -136,7 +136,7 @@ fn candle_batch_norm_matches_tensorflow_within_tolerance() {
         }
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
         for layer in fx.layers() {
-            let module = module_of(&meta, layer);
+            let module = module_of(&meta, &layer);
             let pre = format!("tfbn.layer.{module}.");
             let eps: f64 = meta[&format!("{pre}epsilon")].parse().unwrap();
             assert_eq!(

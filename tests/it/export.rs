@@ -160,7 +160,7 @@ fn every_fixture_and_preset_round_trips_bit_for_bit() {
             );
             let mut expected_names = std::collections::BTreeSet::new();
             for layer in fx.layers() {
-                let module = module_of(&meta, preset, layer);
+                let module = module_of(&meta, preset, &layer);
                 let channels = layer["channels"].as_u64().unwrap() as usize;
                 let pre = format!("tfbn.layer.{module}.");
                 // Conventions are declared, each with a source.
@@ -602,7 +602,7 @@ fn dtype_casts_round_once_to_nearest_even() {
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let meta = metadata(&bytes);
         for layer in fx.layers() {
-            let module = module_of(&meta, Preset::Candle, layer);
+            let module = module_of(&meta, Preset::Candle, &layer);
             let key = layer["variables"]["moving_variance"]["key"]
                 .as_str()
                 .unwrap();
@@ -768,7 +768,7 @@ fn fold_stays_within_its_documented_bound_of_the_native_layer() {
         assert!(meta["tfbn.fold"].contains("2^-19"), "{}", meta["tfbn.fold"]);
         let source = Source::open(fx.open_path()).unwrap();
         for layer in fx.layers() {
-            let module = module_by_key(&meta, layer);
+            let module = module_by_key(&meta, &layer);
             let f32s = |name: &str| -> Vec<f32> {
                 st.tensor(name)
                     .unwrap()
@@ -786,7 +786,7 @@ fn fold_stays_within_its_documented_bound_of_the_native_layer() {
                     .count(),
                 2
             );
-            let (y, shape, axis) = native_inference(&fx, &source, layer);
+            let (y, shape, axis) = native_inference(&fx, &source, &layer);
             let x = tfbn::npy::read_npy(
                 fx.dir
                     .join(layer["golden"].as_str().unwrap())

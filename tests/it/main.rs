@@ -8,6 +8,7 @@ mod declared;
 mod export;
 mod found;
 mod hyper;
+mod keras;
 mod lint;
 mod numeric_snapshot;
 mod snapshots;
