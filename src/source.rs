@@ -269,8 +269,13 @@ pub struct KerasLayerConfig {
     /// (`config.layers[3].config`).
     pub json_path: String,
     /// The rank of the layer's input, where the config says it
-    /// (`build_config.input_shape`, a `batch_input_shape`).
+    /// (`build_config.input_shape`, a `batch_input_shape`) or the layers
+    /// before it imply it.
     pub input_rank: Option<usize>,
+    /// True for a Keras 2 / tf_keras config, whose BatchNormalization
+    /// chooses the fused kernel when built (its config never records
+    /// `fused`, so Keras rebuilds the layer with `fused=None`).
+    pub tf_keras: bool,
     /// The variables holding the layer's weights, as `(weight name, key)`
     /// with Keras's weight names (`gamma`, `moving_mean`, …), in the order
     /// the layer creates them.

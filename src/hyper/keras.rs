@@ -115,14 +115,32 @@ pub(crate) fn from_model_config(
         else {
             continue;
         };
-        out.push(parse(
+        let mut k = parse(
             layer,
             l.file.clone(),
             l.json_path.clone(),
             &l.config,
             l.input_rank,
             true,
-        ));
+        );
+        // tf_keras never writes `fused`: Keras rebuilds the layer with
+        // `fused=None`, and its build picks the fused kernel for a rank-4
+        // or 5 input with the channel axis 1 or last, without renorm or
+        // ghost batches. With the input rank known that is a fact of the
+        // file.
+        if l.tf_keras && k.fused.is_none() && l.config.get("fused").is_none() {
+            if let (Some(rank), Some(axis)) = (l.input_rank, k.axis) {
+                let renorm = l.config.get("renorm").and_then(Value::as_bool) == Some(true);
+                let ghost = matches!(k.virtual_batch_size, Some(Some(_)));
+                k.fused = Some(
+                    usize::try_from(axis)
+                        .is_ok_and(|a| matches!(rank, 4 | 5) && (a == 1 || a + 1 == rank))
+                        && !renorm
+                        && !ghost,
+                );
+            }
+        }
+        out.push(k);
     }
     out
 }

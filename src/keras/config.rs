@@ -27,8 +27,11 @@ pub struct Entry {
     pub config: Value,
     /// JSON path of `config` in the document (`config.layers[3].config`).
     pub json_path: String,
-    /// Rank of the layer's input where the config says it.
+    /// Rank of the layer's input where the config says it, or where the
+    /// layers before it imply it ([`infer_ranks`]).
     pub input_rank: Option<usize>,
+    /// True when the rank was implied rather than recorded.
+    pub rank_inferred: bool,
 }
 
 /// What a config holds, and what could not be followed.
@@ -93,6 +96,7 @@ fn layer_list(config: Option<&Value>) -> Option<(&Vec<Value>, &'static str)> {
 }
 
 fn walk(layers: &[Value], at: &str, prefix: &str, depth: usize, out: &mut Parsed) {
+    let ranks = infer_ranks(layers);
     if depth > MAX_NESTING {
         out.notes.push(format!(
             "{at}: models nest deeper than {MAX_NESTING} levels; the layers below are left out"
@@ -138,13 +142,15 @@ fn walk(layers: &[Value], at: &str, prefix: &str, depth: usize, out: &mut Parsed
             );
             continue;
         }
-        let input_rank = input_rank(layer, &config);
+        let recorded = input_rank(layer, &config);
+        let implied = ranks.get(i).copied().flatten();
         out.layers.push(Entry {
             path,
             class_name,
             config,
             json_path: format!("{here}.config"),
-            input_rank,
+            input_rank: recorded.or(implied),
+            rank_inferred: recorded.is_none() && implied.is_some(),
         });
     }
 }
@@ -164,6 +170,147 @@ fn input_rank(layer: &Value, config: &Value) -> Option<usize> {
         return None;
     }
     Some(dims.len())
+}
+
+/// The name a layer entry goes by in its list.
+fn entry_name(layer: &Value) -> Option<&str> {
+    layer
+        .get("config")
+        .and_then(|c| c.get("name"))
+        .and_then(Value::as_str)
+        .or_else(|| layer.get("name").and_then(Value::as_str))
+}
+
+/// The layer feeding an entry: Keras 2's first inbound node
+/// (`[[["conv1", 0, 0, {}]]]`), Keras 3's `keras_history`, or (no inbound
+/// nodes: a Sequential) the entry before it.
+fn inbound(layers: &[Value], i: usize) -> Option<usize> {
+    let layer = &layers[i];
+    let name: Option<&str> = match layer.get("inbound_nodes") {
+        Some(Value::Array(nodes)) if !nodes.is_empty() => {
+            let first = &nodes[0];
+            match first {
+                Value::Array(conns) => conns
+                    .first()
+                    .and_then(|c| c.as_array())
+                    .and_then(|c| c.first())
+                    .and_then(Value::as_str),
+                Value::Object(o) => o
+                    .get("args")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.first())
+                    .and_then(|t| t.get("config"))
+                    .and_then(|c| c.get("keras_history"))
+                    .and_then(Value::as_array)
+                    .and_then(|h| h.first())
+                    .and_then(Value::as_str),
+                _ => None,
+            }
+        }
+        Some(Value::Array(_)) => return None,
+        _ => return i.checked_sub(1),
+    };
+    let name = name?;
+    layers.iter().position(|l| entry_name(l) == Some(name))
+}
+
+/// Per layer of one list, the rank of its input where the config records
+/// it or the layers before it imply it: an `InputLayer`'s shape, then
+/// through layers that keep the rank (convolutions, pooling, dense,
+/// activations, normalization, dropout, merges) or set it (`Flatten` → 2,
+/// global pooling → 2, `Reshape` → its target's + 1). Any other layer
+/// stops the inference.
+pub fn infer_ranks(layers: &[Value]) -> Vec<Option<usize>> {
+    let n = layers.len();
+    let mut out: Vec<Option<Option<usize>>> = vec![None; n];
+    fn output(
+        layers: &[Value],
+        i: usize,
+        memo: &mut Vec<Option<Option<usize>>>,
+        depth: usize,
+    ) -> Option<usize> {
+        if depth > 10_000 {
+            return None;
+        }
+        let layer = &layers[i];
+        let class = layer
+            .get("class_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let config = layer.get("config").unwrap_or(&Value::Null);
+        let input = input_of(layers, i, memo, depth);
+        match class {
+            "InputLayer" => input,
+            "Flatten" => Some(2),
+            c if c.starts_with("Global") => {
+                if config.get("keepdims").and_then(Value::as_bool) == Some(true) {
+                    input
+                } else {
+                    Some(2)
+                }
+            }
+            "Reshape" => config
+                .get("target_shape")
+                .and_then(Value::as_array)
+                .map(|t| t.len() + 1),
+            c if c.starts_with("Conv")
+                || c.ends_with("Pooling1D")
+                || c.ends_with("Pooling2D")
+                || c.ends_with("Pooling3D")
+                || c.starts_with("ZeroPadding")
+                || c.starts_with("Cropping")
+                || c.starts_with("UpSampling")
+                || c.starts_with("SeparableConv")
+                || c.starts_with("DepthwiseConv")
+                || c.contains("Normalization")
+                || c.contains("Dropout")
+                || c.ends_with("ReLU")
+                || matches!(
+                    c,
+                    "Dense"
+                        | "Activation"
+                        | "ELU"
+                        | "PReLU"
+                        | "Softmax"
+                        | "Permute"
+                        | "Add"
+                        | "Subtract"
+                        | "Multiply"
+                        | "Average"
+                        | "Maximum"
+                        | "Minimum"
+                        | "Concatenate"
+                        | "GaussianNoise"
+                ) =>
+            {
+                input
+            }
+            _ => None,
+        }
+    }
+    fn input_of(
+        layers: &[Value],
+        i: usize,
+        memo: &mut Vec<Option<Option<usize>>>,
+        depth: usize,
+    ) -> Option<usize> {
+        if let Some(v) = memo[i] {
+            return v;
+        }
+        memo[i] = Some(None); // a cycle ends here
+        let layer = &layers[i];
+        let config = layer.get("config").unwrap_or(&Value::Null);
+        let v = input_rank(layer, config).or_else(|| {
+            let from = inbound(layers, i)?;
+            if from == i {
+                return None;
+            }
+            output(layers, from, memo, depth + 1)
+        });
+        memo[i] = Some(v);
+        v
+    }
+    (0..n).map(|i| input_of(layers, i, &mut out, 0)).collect()
 }
 
 /// Class names of Keras batch-norm layers.

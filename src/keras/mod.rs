@@ -375,8 +375,14 @@ fn by_path(parsed: Option<&config::Parsed>) -> BTreeMap<&str, &config::Entry> {
         .unwrap_or_default()
 }
 
-fn layer_config(e: &config::Entry, file: &str, weights: Vec<(String, String)>) -> KerasLayerConfig {
+fn layer_config(
+    e: &config::Entry,
+    file: &str,
+    weights: Vec<(String, String)>,
+    tf_keras: bool,
+) -> KerasLayerConfig {
     KerasLayerConfig {
+        tf_keras,
         path: e.path.clone(),
         class_name: e.class_name.clone(),
         config: e.config.clone(),
@@ -482,7 +488,7 @@ fn keras3(
                     .map(|(r, (_, k))| (r.to_string(), k.clone()))
                     .collect();
                 if let Some(file) = config_file {
-                    configs.push(layer_config(e, file, weights));
+                    configs.push(layer_config(e, file, weights, false));
                 }
                 roles = Some(order);
             } else {
@@ -772,7 +778,7 @@ fn keras2(
                 ));
                 continue;
             }
-            configs.push(layer_config(e, file, weights));
+            configs.push(layer_config(e, file, weights, true));
         }
     }
     Ok((vars, configs))
