@@ -51,6 +51,7 @@ FIXTURES["kfile_tfk_chunked_h5"] = ("tfk", "chunked", "keras2_h5", None)
 FIXTURES["kfile_h5py_k2_dense_attrs_weights"] = ("tfk", "cnn", "keras2_weights_h5", "dense_attrs")
 FIXTURES["kfile_k215_cnn_h5"] = ("k215", "cnn", "keras2_h5", None)
 FIXTURES["kfile_k215_cnn_weights"] = ("k215", "cnn", "keras2_weights_h5", None)
+FIXTURES["kfile_k215_nested_h5"] = ("k215", "nested", "keras2_h5", None)
 
 from . import kfile_fixtures as _kf  # noqa: E402
 
