@@ -432,6 +432,25 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// A `.pb` given as a frozen graph is not a usable `GraphDef`.
+    #[error("{path}: {what}")]
+    GraphDefInvalid {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A graph constant's bytes contradict its dtype or shape, or it
+    /// expands to more elements than tfbn decodes.
+    #[error("{path}: constant {node:?}: {what}")]
+    ConstantInvalid {
+        /// File.
+        path: PathBuf,
+        /// The `Const` node.
+        node: String,
+        /// What is wrong.
+        what: String,
+    },
     /// A graph function calls itself, directly or through other functions
     /// (CVE-2022-23591: such a GraphDef overflowed TF's stack).
     #[error("{path}: function {function:?} calls itself ({chain})")]

@@ -459,6 +459,9 @@ fn var_index(source: &Source, layers: &[BnLayer]) -> Result<VarIndex> {
             vars.layer_of_key.insert(v.key.clone(), (i, *role));
         }
     }
+    if source.format() == crate::source::SourceFormat::FrozenGraphDef {
+        vars.const_keys = source.variables().iter().map(|v| v.key.clone()).collect();
+    }
     if let Some(sm) = source.saved_model() {
         for v in sm.variable_nodes()? {
             if let Some(key) = v.checkpoint_key {

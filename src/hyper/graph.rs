@@ -209,6 +209,9 @@ pub(crate) struct VarIndex {
     pub keys_by_name: HashMap<String, Vec<String>>,
     /// `SavedObjectGraph` node id → checkpoint key.
     pub key_of_node: HashMap<usize, String>,
+    /// Frozen graphs: the `Const` nodes that hold weights (their names are
+    /// their keys), traced like variables.
+    pub const_keys: HashSet<String>,
 }
 
 impl VarIndex {
@@ -351,6 +354,9 @@ impl<'a> Body<'a> {
                     return vars
                         .keys_for_name(&node.name)
                         .map_or(Val::Unknown, Val::Var)
+                }
+                "Const" | "HostConst" if vars.const_keys.contains(&node.name) => {
+                    return Val::Var(Rc::from(vec![node.name.clone()]))
                 }
                 "Const" | "HostConst" => {
                     return match node.attr_tensor("value") {

@@ -375,12 +375,18 @@ impl<'a> Walker<'a> {
                     None => return Ok(None),
                 },
                 "ReadVariableOp" | "VarHandleOp" | "VariableV2" | "Variable" => break,
+                // A frozen graph's weight constant stands for its variable.
+                "Const" | "HostConst" if self.vars.const_keys.contains(&node.name) => break,
                 // TF 1.x non-fused layers with a `training` tensor feed one
                 // batchnorm subgraph from `Merge(moving, batch)`: the batch
                 // branch's reduction tells the rank too, so it wins.
-                "Merge" | "RefMerge" => {
+                // …or, in graphs TF 2 builds from TF1 code (control flow
+                // v2), from `If(training, batch, moving)`: the branch
+                // arguments (after the predicate) play the Merge's part.
+                "Merge" | "RefMerge" | "If" | "StatelessIf" => {
+                    let skip = usize::from(node.op.ends_with("If"));
                     let mut best = None;
-                    for i in data_inputs(node) {
+                    for i in data_inputs(node).skip(skip) {
                         match self.statistics_axis_at(body, i, depth + 1)? {
                             Some(a) if a.1.is_some() => return Ok(Some(a)),
                             Some(a) => best = best.or(Some(a)),
