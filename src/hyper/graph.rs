@@ -152,6 +152,9 @@ pub(crate) struct BnSite {
     pub axis: Option<(i64, Option<usize>, String)>,
     /// Fused: γ input is a constant (tf_keras `scale=False`).
     pub scale_const: Option<bool>,
+    /// Fused, inference: why Grappler rewrites the op into element-wise
+    /// ops before it runs (`None`: it runs as written).
+    pub grappler_rewrite: Option<String>,
     /// Fused: β input is a constant (tf_keras `center=False`).
     pub offset_const: Option<bool>,
     /// Reached from a serving signature.
