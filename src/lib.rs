@@ -3,6 +3,12 @@
 //! Move TensorFlow batch-normalization layers out of TensorFlow and prove
 //! that nothing changed on the way.
 //!
+//! Start at [`open`]: it reads any supported file (checkpoints in every
+//! path form, SavedModels, Keras files, frozen graphs) and returns a
+//! [`Model`] whose [`Layer`]s carry their settings with where each came
+//! from, their parameters as stored, and the layer itself to run (see
+//! [`model`] for an example).
+//!
 //! The data flow, one module per step:
 //!
 //! 1. [`bundle`] reads TF's V2 tensor bundles (sharded, partitioned, any
@@ -36,6 +42,7 @@ pub mod keras;
 pub mod layers;
 pub mod lint;
 pub mod mapping;
+pub mod model;
 pub mod npy;
 pub mod objgraph;
 pub mod parity;
@@ -51,4 +58,6 @@ pub mod verify;
 
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use model::{open, open_with, FloatArray, Layer, Model, OpenOptions, Role};
 pub use tensor::{Tensor, TensorData};
+pub use verify::Mode;

@@ -6,6 +6,7 @@ mod common;
 mod corpus;
 mod declared;
 mod export;
+mod facade;
 mod found;
 mod hyper;
 mod lint;
