@@ -272,6 +272,8 @@ fn layer_config(layer: &Value) -> BnConfig {
             Some("assign_sub") => Some(MovingUpdate::AssignSub),
             Some(other) => panic!("unknown nn_update {other:?}"),
         },
+        // A fact of a graph (frozen graphs), which this sweep skips.
+        inference_rewritten: false,
     }
 }
 

@@ -69,12 +69,12 @@ fn open_gives_layers_parameters_and_golden_outputs() {
                 continue;
             }
             let golden = fx.dir.join(want["golden"].as_str().unwrap());
-            let Ok(tfbn::npy::NpyArray::F32(x)) = tfbn::npy::read_npy(&golden.join("input.npy"))
+            let Ok(tfbn::npy::NpyArray::F32(x)) = tfbn::npy::read_npy(golden.join("input.npy"))
             else {
                 continue;
             };
             let Ok(tfbn::npy::NpyArray::F32(y)) =
-                tfbn::npy::read_npy(&golden.join("eigen/inference_y.npy"))
+                tfbn::npy::read_npy(golden.join("eigen/inference_y.npy"))
             else {
                 panic!("{}: no eigen inference golden", fx.name)
             };
