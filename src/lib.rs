@@ -28,6 +28,8 @@
 
 pub mod bn;
 pub mod bundle;
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod cleanup;
 pub mod declared;
 pub mod dtype;
