@@ -561,7 +561,7 @@ pub enum Error {
          Fix: run scripts/setup-tensorflow.sh (creates .venv with tensorflow-cpu 2.21.0), \
          or pass --tf-lib DIR / set TFBN_TF_LIB=DIR, DIR being an installed `tensorflow` \
          package folder holding libtensorflow_cc.so.2 and libtensorflow_framework.so.2",
-        crate::tf::describe_tried(tried)
+        describe_tried(tried)
     )]
     TensorFlowUnavailable {
         /// Each place tried: its folder (empty for a setting that gave
@@ -587,6 +587,16 @@ pub enum Error {
         /// TF's status message.
         status: String,
     },
+}
+
+/// The places TF was looked for, one per line (for
+/// [`Error::TensorFlowUnavailable`]).
+pub fn describe_tried(tried: &[(PathBuf, String)]) -> String {
+    let mut s = String::new();
+    for (_, why) in tried {
+        s.push_str(&format!("\n  - {why}"));
+    }
+    s
 }
 
 impl Error {

@@ -55,11 +55,13 @@ pub mod snapshot;
 pub mod sniff;
 pub mod source;
 pub mod tensor;
+#[cfg(feature = "tf")]
 pub mod tf;
+#[cfg(feature = "tf")]
 pub mod verify;
 
+pub use bn::Mode;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use model::{open, open_with, FloatArray, Layer, Model, OpenOptions, Role};
 pub use tensor::{Tensor, TensorData};
-pub use verify::Mode;

@@ -36,6 +36,7 @@ use std::path::Path;
 
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
+use crate::bn::Mode;
 use crate::bn::{self, BnApi, BnConfig, BnInput};
 use crate::declared::Declared;
 use crate::error::{Error, Result};
@@ -45,7 +46,6 @@ use crate::mapping::LayerMapping;
 use crate::prepare::{prepare_layer, Overrides, PreparedLayer};
 use crate::source::{Source, SourceFormat};
 use crate::tensor::Tensor;
-use crate::verify::Mode;
 use crate::DType;
 
 /// What the caller knows that the file does not say: settings per layer
