@@ -37,8 +37,7 @@ pub fn is_candidate(path: &Path) -> bool {
 /// ≥ 1 as variables (key = name = node name), its graph for discovery.
 pub fn open(path: &Path) -> Result<Source> {
     let bytes = crate::fsx::read_regular(path, MAX_GRAPH_BYTES)?;
-    let graph: GraphDef =
-        crate::savedmodel::decode_proto(&bytes, path, "frozen graph", "GraphDef")?;
+    let graph: GraphDef = crate::proto::decode_proto(&bytes, path, "frozen graph", "GraphDef")?;
     drop(bytes);
     if graph.node.is_empty() || graph.node.iter().any(|n| n.op.is_empty()) {
         return Err(Error::GraphDefInvalid {

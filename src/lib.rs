@@ -47,6 +47,7 @@ pub mod mapping;
 pub mod model;
 pub mod npy;
 pub mod objgraph;
+mod open;
 pub mod parity;
 pub mod prepare;
 pub mod proto;
