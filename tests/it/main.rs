@@ -1,6 +1,7 @@
 //! tfbn's integration tests, one binary with a module per concern.
 
 mod apply;
+mod architecture;
 mod cli;
 mod common;
 mod corpus;
