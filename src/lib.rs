@@ -37,6 +37,7 @@ pub mod error;
 pub mod export;
 pub mod find;
 pub mod frozen;
+pub mod fsio;
 pub mod fsx;
 pub mod hyper;
 pub mod inspect;
