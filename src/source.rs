@@ -310,9 +310,9 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     /// Opens a checkpoint (any path form [`Bundle::open`] accepts) or a
-    /// SavedModel folder.
-    pub fn open(path: impl AsRef<Path>) -> Result<Source> {
-        let path = path.as_ref();
+    /// SavedModel folder; [`Source::open`] dispatches every other format
+    /// before it comes here.
+    pub(crate) fn open_tf(path: &Path) -> Result<Source> {
         if SavedModel::is_saved_model_dir(path) {
             let sm = SavedModel::open(path)?;
             let bundle =
@@ -326,26 +326,6 @@ impl Source {
                     }),
                 };
             return Source::build(path, SourceFormat::SavedModel, bundle, Some(sm));
-        }
-        if path.is_file() {
-            match crate::sniff::identify(path) {
-                Some(crate::sniff::Foreign::Hdf5) => {
-                    return crate::keras::open(path, crate::keras::Container::Hdf5)
-                }
-                Some(crate::sniff::Foreign::KerasZip) => {
-                    return crate::keras::open(path, crate::keras::Container::Archive)
-                }
-                Some(f) => {
-                    return Err(crate::Error::FormatNotRead {
-                        path: path.to_path_buf(),
-                        what: f.explain(),
-                    })
-                }
-                None => {}
-            }
-            if crate::frozen::is_candidate(path) {
-                return crate::frozen::open(path);
-            }
         }
         let bundle = Bundle::open(path)?;
         let format = match bundle.format() {
@@ -602,12 +582,7 @@ fn read_meta_beside(prefix: &Path) -> std::result::Result<Option<(PathBuf, MetaG
     // FIFO since the check above).
     let bytes =
         crate::fsx::read_regular(&path, MAX_META_BYTES).map_err(|e| format!("{e}; {left_out}"))?;
-    match crate::savedmodel::decode_proto::<MetaGraphDef>(
-        &bytes,
-        &path,
-        "meta graph",
-        "MetaGraphDef",
-    ) {
+    match crate::proto::decode_proto::<MetaGraphDef>(&bytes, &path, "meta graph", "MetaGraphDef") {
         Ok(m) => Ok(Some((path, m))),
         Err(e) => Err(format!("{e}; {left_out}")),
     }

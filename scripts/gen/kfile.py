@@ -51,6 +51,7 @@ FIXTURES["kfile_tfk_chunked_h5"] = ("tfk", "chunked", "keras2_h5", None)
 FIXTURES["kfile_h5py_k2_dense_attrs_weights"] = ("tfk", "cnn", "keras2_weights_h5", "dense_attrs")
 FIXTURES["kfile_k215_cnn_h5"] = ("k215", "cnn", "keras2_h5", None)
 FIXTURES["kfile_k215_cnn_weights"] = ("k215", "cnn", "keras2_weights_h5", None)
+FIXTURES["kfile_k215_nested_h5"] = ("k215", "nested", "keras2_h5", None)
 
 from . import kfile_fixtures as _kf  # noqa: E402
 
@@ -286,11 +287,10 @@ def h5_facts(h5, fmt):
     compression, attribute storage), from h5py's low-level view."""
     import h5py
 
-    facts = {"libver_bounds": None, "attribute_types": {}, "dataset_layouts": {}}
-    try:
-        facts["libver_bounds"] = [str(b) for b in h5.libver]
-    except Exception:  # noqa: BLE001 - in-memory files
-        pass
+    facts = {"attribute_types": {}, "dataset_layouts": {}}
+    # Superblock version of the file (0: libver 'earliest', 3: 'latest' /
+    # SWMR-era files; from the file-creation property list).
+    facts["superblock_version"] = int(h5.id.get_create_plist().get_version()[0])
     types = {}
 
     def attr_types(objname, obj):
@@ -321,6 +321,8 @@ def h5_facts(h5, fmt):
 
     h5.visititems(ds_layout)
     facts["dataset_layouts"] = sorted(layouts)
+    if any(h5py.h5o.get_info(h5[n].id).num_attrs > 8 for n in [*_names(h5), "/"] if isinstance(h5[n], h5py.Group)):
+        facts["dense_attribute_storage"] = True
     if fmt.startswith("keras2"):
         facts["layer_names_attributes"] = layer_name_attrs(h5)
     return facts

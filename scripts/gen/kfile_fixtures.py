@@ -21,4 +21,9 @@ KFILE_FIXTURES["kfile_tfk_chunked_h5"] = "kfile_k2"
 KFILE_FIXTURES["kfile_h5py_k2_dense_attrs_weights"] = "kfile_k2"
 
 # written by scripts/gen_versions.py (TF 2.15.1 venv, group kfile_old)
-KFILE_OLD_FIXTURES = {"kfile_k215_cnn_h5": ("2.15.1", "kfile_old", "h5"), "kfile_k215_cnn_weights": ("2.15.1", "kfile_old", "weights")}
+# fixture -> (TF version, gen_versions group, kind)
+KFILE_OLD_FIXTURES = {
+    "kfile_k215_cnn_h5": ("2.15.1", "kfile_old", "h5"),
+    "kfile_k215_cnn_weights": ("2.15.1", "kfile_old", "weights"),
+    "kfile_k215_nested_h5": ("2.15.1", "kfile_old", "h5"),
+}

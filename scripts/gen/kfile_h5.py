@@ -131,7 +131,15 @@ def rewrite_dense_attrs(src, dst, extra_attrs=12):
     attributes are named `tfbn_filler_NN` (int32 scalars)."""
     import h5py
 
-    with h5py.File(src, "r") as fi, h5py.File(dst, "w", libver="latest") as fo:
+    # As h5py.File(dst, 'w', libver='latest'), but with object modification
+    # times off (v2 object headers would store them), so reruns write the
+    # same bytes.
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    fcpl.set_obj_track_times(False)
+    fid = h5py.h5f.create(os.fsencode(dst), h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
+    with h5py.File(src, "r") as fi, h5py.File(fid) as fo:
         _copy(fi, fo, gzip=False, extra_attrs=extra_attrs)
 
 
@@ -146,14 +154,19 @@ def _copy(gi, go, gzip, extra_attrs):
         go.attrs.create(k, gi.attrs[k], dtype=aid.dtype)
     for name, obj in gi.items():
         if isinstance(obj, h5py.Group):
-            _copy(obj, go.create_group(name), gzip, extra_attrs)
+            gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+            gcpl.set_obj_track_times(False)
+            sub = h5py.Group(h5py.h5g.create(go.id, name.encode("utf-8"), gcpl=gcpl))
+            _copy(obj, sub, gzip, extra_attrs)
         else:
             data = obj[()]
             if gzip and np.asarray(data).ndim > 0 and np.asarray(data).size > 0:
                 chunks = tuple(max(1, (d + 1) // 2) for d in np.asarray(data).shape)
-                ds = go.create_dataset(name, data=data, chunks=chunks, compression="gzip", compression_opts=6, shuffle=True)
+                ds = go.create_dataset(
+                    name, data=data, chunks=chunks, compression="gzip", compression_opts=6, shuffle=True, track_times=False
+                )
             else:
-                ds = go.create_dataset(name, data=data)
+                ds = go.create_dataset(name, data=data, track_times=False)
             for k in obj.attrs:
                 ds.attrs.create(k, obj.attrs[k], dtype=obj.attrs.get_id(k).dtype)
 

@@ -401,6 +401,17 @@ fn role_of_optimizer(t: &Tensor) -> VariableRole {
     }
 }
 
+/// Keras's names for a batch norm's weights.
+const BN_WEIGHTS: [&str; 7] = [
+    "gamma",
+    "beta",
+    "moving_mean",
+    "moving_variance",
+    "moving_stddev",
+    "renorm_mean",
+    "renorm_stddev",
+];
+
 /// A config flag (`center`, `scale`, `renorm`), TF's default when absent.
 fn flag(config: &Value, name: &str, default: bool) -> bool {
     config.get(name).and_then(Value::as_bool).unwrap_or(default)
@@ -764,11 +775,11 @@ fn keras2(
             .iter()
             .filter(|e| config::is_batch_norm(&e.class_name))
         {
-            let weights: Vec<(String, String)> = crate::layers::BnRole::ALL
+            let weights: Vec<(String, String)> = BN_WEIGHTS
                 .iter()
-                .filter_map(|r| {
-                    let v = by_name.get(format!("{}/{}", e.path, r.tf_name()).as_str())?;
-                    Some((r.tf_name().to_string(), v.key.clone()))
+                .filter_map(|w| {
+                    let v = by_name.get(format!("{}/{w}", e.path).as_str())?;
+                    Some((w.to_string(), v.key.clone()))
                 })
                 .collect();
             if weights.is_empty() {
