@@ -209,7 +209,7 @@ fn open_with(
     };
     let h5 = h5::H5::from_bytes(bytes, &h5_path)?;
     let root = h5.root()?;
-    let (root_groups, _) = h5.members(&root)?;
+    let (root_groups, root_datasets) = h5.members(&root)?;
     let root_attrs = h5.attribute_names(&root)?;
     let has_attr = |n: &str| root_attrs.iter().any(|a| a == n);
     let layout = if container == Container::Archive {
@@ -231,8 +231,9 @@ fn open_with(
         return Err(Error::Hdf5NotKeras {
             path: path.to_path_buf(),
             what: format!(
-                "top-level groups: {}; attributes: {}",
+                "top-level groups: {}; datasets: {}; attributes: {}",
                 list(&root_groups),
+                list(&root_datasets),
                 list(&root_attrs)
             ),
         });

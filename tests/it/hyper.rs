@@ -165,6 +165,18 @@ const PROVENANCE: &[(&str, Origin, Origin)] = &[
         Origin::Default,
         Origin::Default,
     ),
+    // tf.keras 2.15 (scripts/gen_versions.py).
+    (
+        "kfile_k215_cnn_h5",
+        Origin::KerasConfig,
+        Origin::KerasConfig,
+    ),
+    (
+        "kfile_k215_nested_h5",
+        Origin::KerasConfig,
+        Origin::KerasConfig,
+    ),
+    ("kfile_k215_cnn_weights", Origin::Default, Origin::Default),
 ];
 
 fn from_of(s: &HyperSource) -> Origin {

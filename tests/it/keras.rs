@@ -337,6 +337,7 @@ fn weights_only_files_apply_with_the_config_given_as_hyper() {
         ("kfile_h5py_k2_dense_attrs_weights", "kfile_tfk_cnn_h5/m.h5"),
         ("kfile_tfk_mixed_weights", "kfile_tfk_mixed_h5/m.h5"),
         ("kfile_tfk_nested_weights", "kfile_tfk_nested_h5/m.h5"),
+        ("kfile_k215_cnn_weights", "kfile_k215_cnn_h5/m.h5"),
     ];
     for (name, model) in pairs {
         let fx = crate::common::fixture(name);
@@ -352,4 +353,198 @@ fn weights_only_files_apply_with_the_config_given_as_hyper() {
             );
         }
     }
+}
+
+// ------------------------------------------------------------ untrusted bytes
+
+/// An HDF5 file Keras did not write gets a one-line answer naming what its
+/// top level holds.
+#[test]
+fn an_hdf5_file_that_is_not_keras_is_named_precisely() {
+    let p = root().join("testdata/hdf5_not_keras/data.h5");
+    let e = Source::open(&p).unwrap_err();
+    assert!(matches!(e, tfbn::Error::Hdf5NotKeras { .. }), "{e}");
+    let o = tfbn(&["inspect", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("not one Keras wrote") && err.contains("measurements"),
+        "{err}"
+    );
+}
+
+/// Truncated and bit-flipped Keras files are errors, never panics.
+#[test]
+fn damaged_keras_files_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture, file) in [
+        ("kfile_tfk_cnn_h5", "m.h5"),
+        ("kfile_k3_cnn_weights", "m.weights.h5"),
+        ("kfile_h5py_k3_gzip_weights", "m.weights.h5"),
+        ("kfile_k3_nested_keras", "m.keras"),
+    ] {
+        let bytes = std::fs::read(root().join("testdata").join(fixture).join(file)).unwrap();
+        let n = bytes.len();
+        for i in 0..48usize {
+            let mut b = bytes.clone();
+            let at = (i * 7919 * 31) % n;
+            if i % 2 == 0 {
+                b.truncate(at.max(9));
+            } else {
+                for j in at..(at + 16).min(n) {
+                    b[j] ^= 0x5a;
+                }
+            }
+            let p = dir.path().join(file);
+            std::fs::write(&p, &b).unwrap();
+            // Ok (the damage missed what tfbn reads) or a clear error.
+            if let Ok(s) = Source::open(&p) {
+                let layers = discover(&s);
+                let _ = recover(&s, &layers);
+            }
+        }
+    }
+}
+
+/// Writes a `.keras`-like zip whose `model.weights.h5` member declares
+/// `declared` bytes while holding 64.
+fn lying_archive(path: &Path, declared: u32) {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file("config.json", opts).unwrap();
+    w.write_all(b"{\"class_name\": \"Functional\", \"config\": {\"layers\": []}}")
+        .unwrap();
+    w.start_file("model.weights.h5", opts).unwrap();
+    w.write_all(&[0u8; 64]).unwrap();
+    w.finish().unwrap();
+    // Patch the central directory's uncompressed size of the member.
+    let mut b = std::fs::read(path).unwrap();
+    let name = b"model.weights.h5";
+    let mut i = 0;
+    while i + 46 + name.len() <= b.len() {
+        if b[i..i + 4] == [0x50, 0x4b, 0x01, 0x02] && &b[i + 46..i + 46 + name.len()] == name {
+            b[i + 24..i + 28].copy_from_slice(&declared.to_le_bytes());
+        }
+        i += 1;
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// A member that declares more than its compressed bytes can expand to (a
+/// zip bomb's signature) is refused before anything is allocated.
+#[test]
+fn zip_bombs_and_huge_declared_sizes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bomb.keras");
+    lying_archive(&p, 0xFFFF_FFF0);
+    let e = Source::open(&p).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            tfbn::Error::SizeOverLimit { .. } | tfbn::Error::KerasArchiveInvalid { .. }
+        ),
+        "{msg}"
+    );
+    let o = tfbn(&["inspect", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    // A `.keras` with a weights member that is not HDF5 is an HDF5 error.
+    let p = dir.path().join("junk.keras");
+    lying_archive(&p, 64);
+    let e = Source::open(&p).unwrap_err();
+    assert!(matches!(e, tfbn::Error::Hdf5Unreadable { .. }), "{e}");
+}
+
+/// A Keras config given with `--hyper` for a file that is not a Keras
+/// weights file is refused, naming both.
+#[test]
+fn a_keras_config_for_a_checkpoint_is_refused() {
+    let ckpt = root().join("testdata/tf1_trained/ckpt/model.ckpt");
+    let cfg = root().join("testdata/kfile_k3_cnn_keras/m.keras");
+    let o = tfbn(&[
+        "inspect",
+        ckpt.to_str().unwrap(),
+        "--hyper",
+        cfg.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("describes Keras weights files"), "{err}");
+}
+
+/// A Keras 3 weights-only layer with center or scale off is used once the
+/// roles are declared with `--bn`.
+#[test]
+fn ambiguous_keras3_weights_are_used_once_declared() {
+    let fx = crate::common::fixture("kfile_k3_cnn_weights");
+    let source = {
+        let mut s = Source::open(fx.open_path()).unwrap();
+        s.declare_layers(vec![
+            "bn_nocenter:gamma=0,moving_mean=1,moving_variance=2"
+                .parse()
+                .unwrap(),
+            "bn_noscale:beta=0,moving_mean=1,moving_variance=2"
+                .parse()
+                .unwrap(),
+        ]);
+        s
+    };
+    let layers = discover(&source);
+    assert_eq!(layers.len(), 5);
+    for w in fx.all_layers() {
+        let mean = w["variables"]["moving_mean"]["key"].as_str().unwrap();
+        let l = layers
+            .iter()
+            .find(|l| l.var(BnRole::MovingMean).is_some_and(|v| v.key == mean))
+            .unwrap();
+        for role in BnRole::ALL {
+            assert_eq!(
+                l.var(role).map(|v| v.key.as_str()),
+                w["variables"][role.tf_name()]["key"].as_str(),
+                "{}: {role:?}",
+                l.name
+            );
+        }
+    }
+}
+
+/// `tfbn verify m.keras` and `tfbn export m.keras --preset candle` need no
+/// flag beyond the path.
+#[test]
+fn verify_and_export_candle_need_only_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let keras = root().join("testdata/kfile_k3_cnn_keras/m.keras");
+    let out = dir.path().join("m.safetensors");
+    let o = tfbn(&[
+        "export",
+        keras.to_str().unwrap(),
+        "--preset",
+        "candle",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.names().len(), 5 * 4);
+    if crate::tf_live::live_tf("verify_and_export_candle_need_only_the_path").is_none() {
+        return;
+    }
+    let o = tfbn(&["verify", keras.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(text.contains("PASS"), "{text}");
 }
