@@ -392,8 +392,8 @@ fn damaged_keras_files_are_errors_not_panics() {
             if i % 2 == 0 {
                 b.truncate(at.max(9));
             } else {
-                for j in at..(at + 16).min(n) {
-                    b[j] ^= 0x5a;
+                for x in &mut b[at..(at + 16).min(n)] {
+                    *x ^= 0x5a;
                 }
             }
             let p = dir.path().join(file);
