@@ -10,6 +10,7 @@ mod export;
 mod facade;
 mod found;
 mod hyper;
+mod keras;
 mod lint;
 mod numeric_snapshot;
 mod snapshots;
