@@ -187,6 +187,16 @@ fn settings_come_from_the_keras_config_with_provenance() {
             assert_eq!(h.axis.value, want["axis"][0].as_i64().unwrap(), "{ctx}");
             assert_eq!(h.center.value, want["center"].as_bool().unwrap(), "{ctx}");
             assert_eq!(h.scale.value, want["scale"].as_bool().unwrap(), "{ctx}");
+            assert_eq!(
+                h.dtype_policy.value.as_deref(),
+                want["dtype_policy"].as_str(),
+                "{ctx}: dtype policy"
+            );
+            assert_eq!(
+                h.synchronized.value,
+                want["synchronized"].as_bool(),
+                "{ctx}: synchronized"
+            );
             if want["renorm"].as_bool() == Some(true) {
                 let c = &want["renorm_clipping"];
                 assert_eq!(h.renorm_clipping.value.rmax, c["rmax"].as_f64(), "{ctx}");
