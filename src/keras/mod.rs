@@ -173,6 +173,8 @@ struct Object {
     vars: Vec<(usize, String)>,
     /// True under the top-level `optimizer` group.
     optimizer: bool,
+    /// True when `vars` carries the layer's `name` (recent Keras 3).
+    named: bool,
 }
 
 fn open_with(
@@ -467,10 +469,28 @@ fn keras3(
     let root = h5.root()?;
     k3_walk(h5, &root, "", "", 0, false, &mut objects)?;
     let entries = by_path(parsed);
+    // Files without `name` attributes (older Keras 3): the config's layers
+    // by the group Keras 3 stores them under.
+    let by_group: BTreeMap<&str, &config::Entry> = parsed
+        .map(|p| {
+            p.layers
+                .iter()
+                .filter(|e| !e.keras3_group.is_empty())
+                .map(|e| (e.keras3_group.as_str(), e))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut vars = Vec::new();
     let mut configs = Vec::new();
     let mut seen_paths: std::collections::BTreeSet<String> = Default::default();
     let mut ambiguous = Vec::new();
+    for obj in &mut objects {
+        if !obj.named {
+            if let Some(e) = by_group.get(obj.h5_path.as_str()) {
+                obj.layer_path = e.path.clone();
+            }
+        }
+    }
     for obj in &objects {
         seen_paths.insert(obj.layer_path.clone());
         let group_name = obj.h5_path.rsplit('/').next().unwrap_or_default();
@@ -643,16 +663,18 @@ fn k3_walk(
             })
             .collect();
         vars.sort();
+        let given = h5.string(&vg, "name")?;
+        let named = given.is_some();
         if !h5_path.is_empty() && !optimizer {
             let own = h5_path.rsplit('/').next().unwrap_or_default().to_string();
-            let name = h5.string(&vg, "name")?.unwrap_or(own);
-            layer_path = join(prefix, &name);
+            layer_path = join(prefix, &given.unwrap_or(own));
         }
         out.push(Object {
             h5_path: h5_path.to_string(),
             layer_path: layer_path.clone(),
             vars,
             optimizer,
+            named,
         });
     }
     for name in groups.iter().filter(|n| *n != "vars") {

@@ -558,3 +558,44 @@ fn verify_and_export_candle_need_only_the_path() {
     );
     assert!(text.contains("PASS"), "{text}");
 }
+
+/// Keras 3 files written before the `vars` groups carried the layer's
+/// `name` are paired with the config through the group Keras 3 derives
+/// from the class name (`layers/batch_normalization_1`,
+/// `layers/sequential/layers/…`): that derivation matches every `.keras`
+/// fixture's groups.
+#[test]
+fn keras3_groups_derived_from_class_names_match_the_files() {
+    let mut checked = 0;
+    for fx in kfiles()
+        .into_iter()
+        .filter(|f| format_of(f) == SourceFormat::KerasArchive)
+    {
+        let f = std::fs::File::open(fx.open_path()).unwrap();
+        let mut z = zip::ZipArchive::new(f).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut z.by_name("config.json").unwrap(), &mut text).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let parsed = tfbn::keras::config::parse(&doc);
+        let source = Source::open(fx.open_path()).unwrap();
+        for e in parsed
+            .layers
+            .iter()
+            .filter(|e| tfbn::keras::config::is_batch_norm(&e.class_name))
+        {
+            let prefix = format!("{}/vars/", e.keras3_group);
+            assert!(
+                source
+                    .variables()
+                    .iter()
+                    .any(|v| v.key.starts_with(&prefix)
+                        && v.name.starts_with(&format!("{}/", e.path))),
+                "{}: {} → {prefix}",
+                fx.name,
+                e.path
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "{checked}");
+}
