@@ -293,6 +293,25 @@ fn open_with(
     let parsed = config_doc.as_ref().map(|(doc, _)| config::parse(doc));
     if let Some(p) = &parsed {
         notes.extend(p.notes.iter().cloned());
+        // A negative axis stays as written where nothing tells the rank.
+        let kept: Vec<&str> = p
+            .layers
+            .iter()
+            .filter(|e| config::is_batch_norm(&e.class_name) && e.input_rank.is_none())
+            .filter(|e| {
+                let a = e.config.get("axis");
+                let first = a.and_then(|a| a.as_array().and_then(|l| l.first())).or(a);
+                first.and_then(Value::as_i64).is_some_and(|v| v < 0)
+            })
+            .map(|e| e.path.as_str())
+            .collect();
+        if !kept.is_empty() {
+            notes.push(format!(
+                "{}: a negative axis is kept as written (−1 = last), the config recording no \
+                 input rank for these layers",
+                kept.join(", ")
+            ));
+        }
     }
 
     // Every dataset.
