@@ -599,3 +599,35 @@ fn keras3_groups_derived_from_class_names_match_the_files() {
     }
     assert!(checked >= 8, "{checked}");
 }
+
+/// A weights-only file's verdict is unproven (its settings are TF's
+/// defaults) until the model's config is given with `--hyper`; then it
+/// passes.
+#[test]
+fn weights_only_verify_is_unproven_until_the_config_is_given() {
+    if crate::tf_live::live_tf("weights_only_verify_is_unproven_until_the_config_is_given")
+        .is_none()
+    {
+        return;
+    }
+    let w = root().join("testdata/kfile_tfk_cnn_weights/w.h5");
+    let m = root().join("testdata/kfile_tfk_cnn_h5/m.h5");
+    let o = tfbn(&["verify", w.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("UNPROVEN"), "{text}");
+    let o = tfbn(&[
+        "verify",
+        w.to_str().unwrap(),
+        "--hyper",
+        m.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(text.contains("PASS"), "{text}");
+}
