@@ -28,6 +28,10 @@ pub const MAX_DEPTH: usize = 64;
 pub struct H5 {
     pub(crate) file: Hdf5File,
     pub(crate) path: PathBuf,
+    /// The file's length: no dataset decodes to more than deflate can
+    /// expand it to (Keras never leaves datasets unwritten, which would
+    /// decode to fill values out of nothing).
+    len: u64,
 }
 
 /// One dataset of the file.
@@ -52,6 +56,7 @@ fn unreadable(path: &Path, e: impl std::fmt::Display) -> Error {
 impl H5 {
     /// Decodes an HDF5 file held in memory; `path` names it in errors.
     pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<H5> {
+        let len = bytes.len() as u64;
         let opts = OpenOptions {
             max_read_bytes: usize::try_from(MAX_DATASET_BYTES).unwrap_or(usize::MAX),
             max_object_header_bytes: MAX_HEADER_BYTES,
@@ -61,6 +66,7 @@ impl H5 {
         Ok(H5 {
             file,
             path: path.to_path_buf(),
+            len,
         })
     }
 
@@ -159,12 +165,13 @@ impl H5 {
             .ok_or_else(|| unreadable(&self.path, format!("{key}: shape {shape:?} overflows")))?;
         let width = dtype.byte_width().unwrap_or(1) as u64;
         let bytes = count.saturating_mul(width);
-        if bytes > MAX_DATASET_BYTES {
+        let limit = MAX_DATASET_BYTES.min(self.len.saturating_mul(1100).max(1 << 20));
+        if bytes > limit {
             return Err(Error::SizeOverLimit {
                 path: self.path.clone(),
                 what: format!("dataset {key}"),
                 bytes,
-                limit: MAX_DATASET_BYTES,
+                limit,
             });
         }
         let data = ds
