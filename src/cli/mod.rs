@@ -56,6 +56,7 @@ pub fn run() -> ExitCode {
             "tfbn: warning: cannot install signal handlers ({e}); an interrupted write leaves its temporary file"
         );
     }
+    quiet_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -90,6 +91,26 @@ pub fn run() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A reader that stops early (`tfbn inspect … | head -1`) closes the pipe;
+/// Rust ignores SIGPIPE, so the next `print!` panics with "failed printing
+/// to stdout: Broken pipe". That is not an error of tfbn's: exit 0 without
+/// a word, as `cat` does. Every other panic goes to the default hook.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if payload.contains("failed printing to stdout") && payload.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
