@@ -244,3 +244,31 @@ fn a_closed_pipe_exits_0_silently() {
         }
     }
 }
+
+/// A Keras 3 model's `model.export` SavedModel, its `tf.saved_model.save`
+/// SavedModel and its checkpoint name the same naming style, `keras3`
+/// (the export used to say `tf2`).
+#[test]
+fn keras3_saved_models_and_checkpoints_name_the_same_style() {
+    for group in [
+        [
+            "testdata/keras3_functional/ckpt",
+            "testdata/keras3_export/savedmodel",
+            "testdata/keras3_saved_model/savedmodel",
+        ],
+        [
+            "testdata/tf2_16_ckpt/ckpt",
+            "testdata/tf2_16_export/savedmodel",
+            "testdata/tf2_16_savedmodel/savedmodel",
+        ],
+    ] {
+        for path in group {
+            let o = tfbn(&["inspect", "--json", path]);
+            assert_eq!(o.status.code(), Some(0), "{path}: {}", stderr(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["style"], "keras3", "{path}");
+            let text = String::from_utf8(tfbn(&["inspect", path]).stdout).unwrap();
+            assert!(text.contains("keras3"), "{path}: {text}");
+        }
+    }
+}
