@@ -332,7 +332,7 @@ pub fn extract(graph: &GraphDef, bn_node: &str, moving: &[String]) -> Result<Ext
             }
             let (v, k) = tensor_of(ins[1]);
             let value = (v.to_string(), k);
-            let (_, reaches) = ancestors(&idx, &[value.clone()], &x_tensor);
+            let (_, reaches) = ancestors(&idx, std::slice::from_ref(&value), &x_tensor);
             reaches.then(|| Update {
                 variable: var.clone(),
                 node: n.name.clone(),
@@ -569,6 +569,9 @@ fn cleaned(idx: &Index, n: &NodeDef, x: &(String, i32)) -> NodeDef {
     c
 }
 
+/// Looks up a variable's value by its graph name: `(dims, values)`.
+pub type ValueOf<'a> = dyn Fn(&str) -> Result<(Vec<u64>, Vec<f32>)> + 'a;
+
 /// A cut graph imported into TF, with a session.
 pub struct OwnGraph {
     session: tensorflow::Session,
@@ -659,7 +662,7 @@ impl OwnGraph {
         training: bool,
         x: &[f32],
         dims: &[usize],
-        value_of: &dyn Fn(&str) -> Result<(Vec<u64>, Vec<f32>)>,
+        value_of: &ValueOf<'_>,
     ) -> Result<OwnOutputs> {
         super::graph::check_dims(dims)?;
         let x = super::graph::tensor(dims, x)?;

@@ -146,6 +146,7 @@ fn shape_for(
 }
 
 /// The own-graph verdict of one layer and the runs behind it.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn check(
     rt: &TfRuntime,
     ctx: &OwnContext,
