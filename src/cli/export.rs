@@ -98,6 +98,16 @@ struct Progress {
     bar: Option<ProgressBar>,
 }
 
+/// The bar's look: label, bar, percent, bytes done of total, rate, ETA.
+const BAR_TEMPLATE: &str = "{msg} [{bar:30}] {percent:>3}% {binary_bytes}/{binary_total_bytes} \
+                            {binary_bytes_per_sec} ETA {eta}";
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(BAR_TEMPLATE)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
 impl Progress {
     fn new(enabled: bool) -> Progress {
         Progress {
@@ -114,14 +124,7 @@ impl Progress {
         let bar = self.bar.get_or_insert_with(|| {
             let b =
                 ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {percent:>3}% {binary_bytes}/{binary_total_bytes} \
-                     {binary_bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+            b.set_style(bar_style());
             b.set_message(label);
             b
         });
@@ -360,4 +363,21 @@ fn print_report(out: &mut impl Write, r: &SafetensorsReport) -> std::io::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_template_parses_and_draws_bytes_rate_and_eta() {
+        assert!(ProgressStyle::with_template(BAR_TEMPLATE).is_ok());
+        let b = ProgressBar::with_draw_target(Some(3 << 30), ProgressDrawTarget::hidden());
+        b.set_style(bar_style());
+        b.set_message("exporting");
+        b.set_position(1 << 30);
+        assert_eq!(b.position(), 1 << 30);
+        // indicatif formats the units itself (no hand-made `GiBiB` suffixes).
+        assert!(BAR_TEMPLATE.contains("binary_bytes_per_sec") && BAR_TEMPLATE.contains("{eta}"));
+    }
 }

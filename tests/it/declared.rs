@@ -323,17 +323,17 @@ fn command_specific_flags_change_their_output() {
     let tf = live_tf("command_specific_flags_change_their_output").is_some();
     let dir = tempfile::tempdir().unwrap();
     let (ckpt, input) = checkpoint(dir.path());
-    let out = dir.path().join("o");
-    let out_s = out.to_string_lossy().into_owned();
-
     // --bn, on every command: without it nothing is found (inspect lists
     // no layer, the others refuse or say so), with it the layer shows.
     for cmd in ["inspect", "export", "apply", "verify", "lint", "snapshot"] {
         if cmd == "verify" && !tf {
             continue;
         }
+        let out = dir.path().join(format!("{cmd}.out"));
+        let out_s = out.to_string_lossy().into_owned();
         let run = |bn: bool| {
             let _ = std::fs::remove_file(&out);
+            let _ = std::fs::remove_dir_all(&out);
             let mut args: Vec<&str> = vec![cmd, &ckpt];
             match cmd {
                 "inspect" | "lint" => args.push("--json"),
@@ -377,7 +377,7 @@ fn command_specific_flags_change_their_output() {
             (o.status.code(), shows)
         };
         let (code, shows) = run(true);
-        assert_eq!(code, Some(0), "{cmd} --bn");
+        assert_eq!(code, Some(0), "{cmd} --bn: {out_s}");
         assert!(shows, "{cmd} --bn: the layer shows");
         let (_, shows) = run(false);
         assert!(!shows, "{cmd} without --bn: no layer");
