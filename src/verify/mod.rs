@@ -461,24 +461,6 @@ fn verify_layer(
             modes.push(m);
         }
     }
-    let unproven: Vec<crate::hyper::Assumed> = p
-        .assumed
-        .iter()
-        .copied()
-        .filter(|a| {
-            modes
-                .iter()
-                .any(|m| m.status == Status::Unproven && m.assumed.contains(a))
-        })
-        .collect();
-    if !unproven.is_empty() {
-        notes.push(format!(
-            "unproven: both sides ran with TF's default {} (nothing in the files records {}); {}",
-            crate::hyper::Assumed::join(&unproven),
-            if unproven.len() == 1 { "it" } else { "them" },
-            declare_hint(&p.layer.name, &unproven)
-        ));
-    }
     let (own_graph, own_graph_runs) = if settings.dtypes.contains(&BnDtype::F32) {
         let mut cfg32 = cfg.clone();
         cfg32.intra_op_threads = Some(rt.host.threads);
@@ -500,6 +482,46 @@ fn verify_layer(
         notes.push(format!(
             "the file's own graph disagrees with the settings tfbn recovered ({own_graph}); \
              declare the right value (--epsilon, --momentum, --axis, --variance) or check the layer's mapping"
+        ));
+    }
+    // The file's own graph, run in a mode with the settings tfbn assumed,
+    // proves them for that mode when it agrees: `y` checks ε, the axis and
+    // the kernel; the compared moving statistics check the momentum.
+    for m in modes.iter_mut().filter(|m| m.status == Status::Unproven) {
+        let proven = own_graph_runs.iter().any(|r| {
+            r.mode == m.mode
+                && r.status == Status::Pass
+                && (!m.assumed.contains(&crate::hyper::Assumed::Momentum)
+                    || r.outputs.iter().any(|o| o.name.starts_with("moving_")))
+        });
+        if proven {
+            m.status = Status::Pass;
+            let note = format!(
+                "{}: the assumed {} agree with the file's own graph",
+                m.mode.label(),
+                crate::hyper::Assumed::join(&m.assumed)
+            );
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
+    }
+    let unproven: Vec<crate::hyper::Assumed> = p
+        .assumed
+        .iter()
+        .copied()
+        .filter(|a| {
+            modes
+                .iter()
+                .any(|m| m.status == Status::Unproven && m.assumed.contains(a))
+        })
+        .collect();
+    if !unproven.is_empty() {
+        notes.push(format!(
+            "unproven: both sides ran with TF's default {} (nothing in the files records {}); {}",
+            crate::hyper::Assumed::join(&unproven),
+            if unproven.len() == 1 { "it" } else { "them" },
+            declare_hint(&p.layer.name, &unproven)
         ));
     }
     let passed = modes.iter().all(|m| m.status.is_ok())
