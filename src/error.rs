@@ -621,9 +621,12 @@ pub enum Error {
     /// No place tfbn looks for TensorFlow gave a library that loads.
     #[error(
         "TensorFlow could not be loaded; tried:{}\n\
-         Fix: run scripts/setup-tensorflow.sh (creates .venv with tensorflow-cpu 2.21.0), \
-         or pass --tf-lib DIR / set TFBN_TF_LIB=DIR, DIR being an installed `tensorflow` \
-         package folder holding libtensorflow_cc.so.2 and libtensorflow_framework.so.2",
+         Fix: install TensorFlow's Python package, `python3 -m pip install tensorflow-cpu==2.21.0` \
+         (or `tensorflow==2.21.0`), into the `python3` on PATH or a `.venv` in the current folder; \
+         or point tfbn at an installed one with --tf-lib DIR or TFBN_TF_LIB=DIR, DIR being the \
+         `tensorflow` package folder (`python3 -c 'import tensorflow, os; \
+         print(os.path.dirname(tensorflow.__file__))'`) holding libtensorflow_cc.so.2 and \
+         libtensorflow_framework.so.2",
         describe_tried(tried)
     )]
     TensorFlowUnavailable {
@@ -641,6 +644,16 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         what: String,
+    },
+    /// A batch-norm node of a file's graph cannot be cut out and run on its
+    /// own (verify's own-graph check): the node is missing, is no batch
+    /// norm, or its output does not depend on an input tfbn can feed.
+    #[error("the graph's node {node} cannot run on its own: {why}")]
+    OwnGraphNotRunnable {
+        /// The batch-norm node.
+        node: String,
+        /// Why.
+        why: String,
     },
     /// TensorFlow was loaded but an operation failed.
     #[error("TensorFlow: {what}: {status}")]

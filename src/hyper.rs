@@ -719,6 +719,50 @@ pub fn recover_all(source: &Source, layers: &[BnLayer]) -> Result<Recovered> {
     })
 }
 
+/// True when `op` is a fused batch-norm op (`FusedBatchNorm{,V2,V3}`).
+pub(crate) fn graph_fused_op(op: &str) -> bool {
+    graph::fused_op(op).is_some()
+}
+
+/// A batch-norm node of the file's graph that reads a known layer's
+/// variables (verify's own-graph check runs it).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GraphBn {
+    /// Index of the layer.
+    pub layer: usize,
+    /// The fused op, or the decomposed form's `Rsqrt`.
+    pub node: String,
+    /// The function holding it (`None`: the top-level graph).
+    pub function: Option<String>,
+    /// Batch statistics (the training branch).
+    pub training: bool,
+    /// The channel axis the node implies, where known.
+    pub axis: Option<i64>,
+    /// The input rank the node implies, where known.
+    pub rank: Option<usize>,
+}
+
+/// Every batch-norm node of the graph beside `source` that reads one of
+/// `layers`' variables, in graph order.
+pub(crate) fn graph_bn_nodes(source: &Source, layers: &[BnLayer]) -> Result<Vec<GraphBn>> {
+    let vars = var_index(source, layers)?;
+    let found = scan(source, &vars)?.findings;
+    Ok(found
+        .bn
+        .into_iter()
+        .filter_map(|s| {
+            Some(GraphBn {
+                layer: s.layer?,
+                node: s.site.node,
+                function: s.site.function,
+                training: s.training,
+                axis: s.axis.as_ref().map(|a| a.0),
+                rank: s.axis.as_ref().and_then(|a| a.1),
+            })
+        })
+        .collect())
+}
+
 /// Equal at the precision TF stores hyper-parameters in graphs.
 fn same_f32(a: f64, b: f64) -> bool {
     a as f32 == b as f32

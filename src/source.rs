@@ -715,7 +715,15 @@ fn detect_style(
             if name.starts_with("layer_with_weights-") || name.starts_with("layer-") {
                 tf_keras = true;
             }
-            if name == "_operations" || name == "_functional" || name == "_kernel" {
+            // `_all_variables`: Keras 3's `model.export` archive keeps the
+            // backing tf.Variables of its Keras variables there (tf_keras's
+            // archive has no such list), so an exported SavedModel names
+            // the same style as the model's checkpoint.
+            if name == "_operations"
+                || name == "_functional"
+                || name == "_kernel"
+                || name == "_all_variables"
+            {
                 keras3 = true;
             }
         }

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tfbn::export::describe::{describe, SafetensorsReport};
 use tfbn::export::writer::{check_output, check_output_not_input};
 use tfbn::export::{
-    plan_all_variables, plan_layers, verify_file, write_plan, DtypeCast, ExportOptions, Preset,
-    Rename,
+    plan_all_variables, plan_layers, verify_file_with_progress, write_plan, DtypeCast,
+    ExportOptions, Preset, Rename,
 };
 
 use super::{InputPath, Outcome};
@@ -87,75 +88,54 @@ fn parse_rename(s: &str) -> Result<Rename, String> {
     })
 }
 
-/// Draws a progress bar on stderr once an export has run for a second,
-/// at most ten times a second.
+/// The progress bar on stderr (indicatif: bytes done, rate, ETA), shown
+/// once a step has run for a second, redrawn at most ten times a second,
+/// and cleared when the step ends; never drawn under `--quiet` or when
+/// stderr is not a terminal.
 struct Progress {
     enabled: bool,
     start: Instant,
-    last: Option<Instant>,
-    drawn: bool,
+    bar: Option<ProgressBar>,
+}
+
+/// The bar's look: label, bar, percent, bytes done of total, rate, ETA.
+const BAR_TEMPLATE: &str = "{msg} [{bar:30}] {percent:>3}% {binary_bytes}/{binary_total_bytes} \
+                            {binary_bytes_per_sec} ETA {eta}";
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(BAR_TEMPLATE)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 impl Progress {
-    fn new(enabled: bool, start: Instant) -> Progress {
+    fn new(enabled: bool) -> Progress {
         Progress {
             enabled,
-            start,
-            last: None,
-            drawn: false,
+            start: Instant::now(),
+            bar: None,
         }
     }
 
-    fn update(&mut self, label: &str, done: u64, total: u64) {
+    fn update(&mut self, label: &'static str, done: u64, total: u64) {
         if !self.enabled || self.start.elapsed() < Duration::from_secs(1) {
             return;
         }
-        if self
-            .last
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
-            && done < total
-        {
-            return;
-        }
-        self.last = Some(Instant::now());
-        self.drawn = true;
-        let frac = if total == 0 {
-            1.0
-        } else {
-            done as f64 / total as f64
-        };
-        const WIDTH: usize = 30;
-        let filled = ((frac * WIDTH as f64) as usize).min(WIDTH);
-        let bar: String = "=".repeat(filled) + &" ".repeat(WIDTH - filled);
-        let _ = write!(
-            std::io::stderr(),
-            "\r{label} [{bar}] {:>3}% {} / {}",
-            (frac * 100.0) as u32,
-            human_bytes(done),
-            human_bytes(total)
-        );
+        let bar = self.bar.get_or_insert_with(|| {
+            let b =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
+            b.set_style(bar_style());
+            b.set_message(label);
+            b
+        });
+        bar.set_length(total);
+        bar.set_position(done);
     }
 
     fn clear(&mut self) {
-        if self.drawn {
-            let _ = write!(std::io::stderr(), "\r\x1b[K");
-            self.drawn = false;
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
         }
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -197,7 +177,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         );
     }
     let show = !args.quiet && std::io::stderr().is_terminal();
-    let mut bar = Progress::new(show, start);
+    let mut bar = Progress::new(show);
     let summary = write_plan(
         &source,
         &plan,
@@ -209,7 +189,12 @@ pub fn run(args: Args) -> Result<Outcome> {
     let summary = summary?;
     let mut verified = None;
     if args.verify {
-        let report = verify_file(&source, &plan, &args.output)?;
+        let mut bar = Progress::new(show);
+        let report = verify_file_with_progress(&source, &plan, &args.output, &mut |d, t| {
+            bar.update("verifying", d, t)
+        });
+        bar.clear();
+        let report = report?;
         if !report.ok() {
             for m in &report.mismatches {
                 eprintln!("tfbn: verify: {}: {m}", args.output.display());
@@ -378,4 +363,21 @@ fn print_report(out: &mut impl Write, r: &SafetensorsReport) -> std::io::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_template_parses_and_draws_bytes_rate_and_eta() {
+        assert!(ProgressStyle::with_template(BAR_TEMPLATE).is_ok());
+        let b = ProgressBar::with_draw_target(Some(3 << 30), ProgressDrawTarget::hidden());
+        b.set_style(bar_style());
+        b.set_message("exporting");
+        b.set_position(1 << 30);
+        assert_eq!(b.position(), 1 << 30);
+        // indicatif formats the units itself (no hand-made `GiBiB` suffixes).
+        assert!(BAR_TEMPLATE.contains("binary_bytes_per_sec") && BAR_TEMPLATE.contains("{eta}"));
+    }
 }

@@ -56,6 +56,7 @@ pub fn run() -> ExitCode {
             "tfbn: warning: cannot install signal handlers ({e}); an interrupted write leaves its temporary file"
         );
     }
+    quiet_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -92,10 +93,34 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// A reader that stops early (`tfbn inspect … | head -1`) closes the pipe;
+/// Rust ignores SIGPIPE, so the next `print!` panics with "failed printing
+/// to stdout: Broken pipe". That is not an error of tfbn's: exit 0 without
+/// a word, as `cat` does. Every other panic goes to the default hook.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if payload.contains("failed printing to stdout") && payload.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// The error is a write to a closed pipe: an `io::Error`, or one that
+/// `serde_json` wrapped while writing a report.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     })
 }
 

@@ -386,6 +386,39 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
         }
     }
     writeln!(out)?;
+    if r.layers.iter().any(|l| l.own_graph != "none") {
+        writeln!(
+            out,
+            "  own graph: each layer's own batch-norm nodes from the file's graph, run in TF \
+             against the native layer"
+        )?;
+        for l in &r.layers {
+            let runs: Vec<String> = l
+                .own_graph_runs
+                .iter()
+                .map(|g| {
+                    let worst = g
+                        .outputs
+                        .iter()
+                        .filter(|o| !o.passed)
+                        .map(|o| format!(" {} max {} ulp", o.name, fmt_ulp(o.max_ulp)))
+                        .collect::<String>();
+                    format!("{} {}{worst}", g.mode.label(), g.node)
+                })
+                .collect();
+            let verdict = if l.own_graph.starts_with("failed") {
+                l.own_graph.replacen("failed", "FAILED", 1)
+            } else {
+                l.own_graph.clone()
+            };
+            if runs.is_empty() {
+                writeln!(out, "  {:<name_w$} {verdict}", l.name)?;
+            } else {
+                writeln!(out, "  {:<name_w$} {verdict} ({})", l.name, runs.join("; "))?;
+            }
+        }
+        writeln!(out)?;
+    }
     for n in &notes {
         writeln!(out, "  {n}")?;
     }
@@ -412,16 +445,24 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
             assumed.join(", ")
         )?;
     }
+    let own = if r.summary.own_graph_passed + r.summary.own_graph_failed > 0 {
+        format!(
+            "; own graph: {} passed, {} failed",
+            r.summary.own_graph_passed, r.summary.own_graph_failed
+        )
+    } else {
+        String::new()
+    };
     let verdict = if r.passed {
         "PASS"
-    } else if r.summary.failed == 0 && r.summary.unproven > 0 {
+    } else if r.summary.failed == 0 && r.summary.own_graph_failed == 0 && r.summary.unproven > 0 {
         "UNPROVEN"
     } else {
         "FAIL"
     };
     writeln!(
         out,
-        "{} layers, {} layer-modes: {} passed, {} failed, {} unproven{na} — {verdict}",
+        "{} layers, {} layer-modes: {} passed, {} failed, {} unproven{na}{own} — {verdict}",
         r.summary.layers, r.summary.modes, r.summary.passed, r.summary.failed, r.summary.unproven,
     )?;
     Ok(())

@@ -42,7 +42,7 @@ use std::path::Path;
 pub use cast::DtypeCast;
 pub use plan::{plan_all_variables, plan_layers, ExportPlan, Rename};
 pub use preset::Preset;
-pub use verify::{verify_file, VerifyReport};
+pub use verify::{verify_file, verify_file_with_progress, VerifyReport};
 
 use crate::error::Result;
 use crate::source::Source;

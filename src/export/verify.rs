@@ -43,6 +43,18 @@ impl VerifyReport {
 /// docs). A file that is not valid safetensors is an
 /// [`Error::SafetensorsRead`]; differences are listed in the report.
 pub fn verify_file(source: &Source, plan: &ExportPlan, path: &Path) -> Result<VerifyReport> {
+    verify_file_with_progress(source, plan, path, &mut |_, _| {})
+}
+
+/// [`verify_file`], calling `progress(bytes checked, bytes planned)` after
+/// each tensor (for a progress bar).
+pub fn verify_file_with_progress(
+    source: &Source,
+    plan: &ExportPlan,
+    path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport> {
+    let total: u64 = plan.tensors.iter().map(|t| t.nbytes).sum();
     let file = crate::fsx::open_regular(path)?;
     // SAFETY: read-only map of the file tfbn just wrote; a concurrent
     // truncation by another process would fault, the accepted cost of
@@ -130,6 +142,7 @@ pub fn verify_file(source: &Source, plan: &ExportPlan, path: &Path) -> Result<Ve
         }
         report.tensors += 1;
         report.bytes += t.nbytes;
+        progress(report.bytes, total);
         release(got);
         if let std::borrow::Cow::Borrowed(b) = &want {
             release(b);

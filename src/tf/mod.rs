@@ -18,6 +18,7 @@ pub mod bn;
 pub mod elf;
 pub mod find;
 mod graph;
+pub mod own_graph;
 pub mod read;
 
 use std::path::PathBuf;

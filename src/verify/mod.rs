@@ -17,6 +17,7 @@
 
 pub mod diagnose;
 pub mod inputs;
+pub mod own_graph;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use std::time::Instant;
 use ndarray::{ArrayD, IxDyn};
 
 pub use inputs::InputCase;
+pub use own_graph::OwnGraphRun;
 pub use report::{
     CaseSummary, HyperJson, LayerReport, ModeReport, OutputReport, Status, Summary, Timing,
     VerifyReport, SCHEMA_VERSION,
@@ -256,6 +258,7 @@ pub fn verify_with(
     };
     settings.overrides.declared.check(&all)?;
     let hypers = crate::hyper::recover(source, &all)?;
+    let own = own_graph::OwnContext::new(source, &all);
     let mut layer_reports = Vec::new();
     for layer in selected {
         let idx = all.iter().position(|l| l == layer).unwrap_or(0);
@@ -265,7 +268,7 @@ pub fn verify_with(
             .unwrap_or_else(|| crate::hyper::LayerHyper::defaults(layer));
         let prepared = prepare_layer(source, layer, &hyper, &settings.overrides);
         layer_reports.push(match prepared {
-            Ok(p) => verify_layer(rt, &p, settings)?,
+            Ok(p) => verify_layer(rt, &p, settings, &own, source, idx)?,
             Err(e) => LayerReport::unsupported(layer, e.to_string()),
         });
     }
@@ -283,7 +286,10 @@ pub fn verify_with(
         injected_fault: settings.inject_fault,
         // Nothing verified is not a pass (not-applicable rows verify nothing),
         // and neither is a row that rests on a guess.
-        passed: summary.failed == 0 && summary.unproven == 0 && summary.passed > 0,
+        passed: summary.failed == 0
+            && summary.unproven == 0
+            && summary.own_graph_failed == 0
+            && summary.passed > 0,
         assume_defaults: settings.assume_defaults,
         summary,
         layers: layer_reports,
@@ -377,6 +383,9 @@ fn verify_layer(
     rt: &TfRuntime,
     p: &PreparedLayer,
     settings: &VerifySettings,
+    own: &own_graph::OwnContext,
+    source: &Source,
+    layer_index: usize,
 ) -> Result<LayerReport> {
     let mut notes = p.notes.clone();
     let (shape, axis) = match input_shape(p, settings) {
@@ -433,6 +442,51 @@ fn verify_layer(
             modes.push(m);
         }
     }
+    let (own_graph, own_graph_runs) = if settings.dtypes.contains(&BnDtype::F32) {
+        let mut cfg32 = cfg.clone();
+        cfg32.intra_op_threads = Some(rt.host.threads);
+        own_graph::check(
+            rt,
+            own,
+            source,
+            layer_index,
+            p,
+            &cfg32,
+            shape.len(),
+            settings,
+            tolerance,
+        )
+    } else {
+        ("not runnable: float32 inputs only".to_string(), Vec::new())
+    };
+    if own_graph.starts_with("failed") {
+        notes.push(format!(
+            "the file's own graph disagrees with the settings tfbn recovered ({own_graph}); \
+             declare the right value (--epsilon, --momentum, --axis, --variance) or check the layer's mapping"
+        ));
+    }
+    // The file's own graph, run in a mode with the settings tfbn assumed,
+    // proves them for that mode when it agrees: `y` checks ε, the axis and
+    // the kernel; the compared moving statistics check the momentum.
+    for m in modes.iter_mut().filter(|m| m.status == Status::Unproven) {
+        let proven = own_graph_runs.iter().any(|r| {
+            r.mode == m.mode
+                && r.status == Status::Pass
+                && (!m.assumed.contains(&crate::hyper::Assumed::Momentum)
+                    || r.outputs.iter().any(|o| o.name.starts_with("moving_")))
+        });
+        if proven {
+            m.status = Status::Pass;
+            let note = format!(
+                "{}: the assumed {} agree with the file's own graph",
+                m.mode.label(),
+                crate::hyper::Assumed::join(&m.assumed)
+            );
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
+    }
     let unproven: Vec<crate::hyper::Assumed> = p
         .assumed
         .iter()
@@ -451,9 +505,12 @@ fn verify_layer(
             declare_hint(&p.layer.name, &unproven)
         ));
     }
-    let passed =
-        modes.iter().all(|m| m.status.is_ok()) && modes.iter().any(|m| m.status == Status::Pass);
+    let passed = modes.iter().all(|m| m.status.is_ok())
+        && modes.iter().any(|m| m.status == Status::Pass)
+        && !own_graph.starts_with("failed");
     Ok(LayerReport {
+        own_graph,
+        own_graph_runs,
         name: p.layer.name.clone(),
         api: p.api,
         api_source: p.api_source.to_string(),

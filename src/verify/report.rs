@@ -14,7 +14,8 @@
 //!   "injected_fault": null,
 //!   "passed": true,
 //!   "assume_defaults": false,
-//!   "summary": {"layers": 3, "layers_passed": 3, "modes": 6, "passed": 6, "failed": 0, "unproven": 0, "not_applicable": 0},
+//!   "summary": {"layers": 3, "layers_passed": 3, "modes": 6, "passed": 6, "failed": 0, "unproven": 0, "not_applicable": 0,
+//!               "own_graph_passed": 3, "own_graph_failed": 0},
 //!   "layers": [{
 //!     "name": "batch_normalization", "api": "tf1-layers", "api_source": "naming style",
 //!     "path": "fused", "channels": 8, "input_shape": [4, 5, 6, 8], "tolerance": "exact",
@@ -24,6 +25,10 @@
 //!               "renorm": false},
 //!     "assumed": ["epsilon", "momentum", "axis", "fused"],
 //!     "notes": [], "passed": true,
+//!     "own_graph": "passed | failed: epsilon? | not runnable: TF2 function | not runnable: … | none",
+//!     "own_graph_runs": [{"node": "batch_normalization/FusedBatchNormV3", "mode": "training",
+//!                         "input_shape": [4, 5, 6, 8], "status": "pass", "error": null,
+//!                         "outputs": [...], "causes": []}],
 //!     "modes": [{
 //!       "mode": "training", "dtype": "float32 | float16 | bfloat16 | float64",
 //!       "path": "fused | non_fused | null",
@@ -388,6 +393,14 @@ pub struct LayerReport {
     pub passed: bool,
     /// Each row: every requested type, each mode.
     pub modes: Vec<ModeReport>,
+    /// The file's own graph run for this layer (see
+    /// [`super::own_graph`]): `passed`, `failed: epsilon?` (the likely
+    /// settings), `not runnable: TF2 function`, `not runnable: …`, or
+    /// `none` (the file holds no graph, or none of its nodes reads the
+    /// layer). A failure fails the layer.
+    pub own_graph: String,
+    /// The graph's batch-norm nodes run for `own_graph`.
+    pub own_graph_runs: Vec<super::OwnGraphRun>,
 }
 
 impl LayerReport {
@@ -418,6 +431,8 @@ impl LayerReport {
             tolerance: Tolerance::Exact,
             notes: vec![why.clone()],
             passed: false,
+            own_graph: "not run".into(),
+            own_graph_runs: Vec::new(),
             modes: vec![ModeReport::error(
                 Mode::Inference,
                 BnDtype::F32,
@@ -447,6 +462,11 @@ pub struct Summary {
     /// Rows whose API does not take the type in TF (neither passed nor
     /// failed).
     pub not_applicable: usize,
+    /// Layers whose own graph agreed with the native layer.
+    pub own_graph_passed: usize,
+    /// Layers whose own graph disagreed with the native layer (the run
+    /// fails).
+    pub own_graph_failed: usize,
 }
 
 impl Summary {
@@ -470,6 +490,11 @@ impl Summary {
             failed: modes - passed - not_applicable - unproven,
             unproven,
             not_applicable,
+            own_graph_passed: layers.iter().filter(|l| l.own_graph == "passed").count(),
+            own_graph_failed: layers
+                .iter()
+                .filter(|l| l.own_graph.starts_with("failed"))
+                .count(),
         }
     }
 }

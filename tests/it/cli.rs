@@ -203,3 +203,72 @@ fn bad_input_exits_2_with_one_line_and_no_output_file() {
     let o = tfbn(&["export"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `tfbn inspect … | head -1`: the reader closes the pipe early. tfbn exits
+/// 0 without a word (no panic message, no "Broken pipe"), whether the pipe
+/// is closed before the first write or after the first line.
+#[test]
+fn a_closed_pipe_exits_0_silently() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let fx = fixture("tf1_trained");
+    let path = fx.open_path();
+    let path = path.to_str().unwrap();
+    for args in [vec!["inspect", path], vec!["inspect", "--json", path]] {
+        for lines_read in [0usize, 1] {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_tfbn"))
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = child.stdout.take().unwrap();
+            let mut r = BufReader::with_capacity(1, out);
+            for _ in 0..lines_read {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+            }
+            // `head` exits: the read end closes.
+            drop(r);
+            let o = child.wait_with_output().unwrap();
+            let err = stderr(&o);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{args:?} after {lines_read}: {err}"
+            );
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+            assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+            assert!(!err.contains("error"), "{args:?}: {err}");
+        }
+    }
+}
+
+/// A Keras 3 model's `model.export` SavedModel, its `tf.saved_model.save`
+/// SavedModel and its checkpoint name the same naming style, `keras3`
+/// (the export used to say `tf2`).
+#[test]
+fn keras3_saved_models_and_checkpoints_name_the_same_style() {
+    for group in [
+        [
+            "testdata/keras3_functional/ckpt",
+            "testdata/keras3_export/savedmodel",
+            "testdata/keras3_saved_model/savedmodel",
+        ],
+        [
+            "testdata/tf2_16_ckpt/ckpt",
+            "testdata/tf2_16_export/savedmodel",
+            "testdata/tf2_16_savedmodel/savedmodel",
+        ],
+    ] {
+        for path in group {
+            let o = tfbn(&["inspect", "--json", path]);
+            assert_eq!(o.status.code(), Some(0), "{path}: {}", stderr(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["style"], "keras3", "{path}");
+            let text = String::from_utf8(tfbn(&["inspect", path]).stdout).unwrap();
+            assert!(text.contains("keras3"), "{path}: {text}");
+        }
+    }
+}

@@ -312,6 +312,147 @@ fn every_declaration_flag_works_on_every_command() {
     }
 }
 
+/// The rest of the table: the flags only some commands take, each changing
+/// what its command says. `--bn` makes the layer exist for every command;
+/// `--assume-defaults` (verify) turns rows resting on TF's defaults from
+/// `unproven` (exit 1) into passes that still list what was assumed;
+/// `--allow CODE[=GLOB]` (lint) moves findings to `allowed` and the
+/// summary line counts them.
+#[test]
+fn command_specific_flags_change_their_output() {
+    let tf = live_tf("command_specific_flags_change_their_output").is_some();
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, input) = checkpoint(dir.path());
+    // --bn, on every command: without it nothing is found (inspect lists
+    // no layer, the others refuse or say so), with it the layer shows.
+    for cmd in ["inspect", "export", "apply", "verify", "lint", "snapshot"] {
+        if cmd == "verify" && !tf {
+            continue;
+        }
+        let out = dir.path().join(format!("{cmd}.out"));
+        let out_s = out.to_string_lossy().into_owned();
+        let run = |bn: bool| {
+            let _ = std::fs::remove_file(&out);
+            let _ = std::fs::remove_dir_all(&out);
+            let mut args: Vec<&str> = vec![cmd, &ckpt];
+            match cmd {
+                "inspect" | "lint" => args.push("--json"),
+                "export" | "snapshot" => args.extend(["-o", &out_s]),
+                "apply" => args.extend(["--layer", LAYER, "--input", &input, "-o", &out_s]),
+                "verify" => args.extend([
+                    "--json",
+                    "--mode",
+                    "inference",
+                    "--cases",
+                    "normal",
+                    "--spatial",
+                    "none",
+                    "--assume-defaults",
+                ]),
+                _ => unreachable!(),
+            }
+            if bn {
+                args.extend(["--bn", MAPPING]);
+            }
+            let o = tfbn(&args);
+            // Whether the command treated LAYER as a batch-norm layer.
+            let j: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+            let named = |v: &Value, key: &str| {
+                v[key]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|l| l.to_string().contains(LAYER)))
+            };
+            let shows = match cmd {
+                "inspect" | "verify" => named(&j, "layers"),
+                "lint" => named(&j, "findings"),
+                // apply --layer LAYER fails when LAYER is no layer.
+                "apply" => o.status.code() == Some(0),
+                _ => {
+                    o.status.code() == Some(0)
+                        && (std::fs::read(&out)
+                            .is_ok_and(|b| String::from_utf8_lossy(&b).contains(LAYER))
+                            || String::from_utf8_lossy(&o.stderr).contains(LAYER))
+                }
+            };
+            (o.status.code(), shows)
+        };
+        let (code, shows) = run(true);
+        assert_eq!(code, Some(0), "{cmd} --bn: {out_s}");
+        assert!(shows, "{cmd} --bn: the layer shows");
+        let (_, shows) = run(false);
+        assert!(!shows, "{cmd} without --bn: no layer");
+    }
+
+    // --allow (lint): the finding moves to `allowed`, globally or for a
+    // layer glob; a glob naming no layer allows nothing.
+    let lint = |extra: &[&str]| {
+        let mut args = vec!["lint", &ckpt, "--json", "--bn", MAPPING];
+        args.extend_from_slice(extra);
+        let o = tfbn(&args);
+        let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let codes = |k: &str| -> Vec<String> {
+            j[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["code"].as_str().unwrap().to_string())
+                .collect()
+        };
+        (codes("findings"), codes("allowed"))
+    };
+    let code = "unknown-hyperparameters";
+    let (findings, allowed) = lint(&[]);
+    assert!(findings.iter().any(|c| c == code), "{findings:?}");
+    assert!(allowed.is_empty());
+    for allow in [code.to_string(), format!("{code}=net/*")] {
+        let (findings, allowed) = lint(&["--allow", &allow]);
+        assert!(!findings.iter().any(|c| c == code), "{allow}: {findings:?}");
+        assert!(allowed.iter().any(|c| c == code), "{allow}: {allowed:?}");
+    }
+    let (findings, _) = lint(&["--allow", &format!("{code}=other/*")]);
+    assert!(findings.iter().any(|c| c == code));
+    let o = tfbn(&["lint", &ckpt, "--bn", MAPPING, "--allow", code]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("allowed"), "{text}");
+
+    // --assume-defaults (verify): unproven without, a pass with, and the
+    // assumptions still listed.
+    if tf {
+        let verify = |extra: &[&str]| {
+            let mut args = vec![
+                "verify",
+                &ckpt,
+                "--json",
+                "--bn",
+                MAPPING,
+                "--mode",
+                "inference",
+                "--cases",
+                "normal",
+                "--spatial",
+                "none",
+            ];
+            args.extend_from_slice(extra);
+            let o = tfbn(&args);
+            let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+            (o.status.code(), j)
+        };
+        let (code, j) = verify(&[]);
+        assert_eq!(code, Some(1));
+        assert_eq!(j["layers"][0]["modes"][0]["status"], "unproven");
+        let (code, j) = verify(&["--assume-defaults"]);
+        assert_eq!(code, Some(0));
+        assert_eq!(j["assume_defaults"], true);
+        assert_eq!(j["layers"][0]["modes"][0]["status"], "pass");
+        assert!(j["layers"][0]["assumed"]
+            .as_array()
+            .unwrap()
+            .contains(&"epsilon".into()));
+        // Declaring what was assumed makes the flag unnecessary.
+        let (code, _) = verify(&["--epsilon", "1e-3", "--axis", "-1", "--fused", "false"]);
+        assert_eq!(code, Some(0));
+    }
+}
+
 /// A glob that names no layer is bad input (exit 2) on every command,
 /// as are values out of range and a sidecar that does not parse.
 #[test]

@@ -910,7 +910,12 @@ fn missing_tensorflow_exits_2_and_lists_what_was_tried() {
         e.contains("TFBN_TF_LIB /nonexistent/tensorflow: not a folder"),
         "{e}"
     );
-    assert!(e.contains("scripts/setup-tensorflow.sh"), "{e}");
+    // The hint is for a user of the installed binary: how to install TF and
+    // how to point tfbn at it, nothing inside tfbn's own checkout.
+    assert!(e.contains("pip install tensorflow-cpu==2.21.0"), "{e}");
+    assert!(e.contains("--tf-lib DIR or TFBN_TF_LIB=DIR"), "{e}");
+    assert!(!e.contains("scripts/"), "{e}");
+    assert!(!e.contains(env!("CARGO_MANIFEST_DIR")), "{e}");
 
     let empty = tempfile::tempdir().unwrap();
     let o = tfbn(&[
@@ -1062,4 +1067,188 @@ fn keras3_checkpoint_passes_with_its_true_settings_declared() {
     let o = tfbn(&["verify", &path, "--cases", "normal", "--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(json(&o)["summary"]["unproven"], 8);
+}
+
+/// The layers' own-graph verdicts of a JSON report, by layer name.
+fn own_graph(v: &Value) -> Vec<(String, String)> {
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["own_graph"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Where the file holds a runnable graph (a TF1 `.meta`, a frozen
+/// `GraphDef`), each layer's own batch-norm nodes run in TF and agree with
+/// the native layer bit for bit, in every branch the graph has, including
+/// the moving-average updates of the training branch.
+#[test]
+fn own_graph_passes_on_files_with_a_runnable_graph() {
+    if live_tf("own_graph_passes_on_files_with_a_runnable_graph").is_none() {
+        return;
+    }
+    for (path, modes_per_layer) in [
+        ("testdata/tf1_trained/ckpt", 1),
+        ("testdata/tf1_handwritten/ckpt", 2),
+        ("testdata/frozen_tf1/frozen.pb", 1),
+    ] {
+        let o = tfbn(&[
+            "verify",
+            path,
+            "--cases",
+            "normal",
+            "--assume-defaults",
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{path}: {}", stderr(&o));
+        let v = json(&o);
+        for l in v["layers"].as_array().unwrap() {
+            assert_eq!(l["own_graph"], "passed", "{path}: {}", l["name"]);
+            let runs = l["own_graph_runs"].as_array().unwrap();
+            assert!(runs.len() >= modes_per_layer, "{path}: {}", l["name"]);
+            for r in runs {
+                assert_eq!(r["status"], "pass", "{path}: {r}");
+                if r["mode"] == "training" && !path.contains("frozen") {
+                    let outs: Vec<&str> = r["outputs"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|o| o["name"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(outs, ["y", "moving_mean", "moving_variance"], "{path}");
+                }
+            }
+        }
+        assert_eq!(
+            v["summary"]["own_graph_passed"],
+            v["layers"].as_array().unwrap().len(),
+            "{path}"
+        );
+    }
+    // The wild musicnn checkpoints (TF 1.13 `.meta` with FusedBatchNormGrad
+    // nodes), when the corpus has been fetched.
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let wild = home.map(|h| h.join(".cache/tfbn/wild/musicnn-msd-musicnn/MSD_musicnn"));
+    if let Some(w) = wild.filter(|w| w.join(".meta").is_file()) {
+        let w = w.to_string_lossy().into_owned();
+        let o = tfbn(&["verify", &w, "--cases", "normal", "--json"]);
+        let v = json(&o);
+        let own = own_graph(&v);
+        assert!(!own.is_empty());
+        for (name, verdict) in &own {
+            assert!(
+                verdict == "passed" || verdict == "none",
+                "{name}: {verdict}"
+            );
+        }
+        assert!(v["summary"]["own_graph_passed"].as_u64().unwrap() > 0);
+    } else {
+        eprintln!("musicnn not fetched: skipping its own-graph check");
+    }
+}
+
+/// The must-show: a TF1 checkpoint with `.meta` whose recovered ε is
+/// overridden wrong. The rebuilt layer runs the wrong ε on both sides and
+/// agrees; the file's own graph does not, names `epsilon`, and verify
+/// exits 1. A wrong momentum fails the training branch's updates the same
+/// way.
+#[test]
+fn a_wrong_setting_fails_against_the_files_own_graph() {
+    if live_tf("a_wrong_setting_fails_against_the_files_own_graph").is_none() {
+        return;
+    }
+    let path = "testdata/tf1_trained/ckpt";
+    let o = tfbn(&[
+        "verify",
+        path,
+        "--cases",
+        "normal",
+        "--epsilon",
+        "batch_normalization_1=1e-3",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["summary"]["failed"], 0, "the rebuilt layer agrees");
+    assert_eq!(v["summary"]["own_graph_failed"], 1);
+    let own = own_graph(&v);
+    assert_eq!(own[0], ("batch_normalization".into(), "passed".into()));
+    assert_eq!(own[1].0, "batch_normalization_1");
+    assert!(own[1].1.starts_with("failed:"), "{}", own[1].1);
+    assert!(own[1].1.contains("epsilon"), "{}", own[1].1);
+    assert_eq!(v["layers"][1]["passed"], false);
+    assert_eq!(v["layers"][1]["hyper"]["epsilon_source"], "flag");
+
+    let o = tfbn(&[
+        "verify",
+        path,
+        "--cases",
+        "normal",
+        "--epsilon",
+        "batch_normalization_1=1e-3",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("FAILED: epsilon?"), "{text}");
+    assert!(
+        text.contains("own graph: 2 passed, 1 failed — FAIL"),
+        "{text}"
+    );
+
+    let o = tfbn(&[
+        "verify",
+        "testdata/tf1_handwritten/ckpt",
+        "--cases",
+        "normal",
+        "--momentum",
+        "conv1_bn=0.99",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let own = own_graph(&json(&o));
+    assert!(
+        own.iter()
+            .any(|(n, g)| n == "conv1_bn" && g.starts_with("failed") && g.contains("momentum")),
+        "{own:?}"
+    );
+}
+
+/// A TF2 SavedModel's batch norm lives in functions, which run only as a
+/// whole: the report says so (the rebuilt layer still verifies). A
+/// checkpoint without a graph has none.
+#[test]
+fn own_graph_says_when_there_is_nothing_to_run() {
+    if live_tf("own_graph_says_when_there_is_nothing_to_run").is_none() {
+        return;
+    }
+    for (path, want) in [
+        (
+            "testdata/tfkeras_savedmodel/savedmodel",
+            "not runnable: TF2 function",
+        ),
+        ("testdata/tfkeras_ckpt/ckpt", "none"),
+    ] {
+        let o = tfbn(&[
+            "verify",
+            path,
+            "--cases",
+            "normal",
+            "--mode",
+            "inference",
+            "--assume-defaults",
+            "--json",
+        ]);
+        let v = json(&o);
+        for (name, verdict) in own_graph(&v) {
+            assert_eq!(verdict, want, "{path}: {name}");
+        }
+        assert_eq!(v["summary"]["own_graph_failed"], 0);
+    }
 }
