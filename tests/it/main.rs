@@ -7,6 +7,7 @@ mod corpus;
 mod declared;
 mod export;
 mod found;
+mod fuzz_regressions;
 mod hyper;
 mod lint;
 mod numeric_snapshot;
