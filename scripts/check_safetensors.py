@@ -81,9 +81,24 @@ def check_one(manifest_path, path, preset, dtype, problems):
         if module is None:
             fail(f"layer {layer['name']}: no module declares {mean_key}")
             continue
-        expect_module = layer["name"] if preset == "tf" else layer["name"].replace("/", ".")
-        if module != expect_module and meta.get(f"tfbn.layer.{module}.object_path") is None:
-            fail(f"layer {layer['name']}: module {module!r}, expected {expect_module!r}")
+        # A layer is named after the writer's layer, possibly inside its
+        # model's name scope (graph nodes of a frozen Keras model:
+        # `model/bn`), or, for one found through its variables, after their
+        # common scope (`hand/scale`, `hand/offset` -> `hand`).
+        keys = [v["key"] for v in layer["variables"].values() if v]
+        parts = [k.split("/")[:-1] for k in keys]
+        common = []
+        for comps in zip(*parts):
+            if len(set(comps)) != 1:
+                break
+            common.append(comps[0])
+        dot = (lambda n: n) if preset == "tf" else (lambda n: n.replace("/", "."))
+        name = layer["name"]
+        allowed = module == dot(name) or module.endswith(dot("/" + name)) \
+            or (common and module == dot("/".join(common)))
+        if not allowed and meta.get(f"tfbn.layer.{module}.object_path") is None:
+            fail(f"layer {name}: module {module!r}, expected {dot(name)!r} (or inside a model "
+                 f"scope, or {dot('/'.join(common))!r})")
         pre = f"tfbn.layer.{module}."
         for field in ("epsilon", "momentum_tf", "momentum_torch", "axis", "api", "moving_variance",
                       "epsilon_source", "momentum_source", "moving_variance_source"):

@@ -18,6 +18,10 @@ running each group of fixtures in worker subprocesses of this same script:
   ops      unset                 raw-op goldens, no checkpoint
   ops_nn_half unset              tf.nn moments + batch_normalization in float16/bfloat16
   serving  1                     tf_keras SavedModel with a training-mode serving signature
+  tfkeras_ghost 1                tf_keras ghost batches
+  kfile_k3 unset                 Keras 3 .keras / .weights.h5 files (gen/kfile.py)
+  kfile_k2 1                     tf_keras .h5 / weights .h5 files (gen/kfile.py)
+  frozen   1                     frozen GraphDefs (TF2 convert_variables_to_constants_v2, TF1 graph_util)
 
 Per group: one "build" worker (TF_ENABLE_ONEDNN_OPTS=0) writes checkpoints,
 manifests and golden inputs; then one "goldens" worker per oneDNN setting
@@ -62,6 +66,15 @@ FIXTURES = {
     "tfkeras_training_serving": "serving",
     "tfkeras_ghost": "tfkeras_ghost",
 }
+# Keras files (.keras, .weights.h5, Keras 2 .h5) and frozen GraphDefs
+# (gen/kfile.py, gen/frozen.py); the kfile_k215_* ones come from
+# scripts/gen_versions.py.
+sys.path.insert(0, SCRIPTS)
+from gen.kfile_fixtures import KFILE_FIXTURES  # noqa: E402 (plain Python, no TF)
+
+FIXTURES.update(KFILE_FIXTURES)
+FIXTURES["frozen_tf2"] = "frozen"
+FIXTURES["frozen_tf1"] = "frozen"
 GROUPS = {
     "tf1": {"module": "gen.tf1", "legacy_keras": True},
     "tfkeras": {"module": "gen.tfkeras", "legacy_keras": True},
@@ -70,6 +83,9 @@ GROUPS = {
     "ops_nn_half": {"module": "gen.ops_nn_half", "legacy_keras": False},
     "serving": {"module": "gen.serving", "legacy_keras": True},
     "tfkeras_ghost": {"module": "gen.tfkeras_ghost", "legacy_keras": True},
+    "kfile_k3": {"module": "gen.kfile_k3", "legacy_keras": False},
+    "kfile_k2": {"module": "gen.kfile_k2", "legacy_keras": True},
+    "frozen": {"module": "gen.frozen", "legacy_keras": True},
 }
 
 
@@ -181,6 +197,8 @@ def sanity_check(selected):
         try:
             if name == "ops":
                 report = sanity.check_ops(tmp_dir(name))
+            elif name.startswith(("kfile_", "frozen_")):
+                report = importlib.import_module("gen.kfile_h5").check_fixture(tmp_dir(name))
             elif name == "ops_nn_half":
                 report = importlib.import_module("gen.ops_nn_half").sanity(tmp_dir(name))
             else:

@@ -39,6 +39,15 @@ pub enum Error {
         /// What it is, and what to do.
         what: &'static str,
     },
+    /// TensorFlow has no reader for this format (Keras HDF5 files, frozen
+    /// graphs): a cross-check through TF is not possible.
+    #[error("{path}: TensorFlow has no reader for {format} files, so there is nothing to cross-check the native reading against (the test suite cross-checks these with h5py or the graph itself)")]
+    TfHasNoReader {
+        /// The file.
+        path: PathBuf,
+        /// The format's label.
+        format: &'static str,
+    },
     /// The folder an output would go into does not exist (tfbn does not
     /// create folders).
     #[error("{path}: the folder {folder} does not exist (tfbn creates files, not folders)")]
@@ -423,6 +432,25 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// A `.pb` given as a frozen graph is not a usable `GraphDef`.
+    #[error("{path}: {what}")]
+    GraphDefInvalid {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A graph constant's bytes contradict its dtype or shape, or it
+    /// expands to more elements than tfbn decodes.
+    #[error("{path}: constant {node:?}: {what}")]
+    ConstantInvalid {
+        /// File.
+        path: PathBuf,
+        /// The `Const` node.
+        node: String,
+        /// What is wrong.
+        what: String,
+    },
     /// A graph function calls itself, directly or through other functions
     /// (CVE-2022-23591: such a GraphDef overflowed TF's stack).
     #[error("{path}: function {function:?} calls itself ({chain})")]
@@ -533,7 +561,7 @@ pub enum Error {
          Fix: run scripts/setup-tensorflow.sh (creates .venv with tensorflow-cpu 2.21.0), \
          or pass --tf-lib DIR / set TFBN_TF_LIB=DIR, DIR being an installed `tensorflow` \
          package folder holding libtensorflow_cc.so.2 and libtensorflow_framework.so.2",
-        crate::tf::describe_tried(tried)
+        describe_tried(tried)
     )]
     TensorFlowUnavailable {
         /// Each place tried: its folder (empty for a setting that gave
@@ -559,6 +587,16 @@ pub enum Error {
         /// TF's status message.
         status: String,
     },
+}
+
+/// The places TF was looked for, one per line (for
+/// [`Error::TensorFlowUnavailable`]).
+pub fn describe_tried(tried: &[(PathBuf, String)]) -> String {
+    let mut s = String::new();
+    for (_, why) in tried {
+        s.push_str(&format!("\n  - {why}"));
+    }
+    s
 }
 
 impl Error {

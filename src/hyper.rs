@@ -135,6 +135,13 @@ pub struct Sourced<T> {
     pub source: HyperSource,
 }
 
+impl Sourced<bool> {
+    /// True when the value is `false` (for `skip_serializing_if`).
+    pub fn value_is_false(&self) -> bool {
+        !self.value
+    }
+}
+
 impl<T> Sourced<Option<T>> {
     /// True when no value is known (for `skip_serializing_if`).
     pub fn value_is_none(&self) -> bool {
@@ -258,7 +265,8 @@ pub fn has_fused_choice(api: crate::bn::BnApi) -> bool {
 }
 
 /// The settings of `h` that rest on TF's defaults for a layer that follows
-/// `api`: ε, momentum, axis, and `fused` where the API has that choice.
+/// `api`: ε, momentum (not for a hand-written `nn` layer without update
+/// code), axis, and `fused` where the API has that choice.
 /// The moving-variance convention is export's to add (it depends on
 /// whether the user declared it).
 pub fn assumed(h: &LayerHyper, api: crate::bn::BnApi) -> Vec<Assumed> {
@@ -266,7 +274,10 @@ pub fn assumed(h: &LayerHyper, api: crate::bn::BnApi) -> Vec<Assumed> {
     if h.epsilon.is_default() {
         out.push(Assumed::Epsilon);
     }
-    if h.momentum.is_default() {
+    // A hand-written `tf.nn` layer has a momentum only through the update
+    // code the graph shows; without one there is none to assume.
+    let stateless = api == crate::bn::BnApi::Nn && h.nn_update.value.is_none();
+    if h.momentum.is_default() && !stateless {
         out.push(Assumed::Momentum);
     }
     if h.axis.is_default() {
@@ -357,6 +368,12 @@ pub struct LayerHyper {
     /// `nn` layers have one. Omitted from JSON when unknown.
     #[serde(skip_serializing_if = "Sourced::value_is_none")]
     pub nn_update: Sourced<Option<crate::bn::MovingUpdate>>,
+    /// True when TF's Grappler rewrites the layer's inference-mode fused op
+    /// into element-wise ops before running it (constant parameters, as in
+    /// a frozen graph), so inference computes the non-fused formula.
+    /// Omitted from JSON when false.
+    #[serde(skip_serializing_if = "Sourced::value_is_false")]
+    pub inference_rewritten: Sourced<bool>,
     /// Disagreements between sources, reported rather than resolved.
     pub conflicts: Vec<String>,
 }
@@ -377,6 +394,7 @@ impl LayerHyper {
             renorm_momentum: Sourced::default_value(DEFAULT_RENORM_MOMENTUM),
             virtual_batch_size: Sourced::default_value(None),
             nn_update: Sourced::default_value(None),
+            inference_rewritten: Sourced::default_value(false),
             conflicts: Vec::new(),
         }
     }
@@ -458,6 +476,9 @@ fn var_index(source: &Source, layers: &[BnLayer]) -> Result<VarIndex> {
         for (role, v) in &l.variables {
             vars.layer_of_key.insert(v.key.clone(), (i, *role));
         }
+    }
+    if source.format() == crate::source::SourceFormat::FrozenGraphDef {
+        vars.const_keys = source.variables().iter().map(|v| v.key.clone()).collect();
     }
     if let Some(sm) = source.saved_model() {
         for v in sm.variable_nodes()? {
@@ -577,6 +598,7 @@ pub(crate) fn graph_layers(source: &Source, known: &[BnLayer]) -> Result<Vec<BnL
         let names: Vec<&str> = refs.values().map(|v| v.name.as_str()).collect();
         let name = common_scope(&names)
             .or_else(|| site.node.rsplit_once('/').map(|(s, _)| s.to_string()))
+            .map(|s| strip_op_scopes(&s).to_string())
             .unwrap_or(mean_name);
         out.push(BnLayer {
             name,
@@ -589,6 +611,31 @@ pub(crate) fn graph_layers(source: &Source, known: &[BnLayer]) -> Result<Vec<BnL
         });
     }
     Ok(out)
+}
+
+/// `scope` without the trailing name scopes TF's batch-norm code opens
+/// inside a layer (`…/bn/batchnorm`, `…/bn/cond`, `…/bn/FusedBatchNormV3`,
+/// a resource read's `…/ReadVariableOp`), so that a layer found through the
+/// reads in a frozen graph is named after the layer (`…/bn`). A scope made
+/// only of such names is kept as it is.
+fn strip_op_scopes(scope: &str) -> &str {
+    let internal = |c: &str| {
+        c == "batchnorm"
+            || c == "cond"
+            || c.strip_prefix("cond_")
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            || c.starts_with("FusedBatchNorm")
+            || c.starts_with("ReadVariableOp")
+            || c.starts_with("Cast")
+    };
+    let mut s = scope;
+    while let Some((head, last)) = s.rsplit_once('/') {
+        if !internal(last) {
+            break;
+        }
+        s = head;
+    }
+    s
 }
 
 /// The longest common `/`-separated scope of `names` (`a/bn/scale`,
@@ -845,6 +892,14 @@ fn merge(layer: &BnLayer, index: usize, g: &GraphFindings, keras: &[KerasBn]) ->
     }
     if let Some(v) = pick("fused", fused, |a, b| a == b, &mut conflicts) {
         h.fused = Sourced::new(v.value.0, v.source);
+    }
+
+    // Grappler's rewrite of an inference fused op (serving sites first).
+    if let Some((s, why)) = sites
+        .iter()
+        .find_map(|s| s.grappler_rewrite.as_ref().map(|w| (s, w)))
+    {
+        h.inference_rewritten = Sourced::new(true, HyperSource::graph(&s.site, why.clone()));
     }
 
     // serving mode: training anywhere on a serving path wins.

@@ -3,6 +3,12 @@
 //! Move TensorFlow batch-normalization layers out of TensorFlow and prove
 //! that nothing changed on the way.
 //!
+//! Start at [`open`]: it reads any supported file (checkpoints in every
+//! path form, SavedModels, Keras files, frozen graphs) and returns a
+//! [`Model`] whose [`Layer`]s carry their settings with where each came
+//! from, their parameters as stored, and the layer itself to run (see
+//! [`model`] for an example).
+//!
 //! The data flow, one module per step:
 //!
 //! 1. [`bundle`] reads TF's V2 tensor bundles (sharded, partitioned, any
@@ -22,20 +28,27 @@
 
 pub mod bn;
 pub mod bundle;
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod cleanup;
 pub mod declared;
 pub mod dtype;
 pub mod error;
 pub mod export;
 pub mod find;
+pub mod frozen;
+pub mod fsio;
 pub mod fsx;
 pub mod hyper;
 pub mod inspect;
+pub mod keras;
 pub mod layers;
 pub mod lint;
 pub mod mapping;
+pub mod model;
 pub mod npy;
 pub mod objgraph;
+mod open;
 pub mod parity;
 pub mod prepare;
 pub mod proto;
@@ -44,9 +57,13 @@ pub mod snapshot;
 pub mod sniff;
 pub mod source;
 pub mod tensor;
+#[cfg(feature = "tf")]
 pub mod tf;
+#[cfg(feature = "tf")]
 pub mod verify;
 
+pub use bn::Mode;
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use model::{open, open_with, FloatArray, Layer, Model, OpenOptions, Role};
 pub use tensor::{Tensor, TensorData};

@@ -334,7 +334,7 @@ pub fn lint_with(source: &Source, settings: &LintSettings) -> Result<LintReport>
     for (l, h) in layers.iter().zip(recovered.layers.iter_mut()) {
         settings.declared.apply(l, h);
     }
-    let mut training_evidence: Option<Option<String>> = None;
+    let training_evidence = std::cell::RefCell::new(None);
     let mut findings = Vec::new();
     for node in &recovered.unattached_serving_training {
         findings.push(Finding::new(
@@ -353,7 +353,7 @@ pub fn lint_with(source: &Source, settings: &LintSettings) -> Result<LintReport>
             hyper::layer_api(source, layer),
             settings.declared.variance(layer),
             &recovered.files,
-            &mut training_evidence,
+            &training_evidence,
         )?;
         out.sort_by_key(|f| Code::ALL.iter().position(|c| *c == f.code));
         findings.extend(out);
@@ -384,7 +384,46 @@ fn some_channels(idx: &[usize], n: usize) -> String {
     s.join(", ")
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every rule sees of one layer.
+struct LayerCtx<'a> {
+    source: &'a Source,
+    layer: &'a BnLayer,
+    name: Option<&'a str>,
+    h: &'a LayerHyper,
+    api: BnApi,
+    variance: Option<Sourced<VarianceConvention>>,
+    files: &'a [String],
+    mean: Option<Vec<f64>>,
+    var: Option<Vec<f64>>,
+    gamma: Option<Vec<f64>>,
+    beta: Option<Vec<f64>>,
+    /// Whether the checkpoint was trained, computed once per run.
+    training_evidence: &'a std::cell::RefCell<Option<Option<String>>>,
+}
+
+impl LayerCtx<'_> {
+    fn finding(&self, code: Code, message: String) -> Finding {
+        Finding::new(code, self.name, message)
+    }
+}
+
+/// One lint rule: the code it reports and the check.
+type Rule = fn(&LayerCtx<'_>) -> Option<Finding>;
+
+/// The per-layer rules, one per code; [`Code::UnknownHyperparameters`]
+/// (one finding per assumed setting) and [`Code::HyperparameterConflict`]
+/// (one per conflict) are listed in [`lint_layer`].
+const RULES: &[(Code, Rule)] = &[
+    (Code::ShapeMismatch, shape_mismatch),
+    (Code::MeanInvalid, mean_invalid),
+    (Code::VarianceInvalid, variance_invalid),
+    (Code::StatsNeverUpdated, stats_never_updated),
+    (Code::DeadChannels, dead_channels),
+    (Code::TrainingModeInServing, training_mode_in_serving),
+    (Code::EpsilonBelowCudnnMin, epsilon_below_cudnn_min),
+    (Code::VarianceConvention, variance_convention),
+];
+
 fn lint_layer(
     source: &Source,
     layer: &BnLayer,
@@ -392,167 +431,197 @@ fn lint_layer(
     api: BnApi,
     variance: Option<Sourced<VarianceConvention>>,
     files: &[String],
-    training_evidence: &mut Option<Option<String>>,
+    training_evidence: &std::cell::RefCell<Option<Option<String>>>,
 ) -> Result<Vec<Finding>> {
-    let name = Some(layer.name.as_str());
-    let mut out = Vec::new();
-
-    if !layer.shapes_agree() {
-        let shapes: Vec<String> = layer
-            .variables
+    let ctx = LayerCtx {
+        source,
+        layer,
+        name: Some(layer.name.as_str()),
+        h,
+        api,
+        variance,
+        files,
+        mean: values(source, layer, BnRole::MovingMean)?,
+        var: values(source, layer, BnRole::MovingVariance)?,
+        gamma: values(source, layer, BnRole::Gamma)?,
+        beta: values(source, layer, BnRole::Beta)?,
+        training_evidence,
+    };
+    let mut out: Vec<Finding> = RULES
+        .iter()
+        .filter_map(|(code, rule)| rule(&ctx).inspect(|f| debug_assert_eq!(f.code, *code)))
+        .collect();
+    out.extend(
+        h.conflicts
             .iter()
-            .map(|(r, v)| format!("{} {:?}", r.tf_name(), v.shape))
-            .collect();
-        out.push(Finding::new(
-            Code::ShapeMismatch,
-            name,
+            .map(|c| ctx.finding(Code::HyperparameterConflict, c.clone())),
+    );
+    out.extend(unknown_hyperparameters(&ctx));
+    Ok(out)
+}
+
+fn shape_mismatch(c: &LayerCtx<'_>) -> Option<Finding> {
+    if c.layer.shapes_agree() {
+        return None;
+    }
+    let shapes: Vec<String> = c
+        .layer
+        .variables
+        .iter()
+        .map(|(r, v)| format!("{} {:?}", r.tf_name(), v.shape))
+        .collect();
+    Some(c.finding(
+        Code::ShapeMismatch,
+        format!(
+            "variables have different element counts: {}",
+            shapes.join(", ")
+        ),
+    ))
+}
+
+fn mean_invalid(c: &LayerCtx<'_>) -> Option<Finding> {
+    let mean = c.mean.as_ref()?;
+    let bad: Vec<usize> = (0..mean.len()).filter(|&i| !mean[i].is_finite()).collect();
+    (!bad.is_empty()).then(|| {
+        c.finding(
+            Code::MeanInvalid,
             format!(
-                "variables have different element counts: {}",
-                shapes.join(", ")
+                "moving_mean is NaN or infinite in {} of {} channels ({})",
+                bad.len(),
+                mean.len(),
+                some_channels(&bad, 8)
             ),
-        ));
+        )
+    })
+}
+
+fn variance_invalid(c: &LayerCtx<'_>) -> Option<Finding> {
+    let var = c.var.as_ref()?;
+    let count = |f: &dyn Fn(f64) -> bool| var.iter().filter(|&&v| f(v)).count();
+    let (neg, nan, inf) = (
+        count(&|v| v < 0.0),
+        count(&|v| v.is_nan()),
+        count(&|v| v.is_infinite()),
+    );
+    if neg + nan + inf == 0 {
+        return None;
     }
+    let bad: Vec<usize> = (0..var.len())
+        .filter(|&i| !(var[i] >= 0.0 && var[i].is_finite()))
+        .collect();
+    Some(c.finding(
+        Code::VarianceInvalid,
+        format!(
+            "moving_variance is negative in {neg}, NaN in {nan} and infinite in {inf} of {} \
+             channels ({})",
+            var.len(),
+            some_channels(&bad, 8)
+        ),
+    ))
+}
 
-    let mean = values(source, layer, BnRole::MovingMean)?;
-    let var = values(source, layer, BnRole::MovingVariance)?;
-    let gamma = values(source, layer, BnRole::Gamma)?;
-    let beta = values(source, layer, BnRole::Beta)?;
-
-    if let Some(mean) = &mean {
-        let bad: Vec<usize> = (0..mean.len()).filter(|&i| !mean[i].is_finite()).collect();
-        if !bad.is_empty() {
-            out.push(Finding::new(
-                Code::MeanInvalid,
-                name,
-                format!(
-                    "moving_mean is NaN or infinite in {} of {} channels ({})",
-                    bad.len(),
-                    mean.len(),
-                    some_channels(&bad, 8)
-                ),
-            ));
+fn stats_never_updated(c: &LayerCtx<'_>) -> Option<Finding> {
+    let (mean, var) = (c.mean.as_ref()?, c.var.as_ref()?);
+    let initial =
+        !mean.is_empty() && mean.iter().all(|&m| m == 0.0) && var.iter().all(|&v| v == 1.0);
+    if !initial {
+        return None;
+    }
+    let own = match (&c.gamma, &c.beta) {
+        (Some(g), _) if g.iter().any(|&x| x != 1.0) => {
+            Some("its gamma moved from its initial 1".to_string())
         }
-    }
-    if let Some(var) = &var {
-        let count = |f: &dyn Fn(f64) -> bool| var.iter().filter(|&&v| f(v)).count();
-        let (neg, nan, inf) = (
-            count(&|v| v < 0.0),
-            count(&|v| v.is_nan()),
-            count(&|v| v.is_infinite()),
-        );
-        if neg + nan + inf > 0 {
-            let bad: Vec<usize> = (0..var.len())
-                .filter(|&i| !(var[i] >= 0.0 && var[i].is_finite()))
-                .collect();
-            out.push(Finding::new(
-                Code::VarianceInvalid,
-                name,
-                format!(
-                    "moving_variance is negative in {neg}, NaN in {nan} and infinite in {inf} of {} \
-                     channels ({})",
-                    var.len(),
-                    some_channels(&bad, 8)
-                ),
-            ));
+        (_, Some(b)) if b.iter().any(|&x| x != 0.0) => {
+            Some("its beta moved from its initial 0".to_string())
         }
-    }
+        _ => None,
+    };
+    let evidence = match own {
+        Some(e) => e,
+        None => c
+            .training_evidence
+            .borrow_mut()
+            .get_or_insert_with(|| checkpoint_trained(c.source).unwrap_or(None))
+            .clone()?,
+    };
+    Some(c.finding(
+        Code::StatsNeverUpdated,
+        format!(
+            "moving_mean is all 0 and moving_variance all 1 (their initial values), but the \
+             checkpoint was trained: {evidence}"
+        ),
+    ))
+}
 
-    if let (Some(mean), Some(var)) = (&mean, &var) {
-        let initial =
-            !mean.is_empty() && mean.iter().all(|&m| m == 0.0) && var.iter().all(|&v| v == 1.0);
-        if initial {
-            let own = match (&gamma, &beta) {
-                (Some(g), _) if g.iter().any(|&x| x != 1.0) => {
-                    Some("its gamma moved from its initial 1".to_string())
-                }
-                (_, Some(b)) if b.iter().any(|&x| x != 0.0) => {
-                    Some("its beta moved from its initial 0".to_string())
-                }
-                _ => None,
-            };
-            let evidence = match own {
-                Some(e) => Some(e),
-                None => training_evidence
-                    .get_or_insert_with(|| checkpoint_trained(source).unwrap_or(None))
-                    .clone(),
-            };
-            if let Some(evidence) = evidence {
-                out.push(Finding::new(
-                    Code::StatsNeverUpdated,
-                    name,
-                    format!(
-                        "moving_mean is all 0 and moving_variance all 1 (their initial values), \
-                         but the checkpoint was trained: {evidence}"
-                    ),
-                ));
+fn dead_channels(c: &LayerCtx<'_>) -> Option<Finding> {
+    let gamma = c.gamma.as_ref()?;
+    let eps = c.h.epsilon.value;
+    let dead: Vec<usize> = (0..gamma.len())
+        .filter(|&i| {
+            let g = gamma[i];
+            if g == 0.0 {
+                return true;
             }
-        }
-    }
+            let v = c
+                .var
+                .as_ref()
+                .and_then(|v| v.get(i).copied())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .unwrap_or(1.0);
+            g.is_finite() && g.abs() / (v + eps).sqrt() < DEAD_CHANNEL_SCALE
+        })
+        .collect();
+    (!dead.is_empty()).then(|| {
+        c.finding(
+            Code::DeadChannels,
+            format!(
+                "{} of {} channels have gamma = 0 or |gamma|/√(var+ε) < {DEAD_CHANNEL_SCALE:e} \
+                 ({})",
+                dead.len(),
+                gamma.len(),
+                some_channels(&dead, 8)
+            ),
+        )
+    })
+}
 
-    if let Some(gamma) = &gamma {
-        let eps = h.epsilon.value;
-        let dead: Vec<usize> = (0..gamma.len())
-            .filter(|&i| {
-                let g = gamma[i];
-                if g == 0.0 {
-                    return true;
-                }
-                let v = var
-                    .as_ref()
-                    .and_then(|v| v.get(i).copied())
-                    .filter(|v| v.is_finite() && *v >= 0.0)
-                    .unwrap_or(1.0);
-                g.is_finite() && g.abs() / (v + eps).sqrt() < DEAD_CHANNEL_SCALE
-            })
-            .collect();
-        if !dead.is_empty() {
-            out.push(Finding::new(
-                Code::DeadChannels,
-                name,
-                format!(
-                    "{} of {} channels have gamma = 0 or |gamma|/√(var+ε) < {DEAD_CHANNEL_SCALE:e} \
-                     ({})",
-                    dead.len(),
-                    gamma.len(),
-                    some_channels(&dead, 8)
-                ),
-            ));
-        }
-    }
-
-    if h.serving_mode.value == Some(ServingMode::Training) {
-        out.push(Finding::new(
+fn training_mode_in_serving(c: &LayerCtx<'_>) -> Option<Finding> {
+    (c.h.serving_mode.value == Some(ServingMode::Training)).then(|| {
+        c.finding(
             Code::TrainingModeInServing,
-            name,
             format!(
                 "a serving signature runs this layer in training mode ({})",
-                h.serving_mode.source
+                c.h.serving_mode.source
             ),
-        ));
-    }
+        )
+    })
+}
 
-    if (h.epsilon.value as f32) < CUDNN_MIN_EPSILON as f32 {
-        out.push(Finding::new(
+fn epsilon_below_cudnn_min(c: &LayerCtx<'_>) -> Option<Finding> {
+    let eps = &c.h.epsilon;
+    ((eps.value as f32) < CUDNN_MIN_EPSILON as f32).then(|| {
+        c.finding(
             Code::EpsilonBelowCudnnMin,
-            name,
-            format!(
-                "epsilon {} ({}) is below 1.001e-5",
-                h.epsilon.value, h.epsilon.source
-            ),
-        ));
-    }
+            format!("epsilon {} ({}) is below 1.001e-5", eps.value, eps.source),
+        )
+    })
+}
 
-    for c in &h.conflicts {
-        out.push(Finding::new(Code::HyperparameterConflict, name, c.clone()));
-    }
-
-    let read = if files.is_empty() {
+/// One finding per setting that rests on TF's default.
+fn unknown_hyperparameters(c: &LayerCtx<'_>) -> Vec<Finding> {
+    let h = c.h;
+    let read = if c.files.is_empty() {
         "the checkpoint stores none".to_string()
     } else {
-        let verb = if files.len() == 1 { "stores" } else { "store" };
-        format!("{} {verb} none for this layer", files.join(" and "))
+        let verb = if c.files.len() == 1 {
+            "stores"
+        } else {
+            "store"
+        };
+        format!("{} {verb} none for this layer", c.files.join(" and "))
     };
-    for a in hyper::assumed(h, api) {
+    let mut out = Vec::new();
+    for a in hyper::assumed(h, c.api) {
         let value = match a {
             Assumed::Epsilon => h.epsilon.value.to_string(),
             Assumed::Momentum => h.momentum.value.to_string(),
@@ -560,19 +629,23 @@ fn lint_layer(
             Assumed::Fused => "auto (fused where the input allows it)".to_string(),
             Assumed::VarianceConvention => continue,
         };
-        out.push(Finding::new(
+        out.push(c.finding(
             Code::UnknownHyperparameters,
-            name,
             format!(
                 "{a}: {read}; TF's default {value} is assumed (declare it with {} {}=VALUE)",
                 a.flag(),
-                layer.name
+                c.layer.name
             ),
         ));
     }
+    out
+}
 
+fn variance_convention(c: &LayerCtx<'_>) -> Option<Finding> {
+    let (h, api) = (c.h, c.api);
     let fused = h.fused.value;
-    let convention = variance
+    let convention = c
+        .variance
         .as_ref()
         .map(|v| v.value)
         .unwrap_or_else(|| hyper::variance_convention(api, fused));
@@ -580,7 +653,7 @@ fn lint_layer(
         VarianceConvention::Bessel => "Bessel-corrected",
         VarianceConvention::Biased => "biased",
     };
-    let why = match (&variance, convention) {
+    let why = match (&c.variance, convention) {
         (Some(v), _) => format!("declared ({})", v.source),
         (None, VarianceConvention::Bessel) => match fused {
             Some(true) => format!("the fused kernel ran ({})", h.fused.source),
@@ -593,15 +666,13 @@ fn lint_layer(
             _ => format!("the non-fused path ran ({})", h.fused.source),
         },
     };
-    out.push(Finding::new(
+    Some(c.finding(
         Code::VarianceConvention,
-        name,
         format!(
             "moving_variance averages the {what} batch variance ({api}: {why}); PyTorch-style \
              running_var is Bessel-corrected"
         ),
-    ));
-    Ok(out)
+    ))
 }
 
 /// Evidence that the checkpoint was trained, independent of any one layer:
@@ -684,6 +755,18 @@ mod tests {
         assert!(a.covers(&f(None)) && a.covers(&f(Some("stem/bn"))));
         assert!(!a.covers(&Finding::new(Code::MeanInvalid, None, "x".into())));
         assert!("no-such-code".parse::<Allow>().is_err());
+    }
+
+    #[test]
+    fn every_code_has_one_rule() {
+        for c in Code::ALL {
+            let n = RULES.iter().filter(|(code, _)| *code == c).count();
+            let special = matches!(
+                c,
+                Code::UnknownHyperparameters | Code::HyperparameterConflict
+            );
+            assert_eq!(n, usize::from(!special), "{c}");
+        }
     }
 
     #[test]

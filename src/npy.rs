@@ -530,11 +530,11 @@ pub fn write_npy(path: impl AsRef<Path>, a: &NpyArray) -> Result<()> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let policy = crate::export::writer::OutputPolicy {
+    let policy = crate::fsio::OutputPolicy {
         force: true,
         sync: true,
     };
-    crate::export::writer::write_atomic(path, policy, |w| {
+    crate::fsio::write_atomic(path, policy, |w| {
         w.write_all(bytes)?;
         Ok(())
     })

@@ -50,8 +50,8 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
+use crate::proto::decode_proto;
 use crate::proto::trackable::TrackableObjectGraph;
-use crate::savedmodel::decode_proto;
 
 /// The bundle key holding the serialized object graph.
 pub const OBJECT_GRAPH_KEY: &str = "_CHECKPOINTABLE_OBJECT_GRAPH";

@@ -186,6 +186,7 @@ pub fn prepare_layer(
         api,
         // Only hand-written `tf.nn` layers take their update from the graph.
         nn_update: hyper.nn_update.value.filter(|_| api == BnApi::Nn),
+        inference_rewritten: hyper.inference_rewritten.value,
     };
     let assumed = crate::hyper::assumed(&hyper, api);
     let variance = overrides

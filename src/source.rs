@@ -9,6 +9,7 @@
 //! (`model/layer_with_weights-1/gamma`). A TF2 variable is stored once, under
 //! its shortest path, but is reachable through every path listed.
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
@@ -98,13 +99,161 @@ pub enum SourceFormat {
     CheckpointV1,
     /// SavedModel folder.
     SavedModel,
+    /// Keras 3 `.keras` archive (zip: `config.json`, `metadata.json`,
+    /// `model.weights.h5`).
+    KerasArchive,
+    /// Keras 3 `.weights.h5` (weights only, no config).
+    Keras3WeightsH5,
+    /// Keras 2 / tf_keras whole-model `.h5` (`model_config` + `model_weights`).
+    Keras2H5,
+    /// Keras 2 / tf_keras `save_weights` `.h5` (weights only, no config).
+    Keras2WeightsH5,
+    /// A frozen `GraphDef` (`.pb`): the variables are `Const` nodes.
+    FrozenGraphDef,
+}
+
+impl SourceFormat {
+    /// True for the formats TensorFlow's checkpoint reader opens (bundles
+    /// and SavedModels); Keras HDF5 files and frozen graphs have no TF
+    /// reader.
+    pub fn tf_readable(self) -> bool {
+        matches!(
+            self,
+            SourceFormat::CheckpointV2 | SourceFormat::CheckpointV1 | SourceFormat::SavedModel
+        )
+    }
+
+    /// A short lowercase label, as serialized.
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceFormat::CheckpointV2 => "checkpoint_v2",
+            SourceFormat::CheckpointV1 => "checkpoint_v1",
+            SourceFormat::SavedModel => "saved_model",
+            SourceFormat::KerasArchive => "keras_archive",
+            SourceFormat::Keras3WeightsH5 => "keras3_weights_h5",
+            SourceFormat::Keras2H5 => "keras2_h5",
+            SourceFormat::Keras2WeightsH5 => "keras2_weights_h5",
+            SourceFormat::FrozenGraphDef => "frozen_graph_def",
+        }
+    }
+}
+
+/// Where a [`Source`]'s tensors live.
+#[derive(Debug)]
+pub enum Store {
+    /// A TF tensor bundle (V2 memory-mapped, or V1).
+    Bundle(Bundle),
+    /// Tensors decoded into memory at open (Keras HDF5 datasets, frozen
+    /// graph constants).
+    Memory(MemoryStore),
+}
+
+/// Tensors held in memory, sorted by key, with the files they came from.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    files: Vec<PathBuf>,
+    tensors: Vec<(String, Tensor)>,
+}
+
+impl MemoryStore {
+    /// A store over `tensors` (any order; a key given twice keeps the last),
+    /// read from `files`.
+    pub fn new(files: Vec<PathBuf>, tensors: Vec<(String, Tensor)>) -> MemoryStore {
+        let mut tensors = tensors;
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        tensors.reverse();
+        tensors.dedup_by(|a, b| a.0 == b.0);
+        tensors.reverse();
+        MemoryStore { files, tensors }
+    }
+
+    /// The files the tensors were read from.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Every `(key, tensor)`, sorted by key.
+    pub fn tensors(&self) -> &[(String, Tensor)] {
+        &self.tensors
+    }
+
+    /// The tensor stored under `key`.
+    pub fn get(&self, key: &str) -> Option<&Tensor> {
+        self.tensors
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.tensors[i].1)
+    }
+}
+
+impl Store {
+    /// The files read.
+    pub fn files(&self) -> &[PathBuf] {
+        match self {
+            Store::Bundle(b) => b.files(),
+            Store::Memory(m) => m.files(),
+        }
+    }
+
+    fn missing(&self, key: &str) -> crate::Error {
+        crate::Error::KeyNotFound {
+            path: self.files().first().cloned().unwrap_or_default(),
+            key: key.to_string(),
+        }
+    }
+
+    /// Reads a tensor by key (bundles: crc-checked, see [`Bundle::read`]).
+    pub fn read(&self, key: &str) -> Result<Tensor> {
+        match self {
+            Store::Bundle(b) => b.read(key),
+            Store::Memory(m) => m.get(key).cloned().ok_or_else(|| self.missing(key)),
+        }
+    }
+
+    /// A fixed-width tensor's little-endian bytes (see [`Bundle::read_raw`]).
+    pub fn read_raw(&self, key: &str) -> Result<Cow<'_, [u8]>> {
+        match self {
+            Store::Bundle(b) => b.read_raw(key),
+            Store::Memory(m) => {
+                let t = m.get(key).ok_or_else(|| self.missing(key))?;
+                t.bytes()
+                    .map(Cow::Borrowed)
+                    .ok_or_else(|| crate::Error::DTypeUnreadable {
+                        path: m.files.first().cloned().unwrap_or_default(),
+                        key: key.to_string(),
+                        dtype: t.dtype,
+                    })
+            }
+        }
+    }
+
+    /// As [`Store::read_raw`], with a bundle's crc check left to the caller
+    /// (see [`Bundle::read_raw_then_check`]); memory tensors need none.
+    pub fn read_raw_then_check(&self, key: &str) -> Result<crate::bundle::Deferred<'_>> {
+        match self {
+            Store::Bundle(b) => b.read_raw_then_check(key),
+            Store::Memory(_) => Ok(crate::bundle::Deferred {
+                bytes: self.read_raw(key)?,
+                check: None,
+            }),
+        }
+    }
+
+    /// True when `key` holds fixed-width elements (so its bytes can be
+    /// exported), false for strings and absent keys.
+    pub fn is_fixed_width(&self, key: &str) -> bool {
+        match self {
+            Store::Bundle(b) => b.entry(key).is_some_and(|e| e.num_bytes.is_some()),
+            Store::Memory(m) => m.get(key).is_some_and(|t| t.bytes().is_some()),
+        }
+    }
 }
 
 /// An opened checkpoint or SavedModel.
 pub struct Source {
     path: PathBuf,
     format: SourceFormat,
-    bundle: Bundle,
+    store: Store,
     saved_model: Option<SavedModel>,
     object_graph: Option<ObjectGraph>,
     variables: Vec<Variable>,
@@ -127,9 +276,9 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     /// Opens a checkpoint (any path form [`Bundle::open`] accepts) or a
-    /// SavedModel folder.
-    pub fn open(path: impl AsRef<Path>) -> Result<Source> {
-        let path = path.as_ref();
+    /// SavedModel folder; [`Source::open`] dispatches every other format
+    /// before it comes here.
+    pub(crate) fn open_tf(path: &Path) -> Result<Source> {
         if SavedModel::is_saved_model_dir(path) {
             let sm = SavedModel::open(path)?;
             let bundle =
@@ -143,14 +292,6 @@ impl Source {
                     }),
                 };
             return Source::build(path, SourceFormat::SavedModel, bundle, Some(sm));
-        }
-        if path.is_file() {
-            if let Some(f) = crate::sniff::identify(path) {
-                return Err(crate::Error::FormatNotRead {
-                    path: path.to_path_buf(),
-                    what: f.explain(),
-                });
-            }
         }
         let bundle = Bundle::open(path)?;
         let format = match bundle.format() {
@@ -190,7 +331,7 @@ impl Source {
         Ok(Source {
             path: path.to_path_buf(),
             format,
-            bundle,
+            store: Store::Bundle(bundle),
             saved_model,
             object_graph,
             variables,
@@ -207,8 +348,12 @@ impl Source {
     /// beside a checkpoint, when present; and for a SavedModel every file
     /// in its folder and in `variables/`.
     pub fn input_files(&self) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = self.bundle.files().to_vec();
+        let mut out: Vec<PathBuf> = self.store.files().to_vec();
         let is_file = |p: &PathBuf| p.is_file();
+        let bundle = match &self.store {
+            Store::Bundle(b) => b,
+            Store::Memory(_) => return out,
+        };
         match &self.saved_model {
             Some(_) => {
                 for dir in [self.path.clone(), self.path.join("variables")] {
@@ -218,7 +363,7 @@ impl Source {
                 }
             }
             None => {
-                let prefix = self.bundle.prefix();
+                let prefix = bundle.prefix();
                 let mut meta = prefix.as_os_str().to_os_string();
                 meta.push(".meta");
                 let dir = match prefix.parent() {
@@ -276,9 +421,17 @@ impl Source {
         &self.declared
     }
 
-    /// The underlying tensor bundle.
-    pub fn bundle(&self) -> &Bundle {
-        &self.bundle
+    /// The underlying tensor bundle, for checkpoints and SavedModels.
+    pub fn bundle(&self) -> Option<&Bundle> {
+        match &self.store {
+            Store::Bundle(b) => Some(b),
+            Store::Memory(_) => None,
+        }
+    }
+
+    /// Where the tensors live.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The SavedModel, when a SavedModel folder was opened.
@@ -306,7 +459,37 @@ impl Source {
 
     /// Reads a tensor by key (crc-checked; see [`Bundle::read`]).
     pub fn read(&self, key: &str) -> Result<Tensor> {
-        self.bundle.read(key)
+        self.store.read(key)
+    }
+
+    /// A source over tensors decoded in memory (Keras HDF5 files, frozen
+    /// graphs): `variables` describe the tensors in `store` (one per key),
+    /// `graph` is a graph to discover layers and settings in (a frozen
+    /// `GraphDef` wrapped in a `MetaGraphDef`), `notes` what the user should
+    /// know about how the file was read.
+    pub fn from_memory(
+        path: &Path,
+        format: SourceFormat,
+        store: MemoryStore,
+        variables: Vec<Variable>,
+        style: NamingStyle,
+        graph: Option<MetaGraphDef>,
+        notes: Vec<String>,
+    ) -> Source {
+        let mut variables = variables;
+        variables.sort_by(|a, b| a.key.cmp(&b.key));
+        Source {
+            path: path.to_path_buf(),
+            format,
+            store: Store::Memory(store),
+            saved_model: None,
+            object_graph: None,
+            variables,
+            style,
+            declared: Vec::new(),
+            meta: graph.map(|g| (path.to_path_buf(), g)),
+            notes,
+        }
     }
 }
 
@@ -346,12 +529,7 @@ fn read_meta_beside(prefix: &Path) -> std::result::Result<Option<(PathBuf, MetaG
     // FIFO since the check above).
     let bytes =
         crate::fsx::read_regular(&path, MAX_META_BYTES).map_err(|e| format!("{e}; {left_out}"))?;
-    match crate::savedmodel::decode_proto::<MetaGraphDef>(
-        &bytes,
-        &path,
-        "meta graph",
-        "MetaGraphDef",
-    ) {
+    match crate::proto::decode_proto::<MetaGraphDef>(&bytes, &path, "meta graph", "MetaGraphDef") {
         Ok(m) => Ok(Some((path, m))),
         Err(e) => Err(format!("{e}; {left_out}")),
     }

@@ -107,6 +107,8 @@ fn tensor_f32(vb: &VarBuilder, name: &str, c: usize) -> Vec<f32> {
 fn candle_batch_norm_matches_tensorflow_within_tolerance() {
     let dir = tempfile::tempdir().unwrap();
     let (mut layers, mut elements, mut flagged) = (0usize, 0usize, 0usize);
+    #[allow(unused_mut)]
+    let mut direct_routes = 0usize;
     let (mut worst_ratio, mut worst_abs) = (0.0f64, 0.0f64);
     let mut bitwise = 0usize;
     for fx in fixtures().into_iter().filter(|f| !f.layers().is_empty()) {
@@ -135,6 +137,8 @@ fn candle_batch_norm_matches_tensorflow_within_tolerance() {
             meta = metadata(&bytes);
         }
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
+        #[cfg(feature = "candle")]
+        let direct = direct_route(&fx, &flags);
         for layer in fx.layers() {
             let module = module_of(&meta, layer);
             let pre = format!("tfbn.layer.{module}.");
@@ -185,6 +189,12 @@ fn candle_batch_norm_matches_tensorflow_within_tolerance() {
                 .to_vec1::<f32>()
                 .unwrap();
 
+            #[cfg(feature = "candle")]
+            {
+                direct_routes += 1;
+                check_direct_route(&fx, &direct, &vb, &module, c, config, &xt);
+            }
+
             let mvb = vb.pp(&module);
             let (w, b) = (tensor_f32(&mvb, "weight", c), tensor_f32(&mvb, "bias", c));
             let (m, v) = (
@@ -220,4 +230,90 @@ fn candle_batch_norm_matches_tensorflow_within_tolerance() {
         100.0 * bitwise as f64 / elements.max(1) as f64
     );
     assert!(layers >= 40, "only {layers} layers checked");
+    #[cfg(feature = "candle")]
+    {
+        eprintln!("direct route (tfbn::candle::Backend): {direct_routes} layers, bit for bit with the export route");
+        assert_eq!(direct_routes, layers);
+    }
+}
+
+/// The model `tfbn::open` gives for the fixture, with the same `--epsilon`
+/// declarations the export route needed, and its candle backend.
+#[cfg(feature = "candle")]
+fn direct_route(fx: &Fixture, flags: &[String]) -> (tfbn::Model, VarBuilder<'static>) {
+    let mut options = tfbn::OpenOptions::default();
+    for pair in flags.chunks(2) {
+        let what = pair[0].trim_start_matches("--");
+        options
+            .declared
+            .push(tfbn::declared::Declaration::parse_flag(what, &pair[1]).unwrap());
+    }
+    let model = tfbn::open_with(fx.open_path(), &options).unwrap();
+    let vb = VarBuilder::from_backend(
+        Box::new(tfbn::candle::Backend::new(&model)),
+        DType::F32,
+        Device::Cpu,
+    );
+    (model, vb)
+}
+
+/// The direct route serves the export route's tensors bit for bit, its
+/// layer carries the same ε, and candle's batch norm built from it gives
+/// the same output bits.
+#[cfg(feature = "candle")]
+fn check_direct_route(
+    fx: &Fixture,
+    direct: &(tfbn::Model, VarBuilder<'static>),
+    exported: &VarBuilder,
+    module: &str,
+    c: usize,
+    config: BatchNormConfig,
+    xt: &Tensor,
+) {
+    let (model, vb) = direct;
+    let layer = model
+        .bn_layers()
+        .iter()
+        .find(|l| tfbn::candle::module(l) == module)
+        .unwrap_or_else(|| panic!("{}: no layer for module {module}", fx.name));
+    assert_eq!(
+        layer.settings().epsilon.value as f32,
+        config.eps as f32,
+        "{} {module}: epsilon",
+        fx.name
+    );
+    for leaf in ["weight", "bias", "running_mean", "running_var"] {
+        let a = tensor_f32(&vb.pp(module), leaf, c);
+        let b = tensor_f32(&exported.pp(module), leaf, c);
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{} {module}.{leaf}",
+            fx.name
+        );
+    }
+    let run = |vb: &VarBuilder| -> Vec<u32> {
+        let bn = candle_nn::batch_norm(c, config, vb.pp(module)).unwrap();
+        let y = bn.forward_t(xt, false).unwrap();
+        let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        y.iter().map(|v| v.to_bits()).collect()
+    };
+    assert_eq!(
+        run(vb),
+        run(exported),
+        "{} {module}: candle output from the two routes",
+        fx.name
+    );
+}
+
+/// `examples/candle_port.rs` runs on its bundled default.
+#[cfg(feature = "candle")]
+#[path = "../examples/candle_port.rs"]
+#[allow(dead_code)]
+mod candle_port;
+
+#[cfg(feature = "candle")]
+#[test]
+fn candle_port_example_runs() {
+    candle_port::run(candle_port::DEFAULT).unwrap();
 }

@@ -36,7 +36,22 @@ VERSIONS = {
     },
 }
 
-GROUPS = {"k2": {"legacy_keras": True}, "k3": {"legacy_keras": False}}
+GROUPS = {"k2": {"legacy_keras": True}, "k3": {"legacy_keras": False}, "kfile_old": {"legacy_keras": True}}
+
+
+def _kfile_old():
+    """The Keras-file fixtures an old release writes (group kfile_old:
+    gen_versions/kfile_old.py over scripts/gen/kfile.py), from
+    scripts/gen/kfile_fixtures.py (plain Python)."""
+    import os
+    import sys
+
+    scripts = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    from gen.kfile_fixtures import KFILE_OLD_FIXTURES
+
+    return KFILE_OLD_FIXTURES
 
 
 def fixtures():
@@ -45,6 +60,9 @@ def fixtures():
     for version, v in VERSIONS.items():
         for kind, group in v["fixtures"]:
             out[f"{v['tag']}_{kind}"] = (version, group, kind)
+        for name, (ver, group, kind) in _kfile_old().items():
+            if ver == version:
+                out[name] = (ver, group, kind)
     return out
 
 

@@ -20,7 +20,7 @@ SCRIPTS = os.path.dirname(HERE)
 
 def main(argv):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--group", required=True, choices=["k2", "k3"])
+    ap.add_argument("--group", required=True, choices=["k2", "k3", "kfile_old"])
     ap.add_argument("--phase", required=True, choices=["build", "goldens"])
     ap.add_argument("--onednn", type=int, required=True)
     ap.add_argument("--staging", required=True)

@@ -141,7 +141,12 @@ pub(crate) fn inference<T: Elem>(
         ));
     }
     let is_f64 = T::as_f32(x).is_none();
-    match cfg.path(shape.len(), axis, is_f64)? {
+    let path = match cfg.path(shape.len(), axis, is_f64)? {
+        // Grappler's element-wise rewrite of a float32 fused op.
+        Path::Fused if cfg.inference_rewritten && T::as_f32(x).is_some() => Path::NonFused,
+        p => p,
+    };
+    match path {
         Path::Fused => {
             let (g, b) = fused_scale_offset(cfg, p, l.c)?;
             let x32 = T::as_f32(x).ok_or_else(no_f32)?;

@@ -156,6 +156,11 @@ pub struct BnConfig {
     pub intra_op_threads: Option<usize>,
     /// Which API's arithmetic to reproduce. Default [`BnApi::Keras3`].
     pub api: BnApi,
+    /// Inference on the fused path computes the non-fused formula instead:
+    /// TF's Grappler rewrites an inference `float32` fused op with constant
+    /// parameters (a frozen graph) into element-wise ops before it runs
+    /// (docs/bn-arithmetic.md#grappler-rewrite). Default `false`.
+    pub inference_rewritten: bool,
     /// [`BnApi::Nn`] only: how hand-written code around
     /// `tf.nn.batch_normalization` updates the moving statistics in training
     /// (the assigns its graph holds); `None`, the default: no update
@@ -199,6 +204,7 @@ impl Default for BnConfig {
             intra_op_threads: None,
             api: BnApi::Keras3,
             nn_update: None,
+            inference_rewritten: false,
         }
     }
 }

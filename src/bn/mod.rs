@@ -171,6 +171,27 @@ impl BnInput {
     }
 }
 
+/// Inference (moving statistics) or training (batch statistics and one
+/// update of the moving statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// `training=False`.
+    Inference,
+    /// `training=True`, one step.
+    Training,
+}
+
+impl Mode {
+    /// `inference` or `training`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Inference => "inference",
+            Mode::Training => "training",
+        }
+    }
+}
+
 /// The result of [`inference`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inference {

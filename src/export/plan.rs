@@ -128,7 +128,7 @@ impl PlannedExport {
     ) -> Result<crate::bundle::Deferred<'a>> {
         match &self.origin {
             TensorOrigin::Checkpoint { key, stored } if *stored == self.dtype => {
-                source.bundle().read_raw_then_check(key)
+                source.store().read_raw_then_check(key)
             }
             _ => Ok(crate::bundle::Deferred {
                 bytes: self.produce(source, layers)?,
@@ -141,7 +141,7 @@ impl PlannedExport {
     pub fn produce<'a>(&self, source: &'a Source, layers: &[LayerPlan]) -> Result<Cow<'a, [u8]>> {
         match &self.origin {
             TensorOrigin::Checkpoint { key, stored } => {
-                let raw = source.bundle().read_raw(key)?;
+                let raw = source.store().read_raw(key)?;
                 cast_bytes(&self.name, *stored, self.dtype, raw)
             }
             TensorOrigin::Constant { value } => {
@@ -529,12 +529,9 @@ fn plan_slot(
 pub fn plan_all_variables(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> {
     let mut tensors = Vec::new();
     let mut skipped = Vec::new();
-    let bundle = source.bundle();
+    let store = source.store();
     for v in source.variables() {
-        let Some(entry) = bundle.entry(&v.key) else {
-            continue;
-        };
-        if entry.num_bytes.is_none() || v.dtype.to_safetensors().is_none() {
+        if !store.is_fixed_width(&v.key) || v.dtype.to_safetensors().is_none() {
             skipped.push((
                 v.key.clone(),
                 format!("dtype {} cannot be stored in safetensors", v.dtype),

@@ -152,6 +152,9 @@ pub(crate) struct BnSite {
     pub axis: Option<(i64, Option<usize>, String)>,
     /// Fused: γ input is a constant (tf_keras `scale=False`).
     pub scale_const: Option<bool>,
+    /// Fused, inference: why Grappler rewrites the op into element-wise
+    /// ops before it runs (`None`: it runs as written).
+    pub grappler_rewrite: Option<String>,
     /// Fused: β input is a constant (tf_keras `center=False`).
     pub offset_const: Option<bool>,
     /// Reached from a serving signature.
@@ -209,6 +212,9 @@ pub(crate) struct VarIndex {
     pub keys_by_name: HashMap<String, Vec<String>>,
     /// `SavedObjectGraph` node id → checkpoint key.
     pub key_of_node: HashMap<usize, String>,
+    /// Frozen graphs: the `Const` nodes that hold weights (their names are
+    /// their keys), traced like variables.
+    pub const_keys: HashSet<String>,
 }
 
 impl VarIndex {
@@ -351,6 +357,9 @@ impl<'a> Body<'a> {
                     return vars
                         .keys_for_name(&node.name)
                         .map_or(Val::Unknown, Val::Var)
+                }
+                "Const" | "HostConst" if vars.const_keys.contains(&node.name) => {
+                    return Val::Var(Rc::from(vec![node.name.clone()]))
                 }
                 "Const" | "HostConst" => {
                     return match node.attr_tensor("value") {

@@ -225,22 +225,7 @@ fn read_proto_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Decodes one protobuf message, turning a decode failure (including
-/// prost's 100-level recursion limit) into [`Error::ProtoDecode`] naming
-/// the file, the part of it (`what`) and the message type.
-pub(crate) fn decode_proto<M: prost::Message + Default>(
-    bytes: &[u8],
-    path: &Path,
-    what: &str,
-    message: &'static str,
-) -> Result<M> {
-    M::decode(bytes).map_err(|source| Error::ProtoDecode {
-        path: path.to_path_buf(),
-        what: what.to_string(),
-        message,
-        source,
-    })
-}
+pub(crate) use crate::proto::decode_proto;
 
 #[cfg(test)]
 mod tests;

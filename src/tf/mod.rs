@@ -290,15 +290,7 @@ fn check_before_loading(dir: &std::path::Path, library: &std::path::Path) -> Res
     })
 }
 
-/// Formats the places tried for [`Error::TensorFlowUnavailable`] (each
-/// entry's message names its place).
-pub fn describe_tried(tried: &[(PathBuf, String)]) -> String {
-    let mut s = String::new();
-    for (_, why) in tried {
-        s.push_str(&format!("\n  - {why}"));
-    }
-    s
-}
+pub use crate::error::describe_tried;
 
 /// Builds an [`Error::TensorFlowFailed`] from a TF status.
 pub(crate) fn tf_error(what: impl Into<String>, status: impl std::fmt::Display) -> Error {

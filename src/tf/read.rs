@@ -221,7 +221,11 @@ fn decode_base64url(s: &str) -> Option<Vec<u8>> {
 /// key order; variables of types TF cannot return (resource, variant,
 /// sub-byte) are skipped.
 pub fn read_source(rt: &TfRuntime, source: &Source) -> Result<Vec<(String, TfbnTensor)>> {
-    let prefix = restore_prefix(source.bundle())?;
+    let bundle = source.bundle().ok_or_else(|| crate::Error::TfHasNoReader {
+        path: source.path().to_path_buf(),
+        format: source.format().label(),
+    })?;
+    let prefix = restore_prefix(bundle)?;
     let keys: Vec<KeySpec> = source
         .variables()
         .iter()

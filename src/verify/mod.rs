@@ -42,26 +42,7 @@ use crate::tf::bn::{dtype_not_applicable, tf_path, FloatVec, TfBatchNorm, TypedO
 use crate::tf::{Backend, LoadOptions, TfRuntime};
 use diagnose::{Cause, Evidence, SideOutputs};
 
-/// Inference (moving statistics) or training (batch statistics and one
-/// update of the moving statistics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// `training=False`.
-    Inference,
-    /// `training=True`, one step.
-    Training,
-}
-
-impl Mode {
-    /// `inference` or `training`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Mode::Inference => "inference",
-            Mode::Training => "training",
-        }
-    }
-}
+pub use crate::bn::Mode;
 
 /// A fault injected into the native side only, to check that verify catches
 /// and names it (a self-test; `--inject-fault`).

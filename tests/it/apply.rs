@@ -69,7 +69,11 @@ fn apply_reproduces_every_eigen_golden_bit_for_bit() {
                     .args(["--input", golden.join("input.npy").to_str().unwrap()])
                     .args(["--mode", mode, "--api", layer["api"].as_str().unwrap()])
                     .args(["--epsilon", &hyper["epsilon"].to_string()])
-                    .args(["--momentum", &hyper["momentum"].to_string()])
+                    // (a hand-written layer in a frozen graph has none)
+                    .args(match hyper["momentum"].as_f64() {
+                        Some(m) => vec!["--momentum".to_string(), m.to_string()],
+                        None => vec![],
+                    })
                     .args(["--axis", &axis.to_string()])
                     .args(["-o", dir.to_str().unwrap()])
                     .output()
@@ -111,6 +115,9 @@ fn apply_reproduces_every_eigen_golden_bit_for_bit() {
             }
         }
     }
-    assert!(compared >= 100, "only {compared} outputs compared");
+    assert!(
+        compared >= 100 || crate::common::narrowed(),
+        "only {compared} outputs compared"
+    );
     eprintln!("apply: {compared} outputs bitwise equal to TF's eigen goldens");
 }

@@ -47,6 +47,32 @@ impl Fixture {
             .expect("manifest.variables")
     }
 
+    /// The manifest's variables that tfbn lists: all of them, except for a
+    /// frozen graph, whose manifest lists every numeric `Const` while tfbn
+    /// takes the float constants of rank ≥ 1 as the graph's weights (shape
+    /// pieces, axes and scalar hyper-parameters like ε are not weights).
+    pub fn listed_variables(&self) -> Vec<&Value> {
+        let frozen = self.manifest["format"] == "frozen_graphdef";
+        self.variables()
+            .iter()
+            .filter(|v| {
+                !frozen
+                    || (matches!(
+                        v["dtype"].as_str(),
+                        Some("float32" | "float64" | "float16" | "bfloat16")
+                    ) && v["shape"].as_array().is_some_and(|s| !s.is_empty()))
+            })
+            .collect()
+    }
+
+    /// True when TensorFlow has a reader for the fixture's format
+    /// (checkpoints and SavedModels; not Keras HDF5 files or frozen graphs,
+    /// whose values the manifest holds as h5py or the graph gave them).
+    pub fn tf_readable(&self) -> bool {
+        let f = self.manifest["format"].as_str().unwrap_or("");
+        !(f.starts_with("keras") || f == "frozen_graphdef")
+    }
+
     /// The manifest's BN layers.
     pub fn layers(&self) -> &Vec<Value> {
         self.manifest["layers"].as_array().expect("manifest.layers")
@@ -92,7 +118,24 @@ impl Fixture {
 
 /// Every checkpoint fixture with a manifest. Panics when the corpus is missing, so a
 /// checkout without fixtures cannot pass the corpus tests by finding none.
+/// True when `TFBN_ONLY_FIXTURES` narrows the fixture-wide tests (corpus
+/// size minimums then do not apply).
+pub fn narrowed() -> bool {
+    std::env::var_os("TFBN_ONLY_FIXTURES").is_some()
+}
+
 pub fn fixtures() -> Vec<Fixture> {
+    let mut out = all_fixtures();
+    // For development only: `TFBN_ONLY_FIXTURES=frozen_,kfile_k3` runs the
+    // fixture-wide tests on fixtures whose names start with one of these.
+    if let Ok(only) = std::env::var("TFBN_ONLY_FIXTURES") {
+        let prefixes: Vec<&str> = only.split(',').collect();
+        out.retain(|f| prefixes.iter().any(|p| f.name.starts_with(p)));
+    }
+    out
+}
+
+fn all_fixtures() -> Vec<Fixture> {
     let dir = root().join("testdata");
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("testdata/ exists") {
@@ -123,7 +166,7 @@ pub fn fixtures() -> Vec<Fixture> {
 
 /// The fixture called `name`.
 pub fn fixture(name: &str) -> Fixture {
-    fixtures()
+    all_fixtures()
         .into_iter()
         .find(|f| f.name == name)
         .unwrap_or_else(|| panic!("fixture {name} missing"))
@@ -166,9 +209,12 @@ impl Fixture {
             let axis = h["axis"][0].as_i64().unwrap();
             let mut entry = serde_json::json!({
                 "epsilon": h["epsilon"],
-                "momentum": h["momentum"],
                 "axis": if axis == rank - 1 { -1 } else { axis },
             });
+            // A hand-written layer in a frozen graph has no momentum.
+            if !h["momentum"].is_null() {
+                entry["momentum"] = h["momentum"].clone();
+            }
             if matches!(l["api"].as_str(), Some("tf-keras" | "tf1-layers")) {
                 entry["fused"] = match h["fused"].as_bool() {
                     Some(b) => Value::Bool(b),

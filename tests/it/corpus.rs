@@ -19,12 +19,12 @@ fn every_variable_equals_tensorflows_value_bit_for_bit() {
             .unwrap_or_else(|e| panic!("{}: open failed: {e}", fx.name));
         let ours: BTreeSet<&str> = source.variables().iter().map(|v| v.key.as_str()).collect();
         let theirs: BTreeSet<&str> = fx
-            .variables()
+            .listed_variables()
             .iter()
             .map(|v| v["key"].as_str().unwrap())
             .collect();
         assert_eq!(ours, theirs, "{}: key sets differ", fx.name);
-        for var in fx.variables() {
+        for var in fx.listed_variables() {
             let key = var["key"].as_str().unwrap();
             let t = source
                 .read(key)
@@ -32,13 +32,16 @@ fn every_variable_equals_tensorflows_value_bit_for_bit() {
             fx.assert_tensor(var, &t);
             // The borrowed fast path returns the same bytes.
             if let TensorData::Bytes(b) = &t.data {
-                let raw = source.bundle().read_raw(key).unwrap();
+                let raw = source.store().read_raw(key).unwrap();
                 assert_eq!(raw.as_ref(), b.as_slice(), "{}: {key}: read_raw", fx.name);
             }
             checked += 1;
         }
     }
-    assert!(checked > 100, "only {checked} variables checked");
+    assert!(
+        checked > 100 || crate::common::narrowed(),
+        "only {checked} variables checked"
+    );
 }
 
 fn key_of(v: &serde_json::Value) -> Option<&str> {
@@ -86,7 +89,10 @@ fn discovery_finds_exactly_the_generators_layers() {
             total += 1;
         }
     }
-    assert!(total >= 20, "only {total} layers checked");
+    assert!(
+        total >= 20 || crate::common::narrowed(),
+        "only {total} layers checked"
+    );
 }
 
 #[test]

@@ -281,7 +281,10 @@ fn every_fixture_and_preset_round_trips_bit_for_bit() {
             assert_eq!(names, expected_names, "{} {name}: tensor set", fx.name);
         }
     }
-    assert!(checked > 150, "only {checked} tensors checked");
+    assert!(
+        checked > 150 || crate::common::narrowed(),
+        "only {checked} tensors checked"
+    );
 }
 
 #[test]
@@ -671,7 +674,10 @@ fn dtype_casts_round_once_to_nearest_even() {
         // NaN payloads aside, the bits must be the single rounding's.
         assert_eq!(t.data(), want.as_slice(), "{key}");
     }
-    assert!(casts >= 3, "only {casts} tensors were cast");
+    assert!(
+        casts >= 3 || crate::common::narrowed(),
+        "only {casts} tensors were cast"
+    );
 }
 
 /// The f16 nearest to `v` (ties to even), found by comparing neighbours in
@@ -715,7 +721,9 @@ fn native_inference(fx: &Fixture, source: &Source, layer: &Value) -> (Vec<f32>, 
     let axis = h["axis"][0].as_i64().unwrap() as isize;
     let cfg = BnConfig {
         epsilon: h["epsilon"].as_f64().unwrap(),
-        momentum: h["momentum"].as_f64().unwrap(),
+        // Inference does not read the momentum (a hand-written layer in a
+        // frozen graph has none).
+        momentum: h["momentum"].as_f64().unwrap_or(0.99),
         axis,
         center: h["center"].as_bool().unwrap(),
         scale: h["scale"].as_bool().unwrap(),
@@ -841,7 +849,7 @@ fn fold_stays_within_its_documented_bound_of_the_native_layer() {
          {exact_f2_small} F2 layers with C < 8 bit-exact"
     );
     assert!(
-        exact_f2_small >= 5,
+        exact_f2_small >= 5 || crate::common::narrowed(),
         "only {exact_f2_small} F2 layers with C < 8"
     );
 }

@@ -63,6 +63,9 @@ const PROVENANCE: &[(&str, Origin, Origin)] = &[
         Origin::Graph("saved_model.pb"),
         Origin::Default,
     ),
+    // Frozen graphs keep ε in the graph; their update subgraphs are pruned.
+    ("frozen_tf1", Origin::Graph("frozen.pb"), Origin::Default),
+    ("frozen_tf2", Origin::Graph("frozen.pb"), Origin::Default),
     // Older TF releases (scripts/gen_versions.py).
     ("tf2_12_savedmodel", Origin::Keras, Origin::Keras),
     ("tf2_13_savedmodel", Origin::Keras, Origin::Keras),
@@ -102,6 +105,8 @@ fn from_of(s: &HyperSource) -> Origin {
             "model.ckpt.meta"
         } else if file == "saved_model.pb" {
             "saved_model.pb"
+        } else if file == "frozen.pb" {
+            "frozen.pb"
         } else {
             panic!("unexpected graph file {file}")
         }),
@@ -139,11 +144,14 @@ fn check_against_manifest(fx: &Fixture, layers: &[BnLayer], hyper: &[LayerHyper]
         let ctx = format!("{}/{}", fx.name, l.name);
         assert!(h.conflicts.is_empty(), "{ctx}: {:?}", h.conflicts);
         if !h.epsilon.is_default() {
-            assert_eq!(
-                h.epsilon.value,
-                want["epsilon"].as_f64().unwrap(),
-                "{ctx}: epsilon"
-            );
+            // A frozen graph's manifest holds ε as the graph's float32
+            // (widened); tfbn gives the Python float behind it.
+            let want_eps = want["epsilon"].as_f64().unwrap();
+            if fx.manifest["format"] == "frozen_graphdef" {
+                assert_eq!(h.epsilon.value as f32, want_eps as f32, "{ctx}: epsilon");
+            } else {
+                assert_eq!(h.epsilon.value, want_eps, "{ctx}: epsilon");
+            }
         }
         if !h.momentum.is_default() {
             assert_eq!(
@@ -258,7 +266,10 @@ fn epsilon_and_momentum_equal_the_generators_with_their_provenance() {
             checked += 1;
         }
     }
-    assert!(checked >= 30, "only {checked} layers checked");
+    assert!(
+        checked >= 30 || crate::common::narrowed(),
+        "only {checked} layers checked"
+    );
 }
 
 #[test]

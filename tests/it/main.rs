@@ -1,11 +1,13 @@
 //! tfbn's integration tests, one binary with a module per concern.
 
 mod apply;
+mod architecture;
 mod cli;
 mod common;
 mod corpus;
 mod declared;
 mod export;
+mod facade;
 mod found;
 mod fuzz_regressions;
 mod hyper;

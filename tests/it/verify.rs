@@ -113,14 +113,19 @@ fn every_fixture_passes_bit_for_bit_against_eigen() {
                 .iter()
                 .map(|o| o["name"].as_str().unwrap())
                 .collect();
+            // A hand-written tf.nn layer whose graph holds no update code
+            // (a frozen graph) keeps no moving statistics.
+            let stateless = fixture(&name).manifest["format"] == "frozen_graphdef"
+                && v["layers"].as_array().unwrap().iter().any(|l| {
+                    l["api"] == "nn"
+                        && what.starts_with(&format!("{} ", l["name"].as_str().unwrap()))
+                });
             if m["mode"] == "training" {
-                for want in [
-                    "y",
-                    "batch_mean",
-                    "batch_variance",
-                    "moving_mean",
-                    "moving_variance",
-                ] {
+                let mut wanted = vec!["y", "batch_mean", "batch_variance"];
+                if !stateless {
+                    wanted.extend(["moving_mean", "moving_variance"]);
+                }
+                for want in wanted {
                     assert!(names.contains(&want), "{name} {what}: {names:?}");
                 }
             } else {

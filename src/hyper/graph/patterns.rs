@@ -14,8 +14,8 @@ use super::super::consts::{
 use std::collections::BTreeMap;
 
 use super::{
-    data_inputs, input_node, BnSite, Body, Form, FusedOp, MomentumSite, Site, UnknownBn, Val,
-    Walker, MAX_VALUE_DEPTH,
+    data_inputs, input_index, input_node, BnSite, Body, Form, FusedOp, MomentumSite, Site,
+    UnknownBn, Val, Walker, MAX_VALUE_DEPTH,
 };
 
 /// A constant expression of the update subgraph: its value, and when it
@@ -90,6 +90,9 @@ impl<'a> Walker<'a> {
                 .get(i)
                 .map(|x| matches!(body.resolve(self.vars, x), Val::Const(..)))
         };
+        let grappler_rewrite = (!training)
+            .then(|| grappler_rewrites(body, node, &inputs))
+            .flatten();
         let site = body.site(&self.file, node);
         if layer.is_none() {
             let roles = [
@@ -134,6 +137,7 @@ impl<'a> Walker<'a> {
             axis,
             scale_const: is_const(1),
             offset_const: is_const(2),
+            grappler_rewrite,
             serving,
         });
         Ok(())
@@ -207,6 +211,7 @@ impl<'a> Walker<'a> {
             axis,
             scale_const: None,
             offset_const: None,
+            grappler_rewrite: None,
             serving,
         });
         Ok(())
@@ -375,12 +380,18 @@ impl<'a> Walker<'a> {
                     None => return Ok(None),
                 },
                 "ReadVariableOp" | "VarHandleOp" | "VariableV2" | "Variable" => break,
+                // A frozen graph's weight constant stands for its variable.
+                "Const" | "HostConst" if self.vars.const_keys.contains(&node.name) => break,
                 // TF 1.x non-fused layers with a `training` tensor feed one
                 // batchnorm subgraph from `Merge(moving, batch)`: the batch
                 // branch's reduction tells the rank too, so it wins.
-                "Merge" | "RefMerge" => {
+                // …or, in graphs TF 2 builds from TF1 code (control flow
+                // v2), from `If(training, batch, moving)`: the branch
+                // arguments (after the predicate) play the Merge's part.
+                "Merge" | "RefMerge" | "If" | "StatelessIf" => {
+                    let skip = usize::from(node.op.ends_with("If"));
                     let mut best = None;
-                    for i in data_inputs(node) {
+                    for i in data_inputs(node).skip(skip) {
                         match self.statistics_axis_at(body, i, depth + 1)? {
                             Some(a) if a.1.is_some() => return Ok(Some(a)),
                             Some(a) => best = best.or(Some(a)),
@@ -589,4 +600,56 @@ impl<'a> Walker<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether TF's Grappler replaces the inference-mode fused op `node` with
+/// element-wise ops before it runs (its remapper does so for a `float32` op
+/// whose side outputs nobody reads and whose scale and variance — or four of
+/// its five inputs — are constants once constant folding has run, as in a
+/// frozen graph; docs/bn-arithmetic.md#grappler-rewrite). The reason, when
+/// it does.
+fn grappler_rewrites(body: &Body<'_>, node: &NodeDef, inputs: &[&str]) -> Option<String> {
+    if node.attr_type("T").unwrap_or(1) != 1 {
+        return None;
+    }
+    let side_outputs_read = body
+        .consumers
+        .get(node.name.as_str())
+        .into_iter()
+        .flatten()
+        .flat_map(|c| data_inputs(c))
+        .any(|i| input_node(i) == node.name && input_index(i) != 0);
+    if side_outputs_read {
+        return None;
+    }
+    let constant: Vec<bool> = (0..5)
+        .map(|i| inputs.get(i).is_some_and(|x| folds_to_constant(body, x)))
+        .collect();
+    let count = constant.iter().filter(|&&c| c).count();
+    (constant[1] && constant[4] || count >= 4).then(|| {
+        "Grappler's remapper rewrites this inference op (constant scale and variance) into \
+         element-wise ops"
+            .to_string()
+    })
+}
+
+/// True when constant folding turns `input` into a constant: a `Const`
+/// reached through ops that only pass or reshape their first input.
+fn folds_to_constant(body: &Body<'_>, input: &str) -> bool {
+    let mut input = input;
+    for _ in 0..MAX_VALUE_DEPTH {
+        let Some(node) = body.node(input) else {
+            return false;
+        };
+        match node.op.as_str() {
+            "Const" | "HostConst" => return true,
+            "Identity" | "Snapshot" | "Cast" | "Reshape" | "Squeeze" | "ExpandDims"
+            | "StopGradient" => match data_inputs(node).next() {
+                Some(i) => input = i,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    false
 }

@@ -622,6 +622,17 @@ impl TfBatchNorm {
             dtype,
         };
         let (outputs, index) = match path {
+            // What Grappler's remapper turns an inference float32 fused op
+            // with constant parameters into (a frozen graph's layers): the
+            // element-wise formula, built here as `tf.nn.batch_normalization`
+            // builds it (sessions here run without Grappler).
+            TfPath::Fused if cfg.inference_rewritten && !training && dtype == BnDtype::F32 => {
+                let nn = BnConfig {
+                    api: BnApi::Nn,
+                    ..cfg.clone()
+                };
+                build_nonfused(&mut g, &nn, &x, &p, l)?
+            }
             TfPath::Fused => build_fused(&mut g, cfg, &x, &p, l)?,
             TfPath::NonFused if cfg.api == BnApi::Nn && l.is_half() => {
                 build_nn_half(&mut g, cfg, &x, &p, l)?
