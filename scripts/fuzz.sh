@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh TARGET SECONDS [extra libFuzzer flags…]
 #   scripts/fuzz.sh --seeds-only TARGET      (write the seed corpus only)
 #
-# Targets: table entries v1 checkpoint savedmodel graphdef npy (their
+# Targets: table entries v1 checkpoint savedmodel graphdef frozen npy (their
 # entry points and input layouts: fuzz/src/lib.rs). Needs a nightly
 # toolchain and `cargo install cargo-fuzz --locked`.
 #
@@ -25,7 +25,7 @@ if [[ "${1:-}" == "--seeds-only" ]]; then
 fi
 target="${1:?usage: scripts/fuzz.sh TARGET SECONDS [libFuzzer flags]}"
 case "$target" in
-    table | entries | v1 | checkpoint | savedmodel | graphdef | npy) ;;
+    table | entries | v1 | checkpoint | savedmodel | graphdef | frozen | npy) ;;
     *)
         echo "fuzz.sh: unknown target '$target'" >&2
         exit 2
@@ -129,6 +129,10 @@ elif target == "savedmodel":
 elif target == "graphdef":
     for i, name in enumerate(["tf1_trained", "tf1_handwritten"]):
         seed(name, bytes([i]) + read(f"{T}/{name}/ckpt/model.ckpt.meta"))
+elif target == "frozen":
+    for p in sorted(glob.glob(f"{T}/*/*.pb")):
+        if os.path.basename(p) not in ("saved_model.pb", "keras_metadata.pb", "fingerprint.pb"):
+            seed(fixture(p), read(p))
 elif target == "npy":
     seen = set()
     for p in sorted(glob.glob(f"{T}/**/*.npy", recursive=True)):

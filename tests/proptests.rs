@@ -203,7 +203,11 @@ fn assert_cast(name: &str, from: DType, to: DType, stored: &[u8], got: &[u8]) {
     }
     let (wf, wt) = (from.byte_width().unwrap(), to.byte_width().unwrap());
     assert_eq!(got.len() / wt, stored.len() / wf, "{name}: element count");
-    for (i, (s, g)) in stored.chunks_exact(wf).zip(got.chunks_exact(wt)).enumerate() {
+    for (i, (s, g)) in stored
+        .chunks_exact(wf)
+        .zip(got.chunks_exact(wt))
+        .enumerate()
+    {
         let v = element(from, s);
         let want: Vec<u8> = match to {
             DType::F64 => v.to_le_bytes().to_vec(),
@@ -263,15 +267,27 @@ fn preset_names(preset: Preset, scope: &str) -> ([String; 4], Option<String>) {
     match preset {
         Preset::Tf => (four(scope, '/', TF_LEAVES), None),
         Preset::Pytorch => (
-            four(&dotted, '.', ["weight", "bias", "running_mean", "running_var"]),
+            four(
+                &dotted,
+                '.',
+                ["weight", "bias", "running_mean", "running_var"],
+            ),
             Some(format!("{dotted}.num_batches_tracked")),
         ),
         Preset::Candle => (
-            four(&dotted, '.', ["weight", "bias", "running_mean", "running_var"]),
+            four(
+                &dotted,
+                '.',
+                ["weight", "bias", "running_mean", "running_var"],
+            ),
             None,
         ),
         Preset::Burn => (
-            four(&dotted, '.', ["gamma", "beta", "running_mean", "running_var"]),
+            four(
+                &dotted,
+                '.',
+                ["gamma", "beta", "running_mean", "running_var"],
+            ),
             None,
         ),
     }

@@ -33,6 +33,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("checkpoint", checkpoint),
     ("savedmodel", savedmodel),
     ("graphdef", graphdef),
+    ("frozen", frozen),
     ("npy", npy),
 ];
 
@@ -172,10 +173,7 @@ pub fn checkpoint(dir: &Path, input: &[u8]) -> Result<()> {
             }
             None => std::mem::take(&mut rest),
         };
-        write(
-            &dir.join(format!("ckpt.data-{i:05}-of-{shards:05}")),
-            data,
-        );
+        write(&dir.join(format!("ckpt.data-{i:05}-of-{shards:05}")), data);
     }
     let prefix = dir.join("ckpt");
     let bundle = Bundle::open(&prefix)?;
@@ -285,6 +283,17 @@ pub fn graphdef(dir: &Path, input: &[u8]) -> Result<()> {
     write(&dir.join("model.ckpt.data-00000-of-00001"), data);
     write(&dir.join("model.ckpt.meta"), rest);
     let source = Source::open(dir.join("model.ckpt"))?;
+    use_source(&source)
+}
+
+/// `frozen`: the bytes are a frozen `GraphDef` (`frozen.pb`); opening it
+/// turns its float constants into variables, and discovery and recovery
+/// walk its graph as they walk a `.meta`. The path goes through
+/// `Source::open`'s dispatch (the foreign-format sniff first).
+pub fn frozen(dir: &Path, input: &[u8]) -> Result<()> {
+    let path = dir.join("frozen.pb");
+    write(&path, input);
+    let source = Source::open(&path)?;
     use_source(&source)
 }
 

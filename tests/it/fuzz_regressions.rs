@@ -110,6 +110,7 @@ fn fixtures_packed_in_the_fuzz_layouts_read_cleanly() {
     sm.extend_from_slice(&(pb.len() as u32).to_le_bytes());
     sm.extend_from_slice(&pb);
     run("savedmodel", &sm).expect("savedmodel");
+    run("frozen", &read("frozen_tf1/frozen.pb")).expect("frozen");
     run(
         "npy",
         &read("tf1_trained/goldens/batch_normalization/input.npy"),
