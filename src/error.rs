@@ -48,6 +48,69 @@ pub enum Error {
         /// The format's label.
         format: &'static str,
     },
+    /// An HDF5 file's structure is broken or uses a feature the decoder does
+    /// not support (the decoder says which).
+    #[error("{path}: not a readable HDF5 file: {why}")]
+    Hdf5Unreadable {
+        /// The file (a `.keras` archive names its member).
+        path: PathBuf,
+        /// The decoder's account.
+        why: String,
+    },
+    /// An HDF5 file that holds no Keras weights: neither Keras 2's
+    /// `layer_names` / `model_weights` nor Keras 3's `…/vars` groups.
+    #[error("{path}: an HDF5 file, but not one Keras wrote ({what}); tfbn reads Keras .h5, .weights.h5 and .keras files")]
+    Hdf5NotKeras {
+        /// The file.
+        path: PathBuf,
+        /// What its top level holds.
+        what: String,
+    },
+    /// A `.keras` archive is not a zip tfbn can read, or lacks a member
+    /// Keras always writes.
+    #[error("{path}: not a readable .keras archive: {why}")]
+    KerasArchiveInvalid {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// An archive member or HDF5 dataset declares more bytes than tfbn
+    /// will hold in memory (or more than its compressed size can expand
+    /// to): refused before anything is allocated.
+    #[error("{path}: {what} declares {bytes} bytes, over the limit of {limit}")]
+    SizeOverLimit {
+        /// The file.
+        path: PathBuf,
+        /// The member or dataset.
+        what: String,
+        /// Declared size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A Keras model config (`config.json`, `model_config`) is not the JSON
+    /// Keras writes.
+    #[error("{path}: {file} is not a Keras model config: {why}")]
+    KerasConfigInvalid {
+        /// The file holding it.
+        path: PathBuf,
+        /// `config.json`, `model_config`, …
+        file: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A Keras model config was given for a file that is not a Keras
+    /// weights file, so it has nothing to describe.
+    #[error("{path}: a Keras model config ({config}) describes Keras weights files, and this is a {format} source")]
+    KerasConfigNotApplicable {
+        /// The source.
+        path: PathBuf,
+        /// The config as given.
+        config: String,
+        /// The source's format label.
+        format: &'static str,
+    },
     /// The folder an output would go into does not exist (tfbn does not
     /// create folders).
     #[error("{path}: the folder {folder} does not exist (tfbn creates files, not folders)")]

@@ -23,10 +23,17 @@ use crate::source::{strip_attribute_suffix, Source, VariableRole};
 /// recovery reports it).
 pub fn discover(source: &Source) -> Vec<BnLayer> {
     let mut layers = declared(source);
-    let claimed: HashSet<String> = layers
+    let mut claimed: HashSet<String> = layers
         .iter()
         .flat_map(|l| l.variables.values().map(|v| v.key.clone()))
         .collect();
+    let from_config = keras_config(source, &claimed);
+    claimed.extend(
+        from_config
+            .iter()
+            .flat_map(|l| l.variables.values().map(|v| v.key.clone())),
+    );
+    layers.extend(from_config);
     layers.extend(
         by_naming(source)
             .into_iter()
@@ -42,6 +49,56 @@ pub fn discover(source: &Source) -> Vec<BnLayer> {
         crate::layers::natural_cmp(ka, kb)
     });
     layers
+}
+
+/// The batch-norm layers a Keras model config lists, with the variables
+/// the Keras reader paired them with ([`Source::keras_layers`]), where none
+/// is already claimed.
+fn keras_config(source: &Source, claimed: &HashSet<String>) -> Vec<BnLayer> {
+    let mut out = Vec::new();
+    for k in source.keras_layers() {
+        if !crate::keras::config::is_batch_norm(&k.class_name) {
+            continue;
+        }
+        let mut variables = BTreeMap::new();
+        for (weight, key) in &k.weights {
+            let (Some(role), Some(v)) = (BnRole::from_leaf(weight), source.variable(key)) else {
+                continue;
+            };
+            if v.role != VariableRole::Model || claimed.contains(key) {
+                continue;
+            }
+            variables.insert(
+                role,
+                VarRef {
+                    key: v.key.clone(),
+                    name: v.name.clone(),
+                    shape: v.shape.clone(),
+                    dtype: v.dtype,
+                },
+            );
+        }
+        let (Some(mean), Some(_)) = (
+            variables.get(&BnRole::MovingMean),
+            variables.get(&BnRole::MovingVariance),
+        ) else {
+            continue;
+        };
+        let object_path = mean
+            .key
+            .rsplit_once('/')
+            .map(|(scope, _)| scope.trim_end_matches("/vars").to_string());
+        out.push(BnLayer {
+            name: k.path.clone(),
+            object_path,
+            channels: mean.shape.iter().product(),
+            dtype: mean.dtype,
+            variables,
+            found_by: FoundBy::KerasConfig,
+            api: None,
+        });
+    }
+    out
 }
 
 /// Layer names must identify layers: a name taken twice gets the moving

@@ -70,6 +70,15 @@ pub enum HyperSource {
         /// Node path in the metadata (`root.layer_with_weights-1`).
         path: String,
     },
+    /// A Keras model config: `config.json` of a `.keras` archive, the
+    /// `model_config` attribute of a Keras 2 `.h5`, or a config given with
+    /// `--hyper`.
+    KerasConfig {
+        /// `m.keras: config.json`, `m.h5: model_config`, or the sidecar.
+        file: String,
+        /// JSON path of the layer's config (`config.layers[3].config`).
+        path: String,
+    },
     /// Implied by which variables the checkpoint holds (no `beta` ⇒
     /// `center=False`, no `gamma` ⇒ `scale=False`).
     Variables,
@@ -95,9 +104,16 @@ impl HyperSource {
     }
 
     fn keras(k: &KerasBn) -> HyperSource {
-        HyperSource::KerasMetadata {
-            file: k.file.clone(),
-            path: k.path.clone(),
+        if k.model_config {
+            HyperSource::KerasConfig {
+                file: k.file.clone(),
+                path: k.path.clone(),
+            }
+        } else {
+            HyperSource::KerasMetadata {
+                file: k.file.clone(),
+                path: k.path.clone(),
+            }
         }
     }
 }
@@ -117,7 +133,9 @@ impl std::fmt::Display for HyperSource {
                 }
                 write!(f, "{node} ({detail})")
             }
-            HyperSource::KerasMetadata { file, path } => write!(f, "{file}: {path}"),
+            HyperSource::KerasMetadata { file, path } | HyperSource::KerasConfig { file, path } => {
+                write!(f, "{file}: {path}")
+            }
             HyperSource::Variables => f.write_str("variables present"),
             HyperSource::Default => f.write_str("default"),
             HyperSource::Flag => f.write_str("flag"),
@@ -511,6 +529,15 @@ fn scan(source: &Source, vars: &VarIndex) -> Result<Scan> {
             out.files
                 .push(crate::savedmodel::KERAS_METADATA_PB.to_string());
         }
+    } else if !source.keras_layers().is_empty() {
+        out.keras = keras::from_model_config(source.keras_layers(), vars);
+        let mut files: Vec<String> = source
+            .keras_layers()
+            .iter()
+            .map(|l| l.file.clone())
+            .collect();
+        files.dedup();
+        out.files.extend(files);
     } else if let Some((meta_path, meta)) = source.meta_graph() {
         let file = meta_path
             .file_name()

@@ -122,15 +122,19 @@ pub enum FoundBy {
     Graph,
     /// The user declared which variables form it (a name mapping).
     Declared,
+    /// A Keras model config lists it as a batch-norm layer, paired with its
+    /// variables (Keras files: `config.json`, `model_config`, `--hyper`).
+    KerasConfig,
 }
 
 impl FoundBy {
-    /// `naming`, `graph` or `declared`.
+    /// `naming`, `graph`, `declared` or `keras_config`.
     pub fn label(self) -> &'static str {
         match self {
             FoundBy::Naming => "naming",
             FoundBy::Graph => "graph",
             FoundBy::Declared => "declared",
+            FoundBy::KerasConfig => "keras_config",
         }
     }
 }

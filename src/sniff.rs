@@ -1,6 +1,7 @@
-//! Recognising files tfbn does not read, by their first bytes, so that the
-//! answer says what the file is and how to get one tfbn reads instead of a
-//! table-format error about a file that never was a checkpoint.
+//! Recognising files by their first bytes: Keras HDF5 and `.keras` files go
+//! to [`crate::keras`]; for files tfbn does not read the answer says what the
+//! file is and how to get one tfbn reads, instead of a table-format error
+//! about a file that never was a checkpoint.
 
 use std::io::Read;
 use std::path::Path;
@@ -8,9 +9,11 @@ use std::path::Path;
 /// A file format tfbn recognises but does not read as a TF checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Foreign {
-    /// HDF5 (`\x89HDF\r\n\x1a\n`): Keras `.h5` / `.weights.h5`.
+    /// HDF5 (`\x89HDF\r\n\x1a\n`): Keras `.h5` / `.weights.h5`, read by
+    /// [`crate::keras`].
     Hdf5,
-    /// A zip holding `config.json` and `model.weights.h5`: Keras 3 `.keras`.
+    /// A zip holding `config.json` and `model.weights.h5`: Keras 3 `.keras`,
+    /// read by [`crate::keras`].
     KerasZip,
     /// A zip holding `data.pkl`: PyTorch `.pt` / `.pth`.
     PyTorchZip,
@@ -34,14 +37,10 @@ impl Foreign {
     pub fn explain(self) -> &'static str {
         match self {
             Foreign::Hdf5 => {
-                "a Keras HDF5 file (.h5 / .weights.h5), which tfbn does not read yet; in Python \
-                 load it and save a TF checkpoint (`model.save_weights('ckpt')` in tf_keras, or \
-                 `tf.train.Checkpoint(model=model).write('ckpt')`) or a SavedModel"
+                "an HDF5 file; tfbn reads the ones Keras writes (.h5, .weights.h5, and inside \
+                 .keras archives)"
             }
-            Foreign::KerasZip => {
-                "a Keras 3 .keras archive, which tfbn does not read yet; in Python load it and \
-                 write `tf.train.Checkpoint(model=model).write('ckpt')` or `model.export('dir')`"
-            }
+            Foreign::KerasZip => "a Keras 3 .keras archive, which tfbn reads natively",
             Foreign::PyTorchZip => {
                 "a PyTorch checkpoint (.pt/.pth: a zip with data.pkl); tfbn reads TensorFlow \
                  files, and unpickling a PyTorch file could run code, so it is not opened"

@@ -249,6 +249,39 @@ impl Store {
     }
 }
 
+/// A layer's entry in a Keras model config (`config.json` of a `.keras`
+/// archive, the `model_config` attribute of a Keras 2 `.h5`, or a config
+/// given with `--hyper`), read as inert JSON and paired with the variables
+/// that hold its weights. Only the Keras readers (`crate::keras`) make
+/// these; discovery and hyper-parameter recovery read them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KerasLayerConfig {
+    /// The layer's path of names from the model (`bn`, `inner/bn`).
+    pub path: String,
+    /// The config's `class_name` (`BatchNormalization`, …).
+    pub class_name: String,
+    /// The layer's `config` object.
+    pub config: serde_json::Value,
+    /// Where the config came from (`m.keras: config.json`,
+    /// `m.h5: model_config`, a sidecar's path).
+    pub file: String,
+    /// JSON path of the layer's `config` object in that file
+    /// (`config.layers[3].config`).
+    pub json_path: String,
+    /// The rank of the layer's input, where the config says it
+    /// (`build_config.input_shape`, a `batch_input_shape`) or the layers
+    /// before it imply it.
+    pub input_rank: Option<usize>,
+    /// True for a Keras 2 / tf_keras config, whose BatchNormalization
+    /// chooses the fused kernel when built (its config never records
+    /// `fused`, so Keras rebuilds the layer with `fused=None`).
+    pub tf_keras: bool,
+    /// The variables holding the layer's weights, as `(weight name, key)`
+    /// with Keras's weight names (`gamma`, `moving_mean`, …), in the order
+    /// the layer creates them.
+    pub weights: Vec<(String, String)>,
+}
+
 /// An opened checkpoint or SavedModel.
 pub struct Source {
     path: PathBuf,
@@ -261,6 +294,7 @@ pub struct Source {
     declared: Vec<LayerMapping>,
     meta: Option<(PathBuf, MetaGraphDef)>,
     notes: Vec<String>,
+    keras: Vec<KerasLayerConfig>,
 }
 
 impl std::fmt::Debug for Source {
@@ -339,6 +373,7 @@ impl Source {
             declared: Vec::new(),
             meta,
             notes,
+            keras: Vec::new(),
         })
     }
 
@@ -489,7 +524,25 @@ impl Source {
             declared: Vec::new(),
             meta: graph.map(|g| (path.to_path_buf(), g)),
             notes,
+            keras: Vec::new(),
         }
+    }
+
+    /// Attaches the layer configs of a Keras model config, paired with this
+    /// source's variables (the Keras readers call it).
+    pub fn set_keras_layers(&mut self, layers: Vec<KerasLayerConfig>) {
+        self.keras = layers;
+    }
+
+    /// The layer configs of the Keras model config that came with the file
+    /// (or with `--hyper`); empty for other formats.
+    pub fn keras_layers(&self) -> &[KerasLayerConfig] {
+        &self.keras
+    }
+
+    /// Adds a note on how the file was read ([`Source::notes`]).
+    pub fn push_note(&mut self, note: String) {
+        self.notes.push(note);
     }
 }
 

@@ -118,7 +118,7 @@ fn candle_batch_norm_matches_tensorflow_within_tolerance() {
         // Give ε where the files did not tell it.
         let mut flags = Vec::new();
         for layer in fx.layers() {
-            let module = module_of(&meta, layer);
+            let module = module_of(&meta, &layer);
             let want = layer["hyper"]["epsilon"].as_f64().unwrap();
             let got: f64 = meta[&format!("tfbn.layer.{module}.epsilon")]
                 .parse()
@@ -140,7 +140,7 @@ fn candle_batch_norm_matches_tensorflow_within_tolerance() {
         #[cfg(feature = "candle")]
         let direct = direct_route(&fx, &flags);
         for layer in fx.layers() {
-            let module = module_of(&meta, layer);
+            let module = module_of(&meta, &layer);
             let pre = format!("tfbn.layer.{module}.");
             let eps: f64 = meta[&format!("{pre}epsilon")].parse().unwrap();
             assert_eq!(

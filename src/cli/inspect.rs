@@ -344,7 +344,8 @@ fn print_table(out: &mut impl Write, r: &InspectReport) -> std::io::Result<()> {
         writeln!(out)?;
         writeln!(
             out,
-            "found: how the layer was found (naming convention, graph op, declared mapping); \
+            "found: how the layer was found (naming convention, graph op, declared mapping, \
+             Keras model config); \
              gbmv: which of gamma, beta, moving_mean, moving_variance it has (- = absent)"
         )?;
     }

@@ -115,9 +115,15 @@ pub struct Opened {
 /// worth knowing (a `checkpoint` file that named another machine's folder),
 /// and gathers the declarations of `--hyper` and the flags.
 fn open_source(path: &std::path::Path, layers: &LayerArgs) -> anyhow::Result<Opened> {
-    let sidecar = match &layers.hyper {
-        Some(f) => tfbn::declared::read_hyper_file(f)?,
-        None => tfbn::declared::HyperFile::default(),
+    // `--hyper` takes a Keras model config too (a `.keras`, a Keras 2 `.h5`,
+    // a `config.json`): it supplies a Keras weights file's settings.
+    let keras_config = match &layers.hyper {
+        Some(f) => tfbn::keras::read_config_file(f)?,
+        None => None,
+    };
+    let sidecar = match (&layers.hyper, &keras_config) {
+        (Some(f), None) => tfbn::declared::read_hyper_file(f)?,
+        _ => tfbn::declared::HyperFile::default(),
     };
     let mappings = sidecar
         .bn
@@ -138,6 +144,9 @@ fn open_source(path: &std::path::Path, layers: &LayerArgs) -> anyhow::Result<Ope
         declared.push(d.clone());
     }
     let mut source = tfbn::source::Source::open(path)?;
+    if let Some(cfg) = &keras_config {
+        source = tfbn::keras::with_config(source, cfg)?;
+    }
     source.declare_layers(mappings);
     for n in source.notes() {
         eprintln!("note: {n}");
@@ -209,7 +218,9 @@ pub struct LayerArgs {
     /// `{"layers": {"GLOB": {"epsilon": 1e-5, "momentum": 0.9, "axis": 3,
     /// "fused": true, "variance": "bessel"}}, "bn": ["GLOB:ROLE=NAME,…"],
     /// "allow": ["CODE=GLOB"]}`. Flags win over the sidecar. Marked
-    /// `sidecar`.
+    /// `sidecar`. For a Keras weights file, FILE may instead be the model's
+    /// `.keras`, its Keras 2 `.h5` or its config JSON: the settings then
+    /// come from that config (marked `keras_config`).
     #[arg(long = "hyper", value_name = "FILE")]
     pub hyper: Option<PathBuf>,
 }

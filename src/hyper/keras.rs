@@ -40,6 +40,9 @@ pub(crate) struct KerasBn {
     pub renorm_momentum: Option<f64>,
     /// `config.virtual_batch_size`: `Some(None)` when the config says null.
     pub virtual_batch_size: Option<Option<u64>>,
+    /// True for a Keras model config ([`crate::source::KerasLayerConfig`]),
+    /// false for SavedModel metadata.
+    pub model_config: bool,
 }
 
 /// Class names of Keras batch-norm layers.
@@ -85,54 +88,123 @@ pub(crate) fn configs(sm: &SavedModel, vars: &VarIndex) -> Result<Vec<KerasBn>> 
             vars.layer_of_key.get(key).map(|(l, _)| *l)
         });
         let Some(layer) = layer else { continue };
-        let c = &m.config;
-        // null: off; a number: the size (0 is kept, for the layer to
-        // refuse); anything else is left unrecovered.
-        let virtual_batch_size = match c.get("virtual_batch_size") {
-            Some(Value::Null) => Some(None),
-            Some(v) => v.as_u64().map(Some),
-            None => None,
-        };
-        let axis = match c.get("axis") {
-            Some(Value::Array(a)) if a.len() == 1 => a[0].as_i64(),
-            Some(v) => v.as_i64(),
-            None => None,
-        };
-        // With ghost batches, build() shifts the layer's axis by one for the
-        // inserted dimension and the saved config keeps the shifted value
-        // (`[4]` for a 4-D input; tf_keras cannot load such a model back).
-        let axis = match (axis, virtual_batch_size) {
-            (Some(a), Some(Some(_))) if a > 0 => Some(a - 1),
-            (a, _) => a,
-        };
-        // null: no clipping; an object: its bounds; anything else is not a
-        // config tf_keras writes and is left unrecovered.
-        let renorm_clipping = match c.get("renorm_clipping") {
-            Some(Value::Null) => Some(RenormClipping::default()),
-            Some(Value::Object(o)) => {
-                let get = |k: &str| o.get(k).and_then(Value::as_f64);
-                Some(RenormClipping {
-                    rmax: get("rmax"),
-                    rmin: get("rmin"),
-                    dmax: get("dmax"),
-                })
-            }
-            _ => None,
-        };
-        out.push(KerasBn {
+        out.push(parse(
             layer,
-            file: file.to_string(),
-            path: m.node_path.clone(),
-            epsilon: c.get("epsilon").and_then(Value::as_f64),
-            momentum: c.get("momentum").and_then(Value::as_f64),
-            axis,
-            center: c.get("center").and_then(Value::as_bool),
-            scale: c.get("scale").and_then(Value::as_bool),
-            fused: c.get("fused").and_then(Value::as_bool),
-            renorm_clipping,
-            renorm_momentum: c.get("renorm_momentum").and_then(Value::as_f64),
-            virtual_batch_size,
-        });
+            file.to_string(),
+            m.node_path.clone(),
+            &m.config,
+            None,
+            false,
+        ));
     }
     Ok(out)
+}
+
+/// The BatchNormalization configs of a Keras model config, each tied to the
+/// layer that owns one of its weights.
+pub(crate) fn from_model_config(
+    layers: &[crate::source::KerasLayerConfig],
+    vars: &VarIndex,
+) -> Vec<KerasBn> {
+    let mut out = Vec::new();
+    for l in layers.iter().filter(|l| is_batch_norm(&l.class_name)) {
+        let Some(layer) = l
+            .weights
+            .iter()
+            .find_map(|(_, key)| vars.layer_of_key.get(key).map(|(i, _)| *i))
+        else {
+            continue;
+        };
+        let mut k = parse(
+            layer,
+            l.file.clone(),
+            l.json_path.clone(),
+            &l.config,
+            l.input_rank,
+            true,
+        );
+        // tf_keras never writes `fused`: Keras rebuilds the layer with
+        // `fused=None`, and its build picks the fused kernel for a rank-4
+        // or 5 input with the channel axis 1 or last, without renorm or
+        // ghost batches. With the input rank known that is a fact of the
+        // file.
+        if l.tf_keras && k.fused.is_none() && l.config.get("fused").is_none() {
+            if let (Some(rank), Some(axis)) = (l.input_rank, k.axis) {
+                let renorm = l.config.get("renorm").and_then(Value::as_bool) == Some(true);
+                let ghost = matches!(k.virtual_batch_size, Some(Some(_)));
+                k.fused = Some(
+                    usize::try_from(axis)
+                        .is_ok_and(|a| matches!(rank, 4 | 5) && (a == 1 || a + 1 == rank))
+                        && !renorm
+                        && !ghost,
+                );
+            }
+        }
+        out.push(k);
+    }
+    out
+}
+
+/// One BatchNormalization config object. A negative axis is made
+/// non-negative with `input_rank` where known.
+fn parse(
+    layer: usize,
+    file: String,
+    path: String,
+    c: &Value,
+    input_rank: Option<usize>,
+    model_config: bool,
+) -> KerasBn {
+    // null: off; a number: the size (0 is kept, for the layer to
+    // refuse); anything else is left unrecovered.
+    let virtual_batch_size = match c.get("virtual_batch_size") {
+        Some(Value::Null) => Some(None),
+        Some(v) => v.as_u64().map(Some),
+        None => None,
+    };
+    let axis = match c.get("axis") {
+        Some(Value::Array(a)) if a.len() == 1 => a[0].as_i64(),
+        Some(v) => v.as_i64(),
+        None => None,
+    };
+    // With ghost batches, build() shifts the layer's axis by one for the
+    // inserted dimension and the saved config keeps the shifted value
+    // (`[4]` for a 4-D input; tf_keras cannot load such a model back).
+    let axis = match (axis, virtual_batch_size) {
+        (Some(a), Some(Some(_))) if a > 0 => Some(a - 1),
+        (a, _) => a,
+    };
+    let axis = match (axis, input_rank.and_then(|r| i64::try_from(r).ok())) {
+        (Some(a), Some(r)) if a < 0 && a >= -r => Some(a + r),
+        (a, _) => a,
+    };
+    // null: no clipping; an object: its bounds; anything else is not a
+    // config Keras writes and is left unrecovered.
+    let renorm_clipping = match c.get("renorm_clipping") {
+        Some(Value::Null) => Some(RenormClipping::default()),
+        Some(Value::Object(o)) => {
+            let get = |k: &str| o.get(k).and_then(Value::as_f64);
+            Some(RenormClipping {
+                rmax: get("rmax"),
+                rmin: get("rmin"),
+                dmax: get("dmax"),
+            })
+        }
+        _ => None,
+    };
+    KerasBn {
+        layer,
+        file,
+        path,
+        epsilon: c.get("epsilon").and_then(Value::as_f64),
+        momentum: c.get("momentum").and_then(Value::as_f64),
+        axis,
+        center: c.get("center").and_then(Value::as_bool),
+        scale: c.get("scale").and_then(Value::as_bool),
+        fused: c.get("fused").and_then(Value::as_bool),
+        renorm_clipping,
+        renorm_momentum: c.get("renorm_momentum").and_then(Value::as_f64),
+        virtual_batch_size,
+        model_config,
+    }
 }

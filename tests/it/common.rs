@@ -73,9 +73,38 @@ impl Fixture {
         !(f.starts_with("keras") || f == "frozen_graphdef")
     }
 
-    /// The manifest's BN layers.
-    pub fn layers(&self) -> &Vec<Value> {
+    /// The manifest's BN layers that tfbn finds in the file alone: all of
+    /// them, except in a Keras 3 weights-only file (`.weights.h5`, no
+    /// config) a layer with `center` or `scale` off, whose three stored
+    /// vectors do not say which is off and which tfbn leaves to a
+    /// declaration (tests/it/keras.rs covers those with `--hyper`).
+    pub fn layers(&self) -> Vec<Value> {
+        self.all_layers()
+            .iter()
+            .filter(|l| !self.needs_declaration(l))
+            .cloned()
+            .collect()
+    }
+
+    /// Every BN layer of the manifest.
+    pub fn all_layers(&self) -> &Vec<Value> {
         self.manifest["layers"].as_array().expect("manifest.layers")
+    }
+
+    /// True for a layer of a Keras 3 weights-only file with `center` or
+    /// `scale` off (see [`Fixture::layers`]).
+    pub fn needs_declaration(&self, layer: &Value) -> bool {
+        self.manifest["format"] == "keras3_weights_h5"
+            && (layer["hyper"]["center"] == false || layer["hyper"]["scale"] == false)
+    }
+
+    /// True for a Keras weights-only file (no model config: settings that
+    /// only a config holds, like renorm's clipping, are TF's defaults).
+    pub fn weights_only(&self) -> bool {
+        matches!(
+            self.manifest["format"].as_str(),
+            Some("keras3_weights_h5" | "keras2_weights_h5")
+        )
     }
 
     /// Asserts that `t`, read for manifest variable `var`, is what
@@ -221,7 +250,7 @@ impl Fixture {
                     None => Value::String("auto".into()),
                 };
             }
-            layers.insert(self.tfbn_name(l), entry);
+            layers.insert(self.tfbn_name(&l), entry);
         }
         let path = dir.join(format!("{}.hyper.json", self.name));
         let doc = serde_json::json!({ "layers": layers });

@@ -33,6 +33,9 @@ enum Origin {
     Graph(&'static str),
     /// tf_keras metadata in `keras_metadata.pb`.
     Keras,
+    /// A Keras model config (`config.json` of a `.keras`, `model_config`
+    /// of a Keras 2 `.h5`).
+    KerasConfig,
     /// TF's default.
     Default,
 }
@@ -97,6 +100,83 @@ const PROVENANCE: &[(&str, Origin, Origin)] = &[
     ("keras3_functional", Origin::Default, Origin::Default),
     ("keras3_sequential", Origin::Default, Origin::Default),
     ("keras3_subclassed", Origin::Default, Origin::Default),
+    // Keras files (scripts/gen/kfile*.py): the model config of a `.keras` or
+    // Keras 2 `.h5`; weights-only files and a subclassed model's inner
+    // layers (its config lists none) hold nothing.
+    (
+        "kfile_k3_cnn_keras",
+        Origin::KerasConfig,
+        Origin::KerasConfig,
+    ),
+    (
+        "kfile_k3_mixed_keras",
+        Origin::KerasConfig,
+        Origin::KerasConfig,
+    ),
+    (
+        "kfile_k3_nested_keras",
+        Origin::KerasConfig,
+        Origin::KerasConfig,
+    ),
+    (
+        "kfile_k3_subclassed_keras",
+        Origin::Default,
+        Origin::Default,
+    ),
+    (
+        "kfile_tfk_chunked_h5",
+        Origin::KerasConfig,
+        Origin::KerasConfig,
+    ),
+    ("kfile_tfk_cnn_h5", Origin::KerasConfig, Origin::KerasConfig),
+    (
+        "kfile_tfk_mixed_h5",
+        Origin::KerasConfig,
+        Origin::KerasConfig,
+    ),
+    (
+        "kfile_tfk_nested_h5",
+        Origin::KerasConfig,
+        Origin::KerasConfig,
+    ),
+    ("kfile_k3_cnn_weights", Origin::Default, Origin::Default),
+    ("kfile_k3_mixed_weights", Origin::Default, Origin::Default),
+    ("kfile_k3_nested_weights", Origin::Default, Origin::Default),
+    (
+        "kfile_k3_subclassed_weights",
+        Origin::Default,
+        Origin::Default,
+    ),
+    ("kfile_tfk_cnn_weights", Origin::Default, Origin::Default),
+    ("kfile_tfk_mixed_weights", Origin::Default, Origin::Default),
+    ("kfile_tfk_nested_weights", Origin::Default, Origin::Default),
+    (
+        "kfile_tfk_subclassed_weights",
+        Origin::Default,
+        Origin::Default,
+    ),
+    (
+        "kfile_h5py_k3_gzip_weights",
+        Origin::Default,
+        Origin::Default,
+    ),
+    (
+        "kfile_h5py_k2_dense_attrs_weights",
+        Origin::Default,
+        Origin::Default,
+    ),
+    // tf.keras 2.15 (scripts/gen_versions.py).
+    (
+        "kfile_k215_cnn_h5",
+        Origin::KerasConfig,
+        Origin::KerasConfig,
+    ),
+    (
+        "kfile_k215_nested_h5",
+        Origin::KerasConfig,
+        Origin::KerasConfig,
+    ),
+    ("kfile_k215_cnn_weights", Origin::Default, Origin::Default),
 ];
 
 fn from_of(s: &HyperSource) -> Origin {
@@ -114,6 +194,13 @@ fn from_of(s: &HyperSource) -> Origin {
             assert_eq!(file, "keras_metadata.pb");
             Origin::Keras
         }
+        HyperSource::KerasConfig { file, .. } => {
+            assert!(
+                file.ends_with(": config.json") || file.ends_with(": model_config"),
+                "{file}"
+            );
+            Origin::KerasConfig
+        }
         HyperSource::Default => Origin::Default,
         other => panic!("unexpected source {other:?}"),
     }
@@ -122,7 +209,7 @@ fn from_of(s: &HyperSource) -> Origin {
 /// The manifest entry of a discovered layer (matched by its moving_mean key).
 fn manifest_layer<'a>(fx: &'a Fixture, layer: &BnLayer) -> &'a Value {
     let key = &layer.var(BnRole::MovingMean).unwrap().key;
-    fx.layers()
+    fx.all_layers()
         .iter()
         .find(|l| l["variables"]["moving_mean"]["key"].as_str() == Some(key))
         .unwrap_or_else(|| panic!("{}: no manifest layer owns {key}", fx.name))
@@ -201,7 +288,12 @@ fn check_against_manifest(fx: &Fixture, layers: &[BnLayer], hyper: &[LayerHyper]
         if want["virtual_batch_size"].as_u64().is_some() {
             assert!(!h.virtual_batch_size.is_default(), "{ctx}: ghost layer");
         }
-        if let Some(clip) = want.get("renorm_clipping") {
+        // (A weights-only Keras file holds no config: its defaults are
+        // marked as such.)
+        if let Some(clip) = want
+            .get("renorm_clipping")
+            .filter(|c| !c.is_null() && !h.renorm_clipping.is_default())
+        {
             assert_eq!(
                 h.renorm_clipping.value,
                 tfbn::hyper::RenormClipping {

@@ -11,6 +11,7 @@ mod facade;
 mod found;
 mod fuzz_regressions;
 mod hyper;
+mod keras;
 mod lint;
 mod numeric_snapshot;
 mod snapshots;

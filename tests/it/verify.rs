@@ -1043,7 +1043,7 @@ fn keras3_checkpoint_passes_with_its_true_settings_declared() {
     let v = json(&o);
     let fx = fixture("keras3_functional");
     for want in fx.layers() {
-        let name = fx.tfbn_name(want);
+        let name = fx.tfbn_name(&want);
         let l = v["layers"]
             .as_array()
             .unwrap()
