@@ -4,7 +4,8 @@
 #   scripts/fuzz.sh TARGET SECONDS [extra libFuzzer flags…]
 #   scripts/fuzz.sh --seeds-only TARGET      (write the seed corpus only)
 #
-# Targets: table entries v1 checkpoint savedmodel graphdef frozen npy (their
+# Targets: table entries v1 checkpoint savedmodel graphdef frozen hdf5
+# keras_config npy (their
 # entry points and input layouts: fuzz/src/lib.rs). Needs a nightly
 # toolchain and `cargo install cargo-fuzz --locked`.
 #
@@ -25,7 +26,7 @@ if [[ "${1:-}" == "--seeds-only" ]]; then
 fi
 target="${1:?usage: scripts/fuzz.sh TARGET SECONDS [libFuzzer flags]}"
 case "$target" in
-    table | entries | v1 | checkpoint | savedmodel | graphdef | frozen | npy) ;;
+    table | entries | v1 | checkpoint | savedmodel | graphdef | frozen | hdf5 | keras_config | npy) ;;
     *)
         echo "fuzz.sh: unknown target '$target'" >&2
         exit 2
@@ -133,6 +134,27 @@ elif target == "frozen":
     for p in sorted(glob.glob(f"{T}/*/*.pb")):
         if os.path.basename(p) not in ("saved_model.pb", "keras_metadata.pb", "fingerprint.pb"):
             seed(fixture(p), read(p))
+elif target == "hdf5":
+    for p in sorted(glob.glob(f"{T}/*/*.h5") + glob.glob(f"{T}/*/*.keras")):
+        if os.path.getsize(p) <= 100 * 1024:
+            seed(fixture(p) + "-" + os.path.basename(p), read(p))
+elif target == "keras_config":
+    import json, zipfile
+    # Keras 3 configs (config.json of .keras archives) go with the Keras 3
+    # weights (selector 0); tf_keras ones (model_config of whole-model .h5
+    # files, read here with h5py when it is installed) with selector 1.
+    for p in sorted(glob.glob(f"{T}/*/*.keras")):
+        with zipfile.ZipFile(p) as z:
+            seed(fixture(p), b"\x00" + z.read("config.json"))
+    try:
+        import h5py
+        for p in sorted(glob.glob(f"{T}/kfile_tfk_*/m.h5")):
+            with h5py.File(p, "r") as f:
+                cfg = f.attrs["model_config"]
+            cfg = cfg.encode() if isinstance(cfg, str) else bytes(cfg)
+            seed(fixture(p), b"\x01" + cfg)
+    except ImportError:
+        pass
 elif target == "npy":
     seen = set()
     for p in sorted(glob.glob(f"{T}/**/*.npy", recursive=True)):

@@ -34,6 +34,8 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("savedmodel", savedmodel),
     ("graphdef", graphdef),
     ("frozen", frozen),
+    ("hdf5", hdf5),
+    ("keras_config", keras_config),
     ("npy", npy),
 ];
 
@@ -294,6 +296,56 @@ pub fn frozen(dir: &Path, input: &[u8]) -> Result<()> {
     let path = dir.join("frozen.pb");
     write(&path, input);
     let source = Source::open(&path)?;
+    use_source(&source)
+}
+
+/// `hdf5`: the bytes are a Keras file: HDF5 (`.h5`, `.weights.h5`) or a
+/// `.keras` zip archive (which holds one); `Source::open` sniffs which.
+/// Opening reads every dataset into variables and attaches the model
+/// config; then the source checks run, and the file is read again as a
+/// `--hyper` model config (`model_config` attribute, `config.json`).
+pub fn hdf5(dir: &Path, input: &[u8]) -> Result<()> {
+    let path = dir.join("model.h5");
+    write(&path, input);
+    let config = tfbn::keras::read_config_file(&path).map(drop);
+    let source = Source::open(&path)?;
+    config.and(use_source(&source))
+}
+
+/// Keras weights files the fuzzed configs are applied to.
+const KERAS_WEIGHTS: [&[u8]; 2] = [
+    include_bytes!("../../testdata/kfile_k3_cnn_weights/m.weights.h5"),
+    include_bytes!("../../testdata/kfile_tfk_cnn_weights/w.h5"),
+];
+
+/// `keras_config`: the bytes are a Keras model config (JSON, as
+/// `config.json` or `model.to_json()` hold it), given as `--hyper` to a
+/// real weights file: read as a config file, checked and parsed, then used
+/// in place of the file's own (`keras::with_config`), and the source
+/// checks run with its layers and settings.
+///
+/// Layout: a byte choosing the weights (`% 2`: Keras 3
+/// `kfile_k3_cnn_weights`, tf_keras `kfile_tfk_cnn_weights`), then the
+/// JSON.
+pub fn keras_config(dir: &Path, input: &[u8]) -> Result<()> {
+    let mut rest = input;
+    let Some(&[which]) = take(&mut rest, 1) else {
+        return Ok(());
+    };
+    let weights = dir.join("weights.h5");
+    write(
+        &weights,
+        KERAS_WEIGHTS[which as usize % KERAS_WEIGHTS.len()],
+    );
+    let config = dir.join("config.json");
+    write(&config, rest);
+    let Some(cfg) = tfbn::keras::read_config_file(&config)? else {
+        return Ok(());
+    };
+    let _ = tfbn::keras::config::check(&cfg.doc);
+    let _ = tfbn::keras::config::parse(&cfg.doc);
+    let source = Source::open(&weights)?;
+    let source = tfbn::keras::with_config(source, &cfg)?;
     use_source(&source)
 }
 

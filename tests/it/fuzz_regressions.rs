@@ -111,6 +111,8 @@ fn fixtures_packed_in_the_fuzz_layouts_read_cleanly() {
     sm.extend_from_slice(&pb);
     run("savedmodel", &sm).expect("savedmodel");
     run("frozen", &read("frozen_tf1/frozen.pb")).expect("frozen");
+    run("hdf5", &read("kfile_tfk_cnn_h5/m.h5")).expect("hdf5");
+    run("hdf5", &read("kfile_k3_subclassed_keras/m.keras")).expect("hdf5 (.keras)");
     run(
         "npy",
         &read("tf1_trained/goldens/batch_normalization/input.npy"),
