@@ -23,11 +23,19 @@ const MAX_HEADER_BYTES: usize = 16 << 20;
 pub const MAX_OBJECTS: usize = 1_000_000;
 /// The deepest group nesting followed.
 pub const MAX_DEPTH: usize = 64;
+/// The most bytes all datasets together may decode to per byte of the
+/// file: deflate's largest expansion (1032:1) with a margin, as for
+/// `.keras` archive members. A dataset whose chunks were never written
+/// decodes to its fill value from no bytes at all, so without this a
+/// 5 KB file could ask for gigabytes per dataset.
+const MAX_RATIO: u64 = 1100;
 
 /// An opened HDF5 file, with the path it is reported under.
 pub struct H5 {
     pub(crate) file: Hdf5File,
     pub(crate) path: PathBuf,
+    /// The file's length in bytes.
+    len: u64,
 }
 
 /// One dataset of the file.
@@ -57,10 +65,12 @@ impl H5 {
             max_object_header_bytes: MAX_HEADER_BYTES,
             ..OpenOptions::default()
         };
+        let len = bytes.len() as u64;
         let file = Hdf5File::from_vec_with_options(bytes, opts).map_err(|e| unreadable(path, e))?;
         Ok(H5 {
             file,
             path: path.to_path_buf(),
+            len,
         })
     }
 
@@ -90,11 +100,14 @@ impl H5 {
     }
 
     /// Every dataset in the file, depth first, groups and datasets in name
-    /// order.
+    /// order. Together they may decode to at most [`MAX_RATIO`] times the
+    /// file's length (at least 64 KiB), checked against each dataset's
+    /// declared size before it is read.
     pub fn datasets(&self) -> Result<Vec<Dataset>> {
         let mut out = Vec::new();
         let mut count = 0usize;
-        self.walk(&self.root()?, "", 0, &mut count, &mut out)?;
+        let mut left = self.len.saturating_mul(MAX_RATIO).max(1 << 16);
+        self.walk(&self.root()?, "", 0, &mut count, &mut left, &mut out)?;
         Ok(out)
     }
 
@@ -104,6 +117,7 @@ impl H5 {
         prefix: &str,
         depth: usize,
         count: &mut usize,
+        left: &mut u64,
         out: &mut Vec<Dataset>,
     ) -> Result<()> {
         if depth > MAX_DEPTH {
@@ -132,16 +146,16 @@ impl H5 {
         for name in &datasets {
             let key = join(name);
             let ds = g.dataset(name).map_err(|e| unreadable(&self.path, e))?;
-            out.push(self.read(&ds, key)?);
+            out.push(self.read(&ds, key, left)?);
         }
         for name in &groups {
             let child = g.group(name).map_err(|e| unreadable(&self.path, e))?;
-            self.walk(&child, &join(name), depth + 1, count, out)?;
+            self.walk(&child, &join(name), depth + 1, count, left, out)?;
         }
         Ok(())
     }
 
-    fn read(&self, ds: &hdf5_reader::Dataset, key: String) -> Result<Dataset> {
+    fn read(&self, ds: &hdf5_reader::Dataset, key: String, left: &mut u64) -> Result<Dataset> {
         let dtype = match dtype_of(ds.dtype()) {
             Ok(d) => d,
             Err(why) => {
@@ -167,6 +181,18 @@ impl H5 {
                 limit: MAX_DATASET_BYTES,
             });
         }
+        if bytes > *left {
+            return Err(Error::SizeOverLimit {
+                path: self.path.clone(),
+                what: format!(
+                    "dataset {key} (all datasets together may decode to {MAX_RATIO}× the \
+                     file's size)"
+                ),
+                bytes,
+                limit: *left,
+            });
+        }
+        *left -= bytes;
         let data = ds
             .read_native_bytes()
             .map_err(|e| unreadable(&self.path, format!("{key}: {e}")))?;
