@@ -381,6 +381,14 @@ pub struct LayerHyper {
     /// Ghost batches (`virtual_batch_size`; default none). Only a tf_keras
     /// config holds it.
     pub virtual_batch_size: Sourced<Option<u64>>,
+    /// Keras 3's `synchronized` (cross-replica statistics in training);
+    /// only a Keras 3 config holds it. Omitted from JSON when unknown.
+    #[serde(skip_serializing_if = "Sourced::value_is_none")]
+    pub synchronized: Sourced<Option<bool>>,
+    /// The layer's dtype policy (`float32`, `mixed_float16`, …) as a Keras
+    /// config names it. Omitted from JSON when unknown.
+    #[serde(skip_serializing_if = "Sourced::value_is_none")]
+    pub dtype_policy: Sourced<Option<String>>,
     /// How hand-written code updates the moving statistics next to
     /// `tf.nn.batch_normalization` (the graph's assigns); only graph-found
     /// `nn` layers have one. Omitted from JSON when unknown.
@@ -411,6 +419,8 @@ impl LayerHyper {
             renorm_clipping: Sourced::default_value(RenormClipping::default()),
             renorm_momentum: Sourced::default_value(DEFAULT_RENORM_MOMENTUM),
             virtual_batch_size: Sourced::default_value(None),
+            synchronized: Sourced::default_value(None),
+            dtype_policy: Sourced::default_value(None),
             nn_update: Sourced::default_value(None),
             inference_rewritten: Sourced::default_value(false),
             conflicts: Vec::new(),
@@ -797,6 +807,21 @@ fn merge(layer: &BnLayer, index: usize, g: &GraphFindings, keras: &[KerasBn]) ->
         h.nn_update = Sourced::new(m.form, HyperSource::graph(&m.site, m.detail.clone()));
     }
 
+    // Keras 3's synchronized and the dtype policy: only a config says.
+    let sync: Vec<(DisplayOpt, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((DisplayOpt(Some(k.synchronized?)), HyperSource::keras(k))))
+        .collect();
+    if let Some(v) = pick("synchronized", sync, |a, b| a == b, &mut conflicts) {
+        h.synchronized = Sourced::new(v.value.0, v.source);
+    }
+    let policy: Vec<(String, HyperSource)> = k
+        .iter()
+        .filter_map(|k| Some((k.dtype_policy.clone()?, HyperSource::keras(k))))
+        .collect();
+    if let Some(v) = pick("dtype_policy", policy, |a, b| a == b, &mut conflicts) {
+        h.dtype_policy = Sourced::new(Some(v.value), v.source);
+    }
     // Ghost batches: only the config says.
     let vbs: Vec<(DisplayU64, HyperSource)> = k
         .iter()

@@ -140,6 +140,14 @@ fn candle_batch_norm_matches_tensorflow_within_tolerance() {
         #[cfg(feature = "candle")]
         let direct = direct_route(&fx, &flags);
         for layer in fx.layers() {
+            // Mixed-precision layers (float16 goldens) are checked by
+            // `tfbn apply` (tests/it/keras.rs); candle runs them in float32.
+            if layer["input_dtype"]
+                .as_str()
+                .is_some_and(|d| d != "float32")
+            {
+                continue;
+            }
             let module = module_of(&meta, &layer);
             let pre = format!("tfbn.layer.{module}.");
             let eps: f64 = meta[&format!("{pre}epsilon")].parse().unwrap();

@@ -241,7 +241,7 @@ fn print_layer(out: &mut impl Write, l: &LayerJson) -> std::io::Result<()> {
     .collect();
     writeln!(
         out,
-        "  {:<32} {:>8} {:<9} {:<8} {:<5} {:<22} {:<22}{}",
+        "  {:<32} {:>8} {:<9} {:<12} {:<5} {:<22} {:<22}{}",
         l.name,
         l.channels,
         l.dtype,
@@ -324,7 +324,7 @@ fn print_table(out: &mut impl Write, r: &InspectReport) -> std::io::Result<()> {
         writeln!(out)?;
         writeln!(
             out,
-            "  {:<32} {:>8} {:<9} {:<8} {:<5} {:<22} {:<22}",
+            "  {:<32} {:>8} {:<9} {:<12} {:<5} {:<22} {:<22}",
             "layer", "channels", "dtype", "found", "gbmv", "moving_mean", "moving_variance"
         )?;
         for l in &r.layers {

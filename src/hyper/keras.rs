@@ -40,6 +40,11 @@ pub(crate) struct KerasBn {
     pub renorm_momentum: Option<f64>,
     /// `config.virtual_batch_size`: `Some(None)` when the config says null.
     pub virtual_batch_size: Option<Option<u64>>,
+    /// `config.synchronized` (Keras 3).
+    pub synchronized: Option<bool>,
+    /// The dtype policy's name (`config.dtype`: a string, or a
+    /// `DTypePolicy` / `Policy` object).
+    pub dtype_policy: Option<String>,
     /// True for a Keras model config ([`crate::source::KerasLayerConfig`]),
     /// false for SavedModel metadata.
     pub model_config: bool,
@@ -205,6 +210,21 @@ fn parse(
         renorm_clipping,
         renorm_momentum: c.get("renorm_momentum").and_then(Value::as_f64),
         virtual_batch_size,
+        // (Read from model configs only; SavedModel metadata keeps its
+        // established report.)
+        synchronized: c
+            .get("synchronized")
+            .and_then(Value::as_bool)
+            .filter(|_| model_config),
+        dtype_policy: match c.get("dtype").filter(|_| model_config) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Object(o)) => o
+                .get("config")
+                .and_then(|c| c.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        },
         model_config,
     }
 }

@@ -38,12 +38,13 @@ fn invalid(path: &Path, why: impl Into<String>) -> Error {
 /// Reads the archive at `path`.
 pub fn read(path: &Path) -> Result<Archive> {
     let bytes = crate::fsx::read_regular(path, MAX_ARCHIVE_BYTES)?;
+    let archive_len = bytes.len() as u64;
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| invalid(path, format!("zip: {e}")))?;
-    let weights = member(&mut zip, path, "model.weights.h5")?
+    let weights = member(&mut zip, path, archive_len, "model.weights.h5")?
         .ok_or_else(|| invalid(path, "no model.weights.h5 member"))?;
     let json = |zip: &mut zip::ZipArchive<_>, name: &str| -> Result<Option<serde_json::Value>> {
-        match member(zip, path, name)? {
+        match member(zip, path, archive_len, name)? {
             None => Ok(None),
             Some(b) => {
                 serde_json::from_slice(&b)
@@ -69,6 +70,7 @@ pub fn read(path: &Path) -> Result<Archive> {
 fn member<R: std::io::Read + std::io::Seek>(
     zip: &mut zip::ZipArchive<R>,
     path: &Path,
+    archive_len: u64,
     name: &str,
 ) -> Result<Option<Vec<u8>>> {
     let mut f = match zip.by_name(name) {
@@ -77,7 +79,9 @@ fn member<R: std::io::Read + std::io::Seek>(
         Err(e) => return Err(invalid(path, format!("{name}: {e}"))),
     };
     let size = f.size();
-    let limit = MAX_MEMBER_BYTES.min(f.compressed_size().saturating_mul(MAX_RATIO).max(1 << 16));
+    // The compressed bytes lie inside the archive, whatever the header says.
+    let compressed = f.compressed_size().min(archive_len);
+    let limit = MAX_MEMBER_BYTES.min(compressed.saturating_mul(MAX_RATIO).max(1 << 16));
     if size > limit {
         return Err(Error::SizeOverLimit {
             path: path.to_path_buf(),
@@ -86,7 +90,8 @@ fn member<R: std::io::Read + std::io::Seek>(
             limit,
         });
     }
-    let cap = usize::try_from(size).map_err(|_| invalid(path, format!("{name}: too large")))?;
+    // Grown as bytes arrive, so a header that lies costs nothing up front.
+    let cap = usize::try_from(size.min(64 << 20)).unwrap_or(0);
     let mut out = Vec::with_capacity(cap);
     (&mut f)
         .take(size)

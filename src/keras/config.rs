@@ -32,6 +32,10 @@ pub struct Entry {
     pub input_rank: Option<usize>,
     /// True when the rank was implied rather than recorded.
     pub rank_inferred: bool,
+    /// Where Keras 3 stores the layer's variables in its weights file:
+    /// `layers/<class name in snake case, numbered per list>`, nested
+    /// models' layers under theirs (`layers/sequential/layers/…`).
+    pub keras3_group: String,
 }
 
 /// What a config holds, and what could not be followed.
@@ -78,7 +82,16 @@ pub fn parse(doc: &Value) -> Parsed {
     let list = layer_list(config);
     out.lists_layers = list.is_some();
     if let Some((layers, at)) = list {
-        walk(layers, &format!("config{at}"), "", 0, &mut out);
+        let sequential = out.model_class.as_deref() == Some("Sequential");
+        walk(
+            layers,
+            &format!("config{at}"),
+            "",
+            "",
+            sequential,
+            0,
+            &mut out,
+        );
     }
     out
 }
@@ -95,8 +108,17 @@ fn layer_list(config: Option<&Value>) -> Option<(&Vec<Value>, &'static str)> {
     }
 }
 
-fn walk(layers: &[Value], at: &str, prefix: &str, depth: usize, out: &mut Parsed) {
+fn walk(
+    layers: &[Value],
+    at: &str,
+    prefix: &str,
+    group: &str,
+    sequential: bool,
+    depth: usize,
+    out: &mut Parsed,
+) {
     let ranks = infer_ranks(layers);
+    let mut used: std::collections::BTreeMap<String, usize> = Default::default();
     if depth > MAX_NESTING {
         out.notes.push(format!(
             "{at}: models nest deeper than {MAX_NESTING} levels; the layers below are left out"
@@ -132,11 +154,28 @@ fn walk(layers: &[Value], at: &str, prefix: &str, depth: usize, out: &mut Parsed
         } else {
             format!("{prefix}/{name}")
         };
+        // Keras 3's group: the class name in snake case, numbered per
+        // list (a Sequential's input layer is not one of its layers).
+        let keras3_group = if sequential && class_name == "InputLayer" {
+            String::new()
+        } else {
+            let base = to_snake_case(&class_name);
+            let n = used.entry(base.clone()).or_insert(0);
+            let own = if *n == 0 {
+                base.clone()
+            } else {
+                format!("{base}_{n}")
+            };
+            *n += 1;
+            format!("{group}layers/{own}")
+        };
         if let Some((inner, suffix)) = layer_list(Some(&config)) {
             walk(
                 inner,
                 &format!("{here}.config{suffix}"),
                 &path,
+                &format!("{keras3_group}/"),
+                class_name == "Sequential",
                 depth + 1,
                 out,
             );
@@ -151,6 +190,7 @@ fn walk(layers: &[Value], at: &str, prefix: &str, depth: usize, out: &mut Parsed
             json_path: format!("{here}.config"),
             input_rank: recorded.or(implied),
             rank_inferred: recorded.is_none() && implied.is_some(),
+            keras3_group,
         });
     }
 }
@@ -313,6 +353,55 @@ pub fn infer_ranks(layers: &[Value]) -> Vec<Option<usize>> {
     (0..n).map(|i| input_of(layers, i, &mut out, 0)).collect()
 }
 
+/// Keras 3's `naming.to_snake_case`: drop non-word characters, `_` before
+/// an upper-case letter that starts a lower-case run (`BatchNormalization`
+/// → `Batch_Normalization`), then between a lower-case letter and an
+/// upper-case one, and lower-case the result (`Conv2D` → `conv2d`,
+/// `GlobalAveragePooling2D` → `global_average_pooling2d`). Each step scans
+/// left to right without overlapping matches, as Python's `re.sub` does.
+pub fn to_snake_case(name: &str) -> String {
+    let chars: Vec<char> = name
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    // (.)([A-Z][a-z]+) -> \1_\2
+    let mut step = Vec::with_capacity(chars.len() + 8);
+    let mut i = 0;
+    while i < chars.len() {
+        let upper_then_lower = i + 2 < chars.len()
+            && chars[i + 1].is_ascii_uppercase()
+            && chars[i + 2].is_ascii_lowercase();
+        if upper_then_lower {
+            let mut end = i + 2;
+            while end < chars.len() && chars[end].is_ascii_lowercase() {
+                end += 1;
+            }
+            step.push(chars[i]);
+            step.push('_');
+            step.extend_from_slice(&chars[i + 1..end]);
+            i = end;
+        } else {
+            step.push(chars[i]);
+            i += 1;
+        }
+    }
+    // ([a-z])([A-Z]) -> \1_\2
+    let mut out = String::with_capacity(step.len() + 8);
+    let mut i = 0;
+    while i < step.len() {
+        if i + 1 < step.len() && step[i].is_ascii_lowercase() && step[i + 1].is_ascii_uppercase() {
+            out.push(step[i]);
+            out.push('_');
+            out.push(step[i + 1]);
+            i += 2;
+        } else {
+            out.push(step[i]);
+            i += 1;
+        }
+    }
+    out.to_lowercase()
+}
+
 /// Class names of Keras batch-norm layers.
 pub fn is_batch_norm(class_name: &str) -> bool {
     matches!(
@@ -349,6 +438,22 @@ mod tests {
             "config.layers[2].config.layers[0].config"
         );
         assert!(p.lists_layers);
+    }
+
+    #[test]
+    fn snake_case_follows_keras() {
+        for (class, want) in [
+            ("BatchNormalization", "batch_normalization"),
+            ("Conv2D", "conv2d"),
+            ("GlobalAveragePooling2D", "global_average_pooling2d"),
+            ("InputLayer", "input_layer"),
+            ("Dense", "dense"),
+            ("SyncBatchNormalization", "sync_batch_normalization"),
+            ("Functional", "functional"),
+            ("MyBNBlock", "my_bn_block"),
+        ] {
+            assert_eq!(to_snake_case(class), want, "{class}");
+        }
     }
 
     #[test]

@@ -23,18 +23,22 @@ const MAX_HEADER_BYTES: usize = 16 << 20;
 pub const MAX_OBJECTS: usize = 1_000_000;
 /// The deepest group nesting followed.
 pub const MAX_DEPTH: usize = 64;
-/// The most bytes all datasets together may decode to per byte of the
-/// file: deflate's largest expansion (1032:1) with a margin, as for
-/// `.keras` archive members. A dataset whose chunks were never written
-/// decodes to its fill value from no bytes at all, so without this a
-/// 5 KB file could ask for gigabytes per dataset.
+/// The most bytes one dataset, and all datasets together, may decode to
+/// per byte of the file: deflate's largest expansion (1032:1) with a
+/// margin, as for `.keras` archive members. A dataset whose chunks were
+/// never written decodes to its fill value from no bytes at all, so a
+/// bound per dataset alone would let a file of many small dataset headers
+/// ask for gigabytes.
 const MAX_RATIO: u64 = 1100;
 
 /// An opened HDF5 file, with the path it is reported under.
 pub struct H5 {
     pub(crate) file: Hdf5File,
     pub(crate) path: PathBuf,
-    /// The file's length in bytes.
+    /// The file's length: no dataset, and no file's datasets together,
+    /// decode to more than deflate can expand it to (Keras never leaves
+    /// datasets unwritten, which would decode to fill values out of
+    /// nothing).
     len: u64,
 }
 
@@ -60,12 +64,12 @@ fn unreadable(path: &Path, e: impl std::fmt::Display) -> Error {
 impl H5 {
     /// Decodes an HDF5 file held in memory; `path` names it in errors.
     pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<H5> {
+        let len = bytes.len() as u64;
         let opts = OpenOptions {
             max_read_bytes: usize::try_from(MAX_DATASET_BYTES).unwrap_or(usize::MAX),
             max_object_header_bytes: MAX_HEADER_BYTES,
             ..OpenOptions::default()
         };
-        let len = bytes.len() as u64;
         let file = Hdf5File::from_vec_with_options(bytes, opts).map_err(|e| unreadable(path, e))?;
         Ok(H5 {
             file,
@@ -100,13 +104,13 @@ impl H5 {
     }
 
     /// Every dataset in the file, depth first, groups and datasets in name
-    /// order. Together they may decode to at most [`MAX_RATIO`] times the
-    /// file's length (at least 64 KiB), checked against each dataset's
-    /// declared size before it is read.
+    /// order. Each, and all together, may decode to at most [`MAX_RATIO`]
+    /// times the file's length (at least 1 MiB), checked against each
+    /// dataset's declared size before it is read.
     pub fn datasets(&self) -> Result<Vec<Dataset>> {
         let mut out = Vec::new();
         let mut count = 0usize;
-        let mut left = self.len.saturating_mul(MAX_RATIO).max(1 << 16);
+        let mut left = self.len.saturating_mul(MAX_RATIO).max(1 << 20);
         self.walk(&self.root()?, "", 0, &mut count, &mut left, &mut out)?;
         Ok(out)
     }
@@ -173,12 +177,13 @@ impl H5 {
             .ok_or_else(|| unreadable(&self.path, format!("{key}: shape {shape:?} overflows")))?;
         let width = dtype.byte_width().unwrap_or(1) as u64;
         let bytes = count.saturating_mul(width);
-        if bytes > MAX_DATASET_BYTES {
+        let limit = MAX_DATASET_BYTES.min(self.len.saturating_mul(MAX_RATIO).max(1 << 20));
+        if bytes > limit {
             return Err(Error::SizeOverLimit {
                 path: self.path.clone(),
                 what: format!("dataset {key}"),
                 bytes,
-                limit: MAX_DATASET_BYTES,
+                limit,
             });
         }
         if bytes > *left {

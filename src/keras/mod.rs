@@ -173,6 +173,8 @@ struct Object {
     vars: Vec<(usize, String)>,
     /// True under the top-level `optimizer` group.
     optimizer: bool,
+    /// True when `vars` carries the layer's `name` (recent Keras 3).
+    named: bool,
 }
 
 fn open_with(
@@ -291,6 +293,25 @@ fn open_with(
     let parsed = config_doc.as_ref().map(|(doc, _)| config::parse(doc));
     if let Some(p) = &parsed {
         notes.extend(p.notes.iter().cloned());
+        // A negative axis stays as written where nothing tells the rank.
+        let kept: Vec<&str> = p
+            .layers
+            .iter()
+            .filter(|e| config::is_batch_norm(&e.class_name) && e.input_rank.is_none())
+            .filter(|e| {
+                let a = e.config.get("axis");
+                let first = a.and_then(|a| a.as_array().and_then(|l| l.first())).or(a);
+                first.and_then(Value::as_i64).is_some_and(|v| v < 0)
+            })
+            .map(|e| e.path.as_str())
+            .collect();
+        if !kept.is_empty() {
+            notes.push(format!(
+                "{}: a negative axis is kept as written (−1 = last), the config recording no \
+                 input rank for these layers",
+                kept.join(", ")
+            ));
+        }
     }
 
     // Every dataset.
@@ -467,10 +488,28 @@ fn keras3(
     let root = h5.root()?;
     k3_walk(h5, &root, "", "", 0, false, &mut objects)?;
     let entries = by_path(parsed);
+    // Files without `name` attributes (older Keras 3): the config's layers
+    // by the group Keras 3 stores them under.
+    let by_group: BTreeMap<&str, &config::Entry> = parsed
+        .map(|p| {
+            p.layers
+                .iter()
+                .filter(|e| !e.keras3_group.is_empty())
+                .map(|e| (e.keras3_group.as_str(), e))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut vars = Vec::new();
     let mut configs = Vec::new();
     let mut seen_paths: std::collections::BTreeSet<String> = Default::default();
     let mut ambiguous = Vec::new();
+    for obj in &mut objects {
+        if !obj.named {
+            if let Some(e) = by_group.get(obj.h5_path.as_str()) {
+                obj.layer_path = e.path.clone();
+            }
+        }
+    }
     for obj in &objects {
         seen_paths.insert(obj.layer_path.clone());
         let group_name = obj.h5_path.rsplit('/').next().unwrap_or_default();
@@ -643,16 +682,18 @@ fn k3_walk(
             })
             .collect();
         vars.sort();
+        let given = h5.string(&vg, "name")?;
+        let named = given.is_some();
         if !h5_path.is_empty() && !optimizer {
             let own = h5_path.rsplit('/').next().unwrap_or_default().to_string();
-            let name = h5.string(&vg, "name")?.unwrap_or(own);
-            layer_path = join(prefix, &name);
+            layer_path = join(prefix, &given.unwrap_or(own));
         }
         out.push(Object {
             h5_path: h5_path.to_string(),
             layer_path: layer_path.clone(),
             vars,
             optimizer,
+            named,
         });
     }
     for name in groups.iter().filter(|n| *n != "vars") {

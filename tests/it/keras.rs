@@ -187,6 +187,16 @@ fn settings_come_from_the_keras_config_with_provenance() {
             assert_eq!(h.axis.value, want["axis"][0].as_i64().unwrap(), "{ctx}");
             assert_eq!(h.center.value, want["center"].as_bool().unwrap(), "{ctx}");
             assert_eq!(h.scale.value, want["scale"].as_bool().unwrap(), "{ctx}");
+            assert_eq!(
+                h.dtype_policy.value.as_deref(),
+                want["dtype_policy"].as_str(),
+                "{ctx}: dtype policy"
+            );
+            assert_eq!(
+                h.synchronized.value,
+                want["synchronized"].as_bool(),
+                "{ctx}: synchronized"
+            );
             if want["renorm"].as_bool() == Some(true) {
                 let c = &want["renorm_clipping"];
                 assert_eq!(h.renorm_clipping.value.rmax, c["rmax"].as_f64(), "{ctx}");
@@ -539,6 +549,79 @@ fn verify_and_export_candle_need_only_the_path() {
         return;
     }
     let o = tfbn(&["verify", keras.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(text.contains("PASS"), "{text}");
+}
+
+/// Keras 3 files written before the `vars` groups carried the layer's
+/// `name` are paired with the config through the group Keras 3 derives
+/// from the class name (`layers/batch_normalization_1`,
+/// `layers/sequential/layers/…`): that derivation matches every `.keras`
+/// fixture's groups.
+#[test]
+fn keras3_groups_derived_from_class_names_match_the_files() {
+    let mut checked = 0;
+    for fx in kfiles()
+        .into_iter()
+        .filter(|f| format_of(f) == SourceFormat::KerasArchive)
+    {
+        let f = std::fs::File::open(fx.open_path()).unwrap();
+        let mut z = zip::ZipArchive::new(f).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut z.by_name("config.json").unwrap(), &mut text).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let parsed = tfbn::keras::config::parse(&doc);
+        let source = Source::open(fx.open_path()).unwrap();
+        for e in parsed
+            .layers
+            .iter()
+            .filter(|e| tfbn::keras::config::is_batch_norm(&e.class_name))
+        {
+            let prefix = format!("{}/vars/", e.keras3_group);
+            assert!(
+                source
+                    .variables()
+                    .iter()
+                    .any(|v| v.key.starts_with(&prefix)
+                        && v.name.starts_with(&format!("{}/", e.path))),
+                "{}: {} → {prefix}",
+                fx.name,
+                e.path
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "{checked}");
+}
+
+/// A weights-only file's verdict is unproven (its settings are TF's
+/// defaults) until the model's config is given with `--hyper`; then it
+/// passes.
+#[test]
+fn weights_only_verify_is_unproven_until_the_config_is_given() {
+    if crate::tf_live::live_tf("weights_only_verify_is_unproven_until_the_config_is_given")
+        .is_none()
+    {
+        return;
+    }
+    let w = root().join("testdata/kfile_tfk_cnn_weights/w.h5");
+    let m = root().join("testdata/kfile_tfk_cnn_h5/m.h5");
+    let o = tfbn(&["verify", w.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("UNPROVEN"), "{text}");
+    let o = tfbn(&[
+        "verify",
+        w.to_str().unwrap(),
+        "--hyper",
+        m.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         o.status.code(),
