@@ -21,9 +21,11 @@ use crate::tensor::{Tensor, TensorData};
 /// Protobufs cannot exceed 2 GiB.
 const MAX_GRAPH_BYTES: u64 = i32::MAX as u64;
 
-/// Most elements one constant may expand to from a short value list
-/// (`float_val` with fewer values than the shape holds: TF repeats the last
-/// one). Constants stored as `tensor_content` are bounded by the file.
+/// Most elements the constants of one graph may expand to, together, from
+/// short value lists (`float_val` with fewer values than the shape holds:
+/// TF repeats the last one). A budget for the whole graph, not per
+/// constant: a few bytes per node would otherwise allocate 512 MiB each.
+/// Constants stored as `tensor_content` are bounded by the file.
 const MAX_SPLAT_ELEMENTS: u64 = 1 << 26;
 
 /// True when `path` names a `.pb` file other than a SavedModel's
@@ -50,6 +52,7 @@ pub fn open(path: &Path) -> Result<Source> {
     }
     let mut tensors = Vec::new();
     let mut variables = Vec::new();
+    let mut splat_left = MAX_SPLAT_ELEMENTS;
     for node in &graph.node {
         if !matches!(node.op.as_str(), "Const" | "HostConst") {
             continue;
@@ -57,7 +60,7 @@ pub fn open(path: &Path) -> Result<Source> {
         let Some(t) = node.attr_tensor("value") else {
             continue;
         };
-        let Some(tensor) = decode(t).map_err(|what| Error::ConstantInvalid {
+        let Some(tensor) = decode(t, &mut splat_left).map_err(|what| Error::ConstantInvalid {
             path: path.to_path_buf(),
             node: node.name.clone(),
             what,
@@ -100,8 +103,13 @@ pub fn open(path: &Path) -> Result<Source> {
 }
 
 /// A float constant's value as a tensor (little-endian bytes); `Ok(None)`
-/// for other dtypes. Errors when the bytes contradict the shape.
-pub(crate) fn decode(t: &TensorProto) -> std::result::Result<Option<Tensor>, String> {
+/// for other dtypes. Errors when the bytes contradict the shape, or when
+/// repeating a short value list would take more than `splat_left`
+/// elements (which it then spends).
+pub(crate) fn decode(
+    t: &TensorProto,
+    splat_left: &mut u64,
+) -> std::result::Result<Option<Tensor>, String> {
     let dtype = match DType::from_tf(t.dtype) {
         Some(d @ (DType::F32 | DType::F64 | DType::F16 | DType::BF16)) => d,
         _ => return Ok(None),
@@ -144,10 +152,14 @@ pub(crate) fn decode(t: &TensorProto) -> std::result::Result<Option<Tensor>, Str
                 "lists {given} values but its shape holds {elements}"
             ));
         }
-        if given < elements && elements > MAX_SPLAT_ELEMENTS {
-            return Err(format!(
-                "{given} values would repeat to {elements} elements, over the {MAX_SPLAT_ELEMENTS} tfbn expands"
-            ));
+        if given < elements {
+            if elements > *splat_left {
+                return Err(format!(
+                    "{given} values would repeat to {elements} elements; with the graph's other \
+                     repeated constants that is over the {MAX_SPLAT_ELEMENTS} tfbn expands"
+                ));
+            }
+            *splat_left -= elements;
         }
         let n = usize::try_from(elements).map_err(|_| "too many elements for this machine")?;
         let mut out = Vec::with_capacity(n.saturating_mul(width as usize));
@@ -182,6 +194,10 @@ pub(crate) fn decode(t: &TensorProto) -> std::result::Result<Option<Tensor>, Str
 mod tests {
     use super::*;
     use crate::proto::tensor::{tensor_shape_proto::Dim, TensorShapeProto};
+
+    fn decode(t: &TensorProto) -> std::result::Result<Option<Tensor>, String> {
+        super::decode(t, &mut { MAX_SPLAT_ELEMENTS })
+    }
 
     fn proto(dtype: i32, dims: &[i64]) -> TensorProto {
         TensorProto {
@@ -226,6 +242,20 @@ mod tests {
         let mut t = proto(1, &[1 << 20, 1 << 20]);
         t.float_val = vec![1.0];
         assert!(decode(&t).unwrap_err().contains("repeat"));
+    }
+
+    #[test]
+    fn repeated_constants_share_one_budget() {
+        let mut t = proto(2, &[(MAX_SPLAT_ELEMENTS / 2 + 1) as i64]);
+        t.double_val = vec![1.0];
+        let mut left = MAX_SPLAT_ELEMENTS / 2;
+        assert!(super::decode(&t, &mut left).unwrap_err().contains("repeat"));
+        let mut small = proto(1, &[3]);
+        small.float_val = vec![1.0];
+        let mut left = 3;
+        assert!(super::decode(&small, &mut left).unwrap().is_some());
+        assert_eq!(left, 0);
+        assert!(super::decode(&small, &mut left).is_err());
     }
 
     #[test]

@@ -23,14 +23,22 @@ const MAX_HEADER_BYTES: usize = 16 << 20;
 pub const MAX_OBJECTS: usize = 1_000_000;
 /// The deepest group nesting followed.
 pub const MAX_DEPTH: usize = 64;
+/// The most bytes one dataset, and all datasets together, may decode to
+/// per byte of the file: deflate's largest expansion (1032:1) with a
+/// margin, as for `.keras` archive members. A dataset whose chunks were
+/// never written decodes to its fill value from no bytes at all, so a
+/// bound per dataset alone would let a file of many small dataset headers
+/// ask for gigabytes.
+const MAX_RATIO: u64 = 1100;
 
 /// An opened HDF5 file, with the path it is reported under.
 pub struct H5 {
     pub(crate) file: Hdf5File,
     pub(crate) path: PathBuf,
-    /// The file's length: no dataset decodes to more than deflate can
-    /// expand it to (Keras never leaves datasets unwritten, which would
-    /// decode to fill values out of nothing).
+    /// The file's length: no dataset, and no file's datasets together,
+    /// decode to more than deflate can expand it to (Keras never leaves
+    /// datasets unwritten, which would decode to fill values out of
+    /// nothing).
     len: u64,
 }
 
@@ -96,11 +104,14 @@ impl H5 {
     }
 
     /// Every dataset in the file, depth first, groups and datasets in name
-    /// order.
+    /// order. Each, and all together, may decode to at most [`MAX_RATIO`]
+    /// times the file's length (at least 1 MiB), checked against each
+    /// dataset's declared size before it is read.
     pub fn datasets(&self) -> Result<Vec<Dataset>> {
         let mut out = Vec::new();
         let mut count = 0usize;
-        self.walk(&self.root()?, "", 0, &mut count, &mut out)?;
+        let mut left = self.len.saturating_mul(MAX_RATIO).max(1 << 20);
+        self.walk(&self.root()?, "", 0, &mut count, &mut left, &mut out)?;
         Ok(out)
     }
 
@@ -110,6 +121,7 @@ impl H5 {
         prefix: &str,
         depth: usize,
         count: &mut usize,
+        left: &mut u64,
         out: &mut Vec<Dataset>,
     ) -> Result<()> {
         if depth > MAX_DEPTH {
@@ -138,16 +150,16 @@ impl H5 {
         for name in &datasets {
             let key = join(name);
             let ds = g.dataset(name).map_err(|e| unreadable(&self.path, e))?;
-            out.push(self.read(&ds, key)?);
+            out.push(self.read(&ds, key, left)?);
         }
         for name in &groups {
             let child = g.group(name).map_err(|e| unreadable(&self.path, e))?;
-            self.walk(&child, &join(name), depth + 1, count, out)?;
+            self.walk(&child, &join(name), depth + 1, count, left, out)?;
         }
         Ok(())
     }
 
-    fn read(&self, ds: &hdf5_reader::Dataset, key: String) -> Result<Dataset> {
+    fn read(&self, ds: &hdf5_reader::Dataset, key: String, left: &mut u64) -> Result<Dataset> {
         let dtype = match dtype_of(ds.dtype()) {
             Ok(d) => d,
             Err(why) => {
@@ -165,7 +177,7 @@ impl H5 {
             .ok_or_else(|| unreadable(&self.path, format!("{key}: shape {shape:?} overflows")))?;
         let width = dtype.byte_width().unwrap_or(1) as u64;
         let bytes = count.saturating_mul(width);
-        let limit = MAX_DATASET_BYTES.min(self.len.saturating_mul(1100).max(1 << 20));
+        let limit = MAX_DATASET_BYTES.min(self.len.saturating_mul(MAX_RATIO).max(1 << 20));
         if bytes > limit {
             return Err(Error::SizeOverLimit {
                 path: self.path.clone(),
@@ -174,6 +186,18 @@ impl H5 {
                 limit,
             });
         }
+        if bytes > *left {
+            return Err(Error::SizeOverLimit {
+                path: self.path.clone(),
+                what: format!(
+                    "dataset {key} (all datasets together may decode to {MAX_RATIO}× the \
+                     file's size)"
+                ),
+                bytes,
+                limit: *left,
+            });
+        }
+        *left -= bytes;
         let data = ds
             .read_native_bytes()
             .map_err(|e| unreadable(&self.path, format!("{key}: {e}")))?;

@@ -9,6 +9,7 @@ mod declared;
 mod export;
 mod facade;
 mod found;
+mod fuzz_regressions;
 mod hyper;
 mod keras;
 mod lint;

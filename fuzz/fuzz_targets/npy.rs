@@ -1,0 +1,10 @@
+//! Fuzz target `npy`: see [`tfbn_fuzz::npy`] for what it drives and the
+//! input layout.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: &[u8]| {
+    let _ = tfbn_fuzz::npy(tfbn_fuzz::scratch(), input);
+});

@@ -1,0 +1,10 @@
+//! Fuzz target `savedmodel`: see [`tfbn_fuzz::savedmodel`] for what it drives and the
+//! input layout.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: &[u8]| {
+    let _ = tfbn_fuzz::savedmodel(tfbn_fuzz::scratch(), input);
+});
