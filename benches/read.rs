@@ -16,7 +16,7 @@
 mod common;
 
 use common::{median, python};
-use tfbn::bundle::Bundle;
+use tfbn::testing::bundle::Bundle;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -115,10 +115,10 @@ pub fn check_output_not_input(out: &Path, inputs: &[PathBuf]) -> Result<()> {
 ///   name exactly one succeeds and the other gets [`Error::OutputExists`].
 ///   With `force` it is `rename(2)`.
 /// * `out` must not be a folder, FIFO or device ([`check_output`]).
-/// * The temp file is registered with [`crate::cleanup`], so a SIGINT or
-///   SIGTERM (with [`crate::cleanup::install_signal_cleanup`]) removes it;
+/// * The temp file is registered with `crate::cleanup`, so a SIGINT or
+///   SIGTERM (with `crate::cleanup::install_signal_cleanup`) removes it;
 ///   and temp files that killed processes left in the folder are removed
-///   first ([`crate::cleanup::sweep_stale_temps`]).
+///   first (`crate::cleanup::sweep_stale_temps`).
 pub fn write_atomic<T>(
     out: &Path,
     policy: OutputPolicy,

@@ -109,7 +109,7 @@ pub struct LayerJson {
     pub moving_mean_range: Option<[Option<f64>; 2]>,
     /// `[min, max]` of the moving variance.
     pub moving_variance_range: Option<[Option<f64>; 2]>,
-    /// Hyper-parameters, each `{"value", "source"}` ([`crate::hyper`]).
+    /// Hyper-parameters, each `{"value", "source"}` (`crate::hyper`).
     pub hyper: LayerHyper,
     /// What the stored moving variance holds (`biased`, `bessel`), with its
     /// source.
@@ -214,7 +214,7 @@ fn layer_json(
 
 /// Builds the report for an opened source. Reads the moving statistics
 /// (crc-checked) to compute their ranges, and recovers each layer's
-/// hyper-parameters ([`recover`]).
+/// hyper-parameters (`recover`).
 pub fn inspect(source: &Source) -> Result<InspectReport> {
     inspect_with(source, &Declared::default())
 }

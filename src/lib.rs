@@ -9,58 +9,84 @@
 //! from, their parameters as stored, and the layer itself to run (see
 //! [`model`] for an example).
 //!
-//! The data flow, one module per step:
+//! Beyond the facade, the public modules are the ones a user builds on:
 //!
-//! 1. [`bundle`] reads TF's V2 tensor bundles (sharded, partitioned, any
-//!    endianness) and V1 legacy checkpoints natively, checking every crc.
-//! 2. [`objgraph`] maps TF2 object-based checkpoint keys to variable names and
-//!    object paths; [`savedmodel`] opens SavedModels (`saved_model.pb`,
-//!    `keras_metadata.pb`, `variables/`).
-//! 3. [`source`] opens any supported path and lists its variables with their
-//!    role (model, optimizer slot, EMA shadow, bookkeeping).
-//! 4. [`layers`] groups variables into batch-norm layers for every naming
-//!    style (TF1 scopes, TF-slim, tf_keras, Keras 3).
-//! 5. [`export`] writes the layers (named for TF, PyTorch, candle or burn,
-//!    with every convention in the metadata) or all variables to safetensors
-//!    files, deterministically and atomically.
+//! - [`source`]: an opened file and its variables, each with its role
+//!   (model, optimizer slot, EMA shadow, bookkeeping);
+//! - [`declared`]: settings declared by the user (per-layer globs, sidecar
+//!   files), the way [`OpenOptions`] takes them;
+//! - [`bn`]: the batch-norm layer itself, bit for bit with TF's CPU
+//!   arithmetic per API, in both modes;
+//! - [`export`]: safetensors files named for TF, PyTorch, candle or burn,
+//!   with every convention in the metadata, written atomically;
+//! - [`inspect`] and [`lint`]: the reports `tfbn inspect` and `tfbn lint`
+//!   print, as data;
+//! - [`snapshot`] and [`parity`]: numeric snapshots for a user's CI and the
+//!   tolerances they compare with;
+//! - `verify` and `tf` (feature `tf`): the same layers run in live
+//!   TensorFlow, and TF's own reader;
+//! - `candle` (feature `candle`): a candle `VarBuilder` backend serving the
+//!   layers straight from TF files.
+//!
+//! How the modules stack up, from bytes to the command line, is in
+//! `ARCHITECTURE.md`.
 //!
 //! No TensorFlow is needed for any of it.
 
+#![deny(missing_docs)]
+
+// The deliberate public API: the facade (re-exported below) and the
+// modules a user builds on.
 pub mod bn;
-pub mod bundle;
 #[cfg(feature = "candle")]
 pub mod candle;
-pub mod cleanup;
 pub mod declared;
-pub mod dtype;
 pub mod error;
 pub mod export;
-pub mod find;
-pub mod frozen;
-pub mod fsio;
-pub mod fsx;
-pub mod hyper;
 pub mod inspect;
-pub mod keras;
-pub mod layers;
 pub mod lint;
-pub mod mapping;
 pub mod model;
-pub mod npy;
-pub mod objgraph;
-mod open;
 pub mod parity;
-pub mod prepare;
-pub mod proto;
-pub mod savedmodel;
 pub mod snapshot;
-pub mod sniff;
 pub mod source;
-pub mod tensor;
 #[cfg(feature = "tf")]
 pub mod tf;
 #[cfg(feature = "tf")]
 pub mod verify;
+
+/// Declares modules that are crate-private, or — with the `internals`
+/// feature, which tfbn's own command line, tests and fuzz targets turn on —
+/// public but hidden from the docs and reached through [`testing`]. Items
+/// only those users call are dead code in a plain library build, hence the
+/// `allow` there.
+macro_rules! internal_modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        #[allow(dead_code, unused_imports)]
+        mod $name;
+    )*};
+}
+
+internal_modules!(
+    bundle, cleanup, dtype, find, frozen, fsio, fsx, hyper, keras, layers, mapping, npy, objgraph,
+    prepare, proto, savedmodel, sniff, tensor
+);
+mod open;
+
+/// tfbn's internals for its own command line, tests and fuzz targets (the
+/// `internals` feature): not part of the supported API, and free to change
+/// in any release.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::{
+        bundle, cleanup, dtype, find, frozen, fsio, fsx, hyper, keras, layers, mapping, npy,
+        objgraph, prepare, proto, savedmodel, sniff, tensor,
+    };
+}
 
 pub use bn::Mode;
 pub use dtype::DType;

@@ -40,13 +40,20 @@ use crate::bn::Mode;
 use crate::bn::{self, BnApi, BnConfig, BnInput};
 use crate::declared::Declared;
 use crate::error::{Error, Result};
-use crate::hyper::{Assumed, LayerHyper, Sourced, VarianceConvention};
-use crate::layers::{BnLayer, BnRole, FoundBy};
-use crate::mapping::LayerMapping;
-use crate::prepare::{prepare_layer, Overrides, PreparedLayer};
+use crate::layers::BnRole;
+use crate::prepare::prepare_layer;
 use crate::source::{Source, SourceFormat};
 use crate::tensor::Tensor;
 use crate::DType;
+
+// The types a layer's settings, discovery and preparation are made of,
+// named here so users can name them.
+pub use crate::hyper::{
+    Assumed, HyperSource, LayerHyper, RenormClipping, ServingMode, Sourced, VarianceConvention,
+};
+pub use crate::layers::{BnLayer, FoundBy, VarRef};
+pub use crate::mapping::LayerMapping;
+pub use crate::prepare::{Overrides, PreparedLayer};
 
 /// What the caller knows that the file does not say: settings per layer
 /// glob, name mappings for graph-less files with custom names, the API.

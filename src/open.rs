@@ -11,7 +11,7 @@ use crate::source::Source;
 
 impl Source {
     /// Opens whatever `path` names: a checkpoint (any path form
-    /// [`crate::bundle::Bundle::open`] accepts), a SavedModel folder, a
+    /// `crate::bundle::Bundle::open` accepts), a SavedModel folder, a
     /// Keras file (`.keras`, `.h5`, `.weights.h5`) or a frozen graph
     /// (`.pb`). Files of other formats tfbn recognises (ONNX, TFLite,
     /// PyTorch, …) are [`Error::FormatNotRead`], saying what they are.

@@ -37,7 +37,7 @@ pub struct PreparedLayer {
     pub config: BnConfig,
     /// The variables as f32 (f16/bf16 widen exactly).
     pub params: BnParams<f32>,
-    /// The settings that rest on TF's defaults ([`crate::hyper::assumed`]):
+    /// The settings that rest on TF's defaults (`crate::hyper::assumed`):
     /// what a verdict on this layer cannot vouch for.
     pub assumed: Vec<Assumed>,
     /// What the stored moving variance holds, and why.

@@ -140,6 +140,7 @@ impl SourceFormat {
 
 /// Where a [`Source`]'s tensors live.
 #[derive(Debug)]
+#[doc(hidden)]
 pub enum Store {
     /// A TF tensor bundle (V2 memory-mapped, or V1).
     Bundle(Bundle),
@@ -150,6 +151,7 @@ pub enum Store {
 
 /// Tensors held in memory, sorted by key, with the files they came from.
 #[derive(Debug, Default)]
+#[doc(hidden)]
 pub struct MemoryStore {
     files: Vec<PathBuf>,
     tensors: Vec<(String, Tensor)>,
@@ -440,13 +442,14 @@ impl Source {
     /// path, when there is one and it could be read. A `.meta` that is not a
     /// regular file or does not decode is not an error: the variables are
     /// still there; [`Source::notes`] says why the graph was left out.
+    #[doc(hidden)]
     pub fn meta_graph(&self) -> Option<(&Path, &MetaGraphDef)> {
         self.meta.as_ref().map(|(p, m)| (p.as_path(), m))
     }
 
     /// Declares which variables form layers, for names that follow no
-    /// convention (see [`crate::mapping`]); layer discovery
-    /// ([`crate::find::discover`]) honours them before anything else.
+    /// convention (see `crate::mapping`); layer discovery
+    /// (`crate::find::discover`) honours them before anything else.
     pub fn declare_layers(&mut self, mappings: Vec<LayerMapping>) {
         self.declared = mappings;
     }
@@ -457,6 +460,7 @@ impl Source {
     }
 
     /// The underlying tensor bundle, for checkpoints and SavedModels.
+    #[doc(hidden)]
     pub fn bundle(&self) -> Option<&Bundle> {
         match &self.store {
             Store::Bundle(b) => Some(b),
@@ -465,16 +469,19 @@ impl Source {
     }
 
     /// Where the tensors live.
+    #[doc(hidden)]
     pub fn store(&self) -> &Store {
         &self.store
     }
 
     /// The SavedModel, when a SavedModel folder was opened.
+    #[doc(hidden)]
     pub fn saved_model(&self) -> Option<&SavedModel> {
         self.saved_model.as_ref()
     }
 
     /// The TF2 object graph, when the checkpoint has one.
+    #[doc(hidden)]
     pub fn object_graph(&self) -> Option<&ObjectGraph> {
         self.object_graph.as_ref()
     }
@@ -492,7 +499,7 @@ impl Source {
             .map(|i| &self.variables[i])
     }
 
-    /// Reads a tensor by key (crc-checked; see [`Bundle::read`]).
+    /// Reads a tensor by key (crc-checked; see `Bundle::read`).
     pub fn read(&self, key: &str) -> Result<Tensor> {
         self.store.read(key)
     }
@@ -502,6 +509,7 @@ impl Source {
     /// `graph` is a graph to discover layers and settings in (a frozen
     /// `GraphDef` wrapped in a `MetaGraphDef`), `notes` what the user should
     /// know about how the file was read.
+    #[doc(hidden)]
     pub fn from_memory(
         path: &Path,
         format: SourceFormat,
@@ -530,6 +538,7 @@ impl Source {
 
     /// Attaches the layer configs of a Keras model config, paired with this
     /// source's variables (the Keras readers call it).
+    #[doc(hidden)]
     pub fn set_keras_layers(&mut self, layers: Vec<KerasLayerConfig>) {
         self.keras = layers;
     }
@@ -541,6 +550,7 @@ impl Source {
     }
 
     /// Adds a note on how the file was read ([`Source::notes`]).
+    #[doc(hidden)]
     pub fn push_note(&mut self, note: String) {
         self.notes.push(note);
     }

@@ -16,10 +16,10 @@
 
 use std::path::Path;
 
-use tfbn::bundle::table::Table;
-use tfbn::bundle::write::TableBuilder;
-use tfbn::bundle::Bundle;
 use tfbn::source::Source;
+use tfbn::testing::bundle::table::Table;
+use tfbn::testing::bundle::write::TableBuilder;
+use tfbn::testing::bundle::Bundle;
 use tfbn::Result;
 
 /// A fuzz entry point: scratch folder, input bytes.
@@ -86,8 +86,8 @@ fn use_source(source: &Source) -> Result<()> {
             first = r;
         }
     }
-    let layers = tfbn::find::discover(source);
-    let recovered = tfbn::hyper::recover_all(source, &layers).map(drop);
+    let layers = tfbn::testing::find::discover(source);
+    let recovered = tfbn::testing::hyper::recover_all(source, &layers).map(drop);
     let report = tfbn::inspect::inspect(source).map(drop);
     first.and(recovered).and(report)
 }
@@ -247,7 +247,7 @@ pub fn savedmodel(dir: &Path, input: &[u8]) -> Result<()> {
     } else {
         write(&keras, rest);
     }
-    let sm = tfbn::savedmodel::SavedModel::open(&dir)?;
+    let sm = tfbn::testing::savedmodel::SavedModel::open(&dir)?;
     let nodes = sm.variable_nodes().map(drop);
     let keras = sm.keras_layers().map(drop);
     drop(sm);
@@ -307,7 +307,7 @@ pub fn frozen(dir: &Path, input: &[u8]) -> Result<()> {
 pub fn hdf5(dir: &Path, input: &[u8]) -> Result<()> {
     let path = dir.join("model.h5");
     write(&path, input);
-    let config = tfbn::keras::read_config_file(&path).map(drop);
+    let config = tfbn::testing::keras::read_config_file(&path).map(drop);
     let source = Source::open(&path)?;
     config.and(use_source(&source))
 }
@@ -339,13 +339,13 @@ pub fn keras_config(dir: &Path, input: &[u8]) -> Result<()> {
     );
     let config = dir.join("config.json");
     write(&config, rest);
-    let Some(cfg) = tfbn::keras::read_config_file(&config)? else {
+    let Some(cfg) = tfbn::testing::keras::read_config_file(&config)? else {
         return Ok(());
     };
-    let _ = tfbn::keras::config::check(&cfg.doc);
-    let _ = tfbn::keras::config::parse(&cfg.doc);
+    let _ = tfbn::testing::keras::config::check(&cfg.doc);
+    let _ = tfbn::testing::keras::config::parse(&cfg.doc);
     let source = Source::open(&weights)?;
-    let source = tfbn::keras::with_config(source, &cfg)?;
+    let source = tfbn::testing::keras::with_config(source, &cfg)?;
     use_source(&source)
 }
 
@@ -353,9 +353,9 @@ pub fn keras_config(dir: &Path, input: &[u8]) -> Result<()> {
 /// file (the streamed reader).
 pub fn npy(dir: &Path, input: &[u8]) -> Result<()> {
     let path = dir.join("input.npy");
-    let parsed = tfbn::npy::parse_npy(input, &path).map(drop);
+    let parsed = tfbn::testing::npy::parse_npy(input, &path).map(drop);
     write(&path, input);
-    let read = tfbn::npy::read_npy(&path).map(drop);
+    let read = tfbn::testing::npy::read_npy(&path).map(drop);
     parsed.and(read)
 }
 

@@ -1,5 +1,5 @@
 //! Round trips through the writer and the reader, every path form, V1 and
-//! partitioned tensors. Broken-input cases live in `tests/bad_input.rs`.
+//! partitioned tensors. Broken-input cases live in `tests/it/bad_input.rs`.
 
 use std::path::Path;
 

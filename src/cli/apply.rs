@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use ndarray::ArrayD;
 use tfbn::bn::{self, BnApi, BnInput};
 use tfbn::export::writer::check_output_not_input;
-use tfbn::npy::{read_npy, write_npy, NpyArray};
-use tfbn::prepare::{prepare_layer, Overrides};
+use tfbn::testing::npy::{read_npy, write_npy, NpyArray};
+use tfbn::testing::prepare::{prepare_layer, Overrides};
 
 use super::{InputPath, Outcome};
 
@@ -101,9 +101,9 @@ pub fn run(args: Args) -> Result<Outcome> {
     };
     let opened = super::open_source(&args.path, &args.found)?;
     let source = opened.source;
-    let layers = tfbn::find::discover(&source);
+    let layers = tfbn::testing::find::discover(&source);
     opened.declared.check(&layers)?;
-    let layer = tfbn::layers::find(&layers, &args.layer)
+    let layer = tfbn::testing::layers::find(&layers, &args.layer)
         .ok_or_else(|| tfbn::Error::LayerNotFound {
             name: args.layer.clone(),
             known: layers
@@ -113,7 +113,7 @@ pub fn run(args: Args) -> Result<Outcome> {
                 .join(", "),
         })
         .with_context(|| args.path.display().to_string())?;
-    let hyper = tfbn::hyper::recover(&source, std::slice::from_ref(layer))
+    let hyper = tfbn::testing::hyper::recover(&source, std::slice::from_ref(layer))
         .with_context(|| format!("{}: layer {}", args.path.display(), layer.name))?;
     let hyper = hyper
         .into_iter()
@@ -135,7 +135,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         Ok(m) if !m.is_dir() => bail!(
             "{}: is {}; -o names the folder the outputs are written to",
             args.output.display(),
-            tfbn::fsx::kind_of(m.file_type())
+            tfbn::testing::fsx::kind_of(m.file_type())
         ),
         _ => {}
     }
@@ -196,7 +196,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         eprintln!(
             "note: {}: assumed from TF's defaults: {}; {}",
             prepared.layer.name,
-            tfbn::hyper::Assumed::join(&prepared.assumed),
+            tfbn::testing::hyper::Assumed::join(&prepared.assumed),
             tfbn::verify::declare_hint(&prepared.layer.name, &prepared.assumed)
         );
     }

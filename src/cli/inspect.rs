@@ -212,7 +212,7 @@ fn present(v: &Option<VarJson>, c: char) -> char {
 }
 
 /// Where a value came from, in a few words.
-fn source_label(s: &tfbn::hyper::HyperSource) -> String {
+fn source_label(s: &tfbn::testing::hyper::HyperSource) -> String {
     serde_json::to_value(s)
         .ok()
         .and_then(|v| {
@@ -288,7 +288,7 @@ fn print_layer(out: &mut impl Write, l: &LayerJson) -> std::io::Result<()> {
     if !l.assumed.is_empty() {
         extra.push(format!(
             "assumed {}",
-            tfbn::hyper::Assumed::join(&l.assumed)
+            tfbn::testing::hyper::Assumed::join(&l.assumed)
         ));
     }
     if !extra.is_empty() {

@@ -50,7 +50,7 @@ pub fn run() -> ExitCode {
     // SIGINT, SIGTERM, SIGHUP: remove the temp files being written, exit
     // 130, 143, 129. Without the handlers the command still works; it only
     // leaves temp files for the next write's sweep.
-    if let Err(e) = tfbn::cleanup::install_signal_cleanup() {
+    if let Err(e) = tfbn::testing::cleanup::install_signal_cleanup() {
         let _ = writeln!(
             std::io::stderr(),
             "tfbn: warning: cannot install signal handlers ({e}); an interrupted write leaves its temporary file"
@@ -143,7 +143,7 @@ fn open_source(path: &std::path::Path, layers: &LayerArgs) -> anyhow::Result<Ope
     // `--hyper` takes a Keras model config too (a `.keras`, a Keras 2 `.h5`,
     // a `config.json`): it supplies a Keras weights file's settings.
     let keras_config = match &layers.hyper {
-        Some(f) => tfbn::keras::read_config_file(f)?,
+        Some(f) => tfbn::testing::keras::read_config_file(f)?,
         None => None,
     };
     let sidecar = match (&layers.hyper, &keras_config) {
@@ -154,7 +154,7 @@ fn open_source(path: &std::path::Path, layers: &LayerArgs) -> anyhow::Result<Ope
         .bn
         .iter()
         .chain(&layers.bn)
-        .map(|m| m.parse::<tfbn::mapping::LayerMapping>())
+        .map(|m| m.parse::<tfbn::testing::mapping::LayerMapping>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--bn: {e}"))?;
     let mut declared = sidecar.declared;
@@ -170,7 +170,7 @@ fn open_source(path: &std::path::Path, layers: &LayerArgs) -> anyhow::Result<Ope
     }
     let mut source = tfbn::source::Source::open(path)?;
     if let Some(cfg) = &keras_config {
-        source = tfbn::keras::with_config(source, cfg)?;
+        source = tfbn::testing::keras::with_config(source, cfg)?;
     }
     source.declare_layers(mappings);
     for n in source.notes() {

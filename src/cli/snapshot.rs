@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use tfbn::prepare::Overrides;
 use tfbn::snapshot::{
     compare, snapshot_layers, LayerSnapshotPlan, Snapshot, SnapshotOptions, Tolerance,
 };
+use tfbn::testing::prepare::Overrides;
 
 use super::{InputPath, Outcome};
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use tfbn::bn::BnApi;
 use tfbn::parity::Tolerance;
-use tfbn::prepare::Overrides;
+use tfbn::testing::prepare::Overrides;
 use tfbn::tf::Backend;
 use tfbn::verify::{
     self, BnDtype, Fault, InputCase, Mode, Spatial, Status, VerifyReport, VerifySettings,

@@ -5,7 +5,7 @@
 //! then streamed to disk ([`write_plan`]) and optionally read back
 //! ([`verify_file`]):
 //!
-//! * **layers** (default): the batch-norm layers [`crate::layers`] finds,
+//! * **layers** (default): the batch-norm layers `crate::layers` finds,
 //!   named for a [`Preset`] (`tf`, `pytorch`, `candle`, `burn`), with each
 //!   layer's ε, momentum (both conventions), axis, TF API and the convention
 //!   of its stored moving variance in the metadata ([`meta`]), each with

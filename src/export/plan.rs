@@ -96,7 +96,7 @@ pub struct LayerPlan {
     pub moving_variance: Sourced<VarianceConvention>,
     /// Settings that rest on TF's defaults, the moving-variance convention
     /// included where it rests on an assumed `fused`
-    /// ([`crate::hyper::assumed_with_variance`]).
+    /// (`crate::hyper::assumed_with_variance`).
     pub assumed: Vec<Assumed>,
 }
 
@@ -119,7 +119,7 @@ pub struct ExportPlan {
 impl PlannedExport {
     /// The bytes to write, little-endian, for a writer that streams them:
     /// borrowed from the checkpoint's memory map with their crc check still
-    /// to run where no cast is needed ([`crate::bundle::Bundle::read_raw_then_check`]),
+    /// to run where no cast is needed (`crate::bundle::Bundle::read_raw_then_check`),
     /// else as [`Self::produce`] (checked).
     pub fn produce_streamed<'a>(
         &self,

@@ -6,7 +6,7 @@
 //! tensor bytes are streamed one tensor at a time, so peak memory stays near
 //! one tensor, not the file: borrowed from the checkpoint's memory map where
 //! possible, written 1 MiB at a time while a second thread computes the crc
-//! still owed on them a step or two ahead ([`crate::bundle::Deferred`]),
+//! still owed on them a step or two ahead (`crate::bundle::Deferred`),
 //! checked before the next tensor, then their pages released (see
 //! [`super::mapped`]). Borrowed bytes already checked are copied file to
 //! file by the kernel.

@@ -40,7 +40,7 @@ pub fn seeded_input(shape: &[usize], channel_axis: usize, seed: u64) -> ndarray:
 /// What [`snapshot_layers`] runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerSnapshotPlan {
-    /// Layer names (as [`crate::find::discover`] names them); empty = all.
+    /// Layer names (as `crate::find::discover` names them); empty = all.
     pub layers: Vec<String>,
     /// Run inference.
     pub inference: bool,

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use tfbn::npy::{read_npy, NpyArray};
+use tfbn::testing::npy::{read_npy, NpyArray};
 
 use crate::common::fixtures;
 
@@ -48,11 +48,11 @@ fn apply_reproduces_every_eigen_golden_bit_for_bit() {
             let mean_key = layer["variables"]["moving_mean"]["key"].as_str().unwrap();
             // Address the layer the way inspect lists it.
             let source = tfbn::source::Source::open(fx.open_path()).unwrap();
-            let found = tfbn::find::discover(&source);
+            let found = tfbn::testing::find::discover(&source);
             let ours = found
                 .iter()
                 .find(|l| {
-                    l.var(tfbn::layers::BnRole::MovingMean)
+                    l.var(tfbn::testing::layers::BnRole::MovingMean)
                         .map(|v| v.key.as_str())
                         == Some(mean_key)
                 })

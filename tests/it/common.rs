@@ -215,10 +215,10 @@ impl Fixture {
     pub fn tfbn_name(&self, layer: &Value) -> String {
         let key = layer["variables"]["moving_mean"]["key"].as_str().unwrap();
         let source = tfbn::source::Source::open(self.open_path()).unwrap();
-        tfbn::find::discover(&source)
+        tfbn::testing::find::discover(&source)
             .into_iter()
             .find(|l| {
-                l.var(tfbn::layers::BnRole::MovingMean)
+                l.var(tfbn::testing::layers::BnRole::MovingMean)
                     .is_some_and(|v| v.key == key)
             })
             .map(|l| l.name)

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use tfbn::find::discover;
-use tfbn::layers::BnRole;
 use tfbn::source::{Source, VariableRole};
+use tfbn::testing::find::discover;
+use tfbn::testing::layers::BnRole;
 use tfbn::TensorData;
 
 use crate::common::fixtures;

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
-use tfbn::bundle::write_v2;
-use tfbn::npy::{write_npy, NpyArray};
+use tfbn::testing::bundle::write_v2;
+use tfbn::testing::npy::{write_npy, NpyArray};
 use tfbn::{DType, Tensor, TensorData};
 
 use crate::tf_live::live_tf;

@@ -80,7 +80,9 @@ fn manifest_var<'a>(fx: &'a Fixture, key: &str) -> &'a Value {
 fn module_of(meta: &BTreeMap<String, String>, preset: Preset, layer: &Value) -> String {
     let key = layer["variables"]["moving_mean"]["key"].as_str().unwrap();
     let leaf = preset
-        .leaf(export::preset::Slot::Var(tfbn::layers::BnRole::MovingMean))
+        .leaf(export::preset::Slot::Var(
+            tfbn::testing::layers::BnRole::MovingMean,
+        ))
         .unwrap();
     let modules: Vec<String> = serde_json::from_str(&meta["tfbn.layers"]).unwrap();
     modules
@@ -123,7 +125,7 @@ fn epsilon_flags(fx: &Fixture) -> Vec<String> {
                 .iter()
                 .find(|p| {
                     p.keys
-                        .get(&tfbn::layers::BnRole::MovingMean)
+                        .get(&tfbn::testing::layers::BnRole::MovingMean)
                         .map(String::as_str)
                         == Some(key)
                 })
@@ -208,7 +210,7 @@ fn every_fixture_and_preset_round_trips_bit_for_bit() {
                         _ => Some("bessel"),
                     }
                 );
-                for role in tfbn::layers::BnRole::ALL {
+                for role in tfbn::testing::layers::BnRole::ALL {
                     let Some(tname) = preset.tensor_name(&module, export::preset::Slot::Var(role))
                     else {
                         continue;
@@ -219,13 +221,14 @@ fn every_fixture_and_preset_round_trips_bit_for_bit() {
                         if preset.needs_affine()
                             && matches!(
                                 role,
-                                tfbn::layers::BnRole::Gamma | tfbn::layers::BnRole::Beta
+                                tfbn::testing::layers::BnRole::Gamma
+                                    | tfbn::testing::layers::BnRole::Beta
                             )
                         {
                             let t = filled.unwrap_or_else(|_| {
                                 panic!("{}: {tname} should be synthesized", fx.name)
                             });
-                            let v = if role == tfbn::layers::BnRole::Gamma {
+                            let v = if role == tfbn::testing::layers::BnRole::Gamma {
                                 1.0f32
                             } else {
                                 0.0
@@ -748,13 +751,13 @@ fn native_inference(
         moving_variance: var("moving_variance").unwrap(),
         renorm: None,
     };
-    let x = tfbn::npy::read_npy(
+    let x = tfbn::testing::npy::read_npy(
         fx.dir
             .join(layer["golden"].as_str().unwrap())
             .join("input.npy"),
     )
     .unwrap();
-    let tfbn::npy::NpyArray::F32(x) = x else {
+    let tfbn::testing::npy::NpyArray::F32(x) = x else {
         return None;
     };
     let shape = x.shape().to_vec();
@@ -803,13 +806,13 @@ fn fold_stays_within_its_documented_bound_of_the_native_layer() {
             let Some((y, shape, axis)) = native_inference(&fx, &source, &layer) else {
                 continue;
             };
-            let x = tfbn::npy::read_npy(
+            let x = tfbn::testing::npy::read_npy(
                 fx.dir
                     .join(layer["golden"].as_str().unwrap())
                     .join("input.npy"),
             )
             .unwrap();
-            let tfbn::npy::NpyArray::F32(x) = x else {
+            let tfbn::testing::npy::NpyArray::F32(x) = x else {
                 unreachable!()
             };
             let c = shape[axis];

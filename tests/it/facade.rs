@@ -25,7 +25,7 @@ fn open_gives_layers_parameters_and_golden_outputs() {
         let source = tfbn::source::Source::open(fx.open_path()).unwrap();
         assert_eq!(
             model.bn_layers().len(),
-            tfbn::find::discover(&source).len(),
+            tfbn::testing::find::discover(&source).len(),
             "{}",
             fx.name
         );
@@ -62,19 +62,20 @@ fn open_gives_layers_parameters_and_golden_outputs() {
             if assumed.iter().any(|a| {
                 matches!(
                     a,
-                    tfbn::hyper::Assumed::Epsilon | tfbn::hyper::Assumed::Axis
+                    tfbn::testing::hyper::Assumed::Epsilon | tfbn::testing::hyper::Assumed::Axis
                 )
             }) || want["input_dtype"] != "float32"
             {
                 continue;
             }
             let golden = fx.dir.join(want["golden"].as_str().unwrap());
-            let Ok(tfbn::npy::NpyArray::F32(x)) = tfbn::npy::read_npy(golden.join("input.npy"))
+            let Ok(tfbn::testing::npy::NpyArray::F32(x)) =
+                tfbn::testing::npy::read_npy(golden.join("input.npy"))
             else {
                 continue;
             };
-            let Ok(tfbn::npy::NpyArray::F32(y)) =
-                tfbn::npy::read_npy(golden.join("eigen/inference_y.npy"))
+            let Ok(tfbn::testing::npy::NpyArray::F32(y)) =
+                tfbn::testing::npy::read_npy(golden.join("eigen/inference_y.npy"))
             else {
                 panic!("{}: no eigen inference golden", fx.name)
             };
@@ -83,7 +84,7 @@ fn open_gives_layers_parameters_and_golden_outputs() {
                 .unwrap_or_else(|e| panic!("{}/{}: {e}", fx.name, layer.name()));
             // The fused kernel's choice may rest on an assumption; skip
             // layers whose output depends on it.
-            if assumed.contains(&tfbn::hyper::Assumed::Fused) {
+            if assumed.contains(&tfbn::testing::hyper::Assumed::Fused) {
                 continue;
             }
             assert_eq!(

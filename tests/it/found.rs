@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use tfbn::bundle::write_v2;
-use tfbn::npy::{read_npy, write_npy, NpyArray};
+use tfbn::testing::bundle::write_v2;
+use tfbn::testing::npy::{read_npy, write_npy, NpyArray};
 use tfbn::{DType, Tensor, TensorData};
 
 use crate::common::{fixture, tfbn};
@@ -217,7 +217,7 @@ fn declared_mapping_finds_custom_named_layers_for_every_command() {
 /// variables are read, the graph is left out with a note, and the
 /// hyper-parameters fall back, marked as defaults.
 #[test]
-fn unusable_meta_is_a_note_and_the_settings_fall_back() {
+fn fault_09_unusable_meta_is_a_note_and_the_settings_fall_back() {
     let fx = fixture("tf1_trained");
     for kind in ["corrupt", "fifo"] {
         let d = tempfile::tempdir().unwrap();

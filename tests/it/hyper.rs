@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 use serde_json::Value;
-use tfbn::find::discover;
-use tfbn::hyper::{recover, recover_all, HyperSource, LayerHyper, ServingMode};
-use tfbn::layers::{BnLayer, BnRole};
-use tfbn::proto::graph::{attr_value, AttrValue, FunctionDef, NameAttrList, NodeDef};
-use tfbn::proto::saved_model::SavedModel as SavedModelProto;
 use tfbn::source::Source;
+use tfbn::testing::find::discover;
+use tfbn::testing::hyper::{recover, recover_all, HyperSource, LayerHyper, ServingMode};
+use tfbn::testing::layers::{BnLayer, BnRole};
+use tfbn::testing::proto::graph::{attr_value, AttrValue, FunctionDef, NameAttrList, NodeDef};
+use tfbn::testing::proto::saved_model::SavedModel as SavedModelProto;
 use tfbn::Error;
 
 use crate::common::{fixture, fixtures, Fixture};
@@ -296,7 +296,7 @@ fn check_against_manifest(fx: &Fixture, layers: &[BnLayer], hyper: &[LayerHyper]
         {
             assert_eq!(
                 h.renorm_clipping.value,
-                tfbn::hyper::RenormClipping {
+                tfbn::testing::hyper::RenormClipping {
                     rmax: clip["rmax"].as_f64(),
                     rmin: clip["rmin"].as_f64(),
                     dmax: clip["dmax"].as_f64(),
@@ -503,7 +503,7 @@ fn older_user_object_metadata_is_read_too() {
     let fx = fixture("tfkeras_savedmodel");
     let tmp = tempfile::tempdir().unwrap();
     let dir = copy_saved_model(&fx, tmp.path());
-    let meta = tfbn::proto::keras::SavedMetadata::decode(
+    let meta = tfbn::testing::proto::keras::SavedMetadata::decode(
         std::fs::read(dir.join("keras_metadata.pb"))
             .unwrap()
             .as_slice(),
@@ -513,7 +513,7 @@ fn older_user_object_metadata_is_read_too() {
     let mut sm = read_pb(&dir);
     let og = sm.meta_graphs[0].object_graph_def.as_mut().unwrap();
     for n in &meta.nodes {
-        if let Some(tfbn::proto::saved_model::saved_object::Kind::UserObject(u)) =
+        if let Some(tfbn::testing::proto::saved_model::saved_object::Kind::UserObject(u)) =
             &mut og.nodes[n.node_id as usize].kind
         {
             u.metadata = n.metadata.clone();
@@ -617,7 +617,7 @@ fn call(name: &str, f: &str) -> NodeDef {
 
 fn function(name: &str, nodes: Vec<NodeDef>) -> FunctionDef {
     FunctionDef {
-        signature: Some(tfbn::proto::graph::OpDef {
+        signature: Some(tfbn::testing::proto::graph::OpDef {
             name: name.into(),
             ..Default::default()
         }),
@@ -706,14 +706,14 @@ fn mutually_recursive_functions_are_a_typed_error() {
 
 #[test]
 fn call_chains_deeper_than_the_limit_are_a_typed_error() {
-    let n = 10 * tfbn::hyper::MAX_CALL_DEPTH;
+    let n = 10 * tfbn::testing::hyper::MAX_CALL_DEPTH;
     let chain: Vec<FunctionDef> = (0..n)
         .map(|i| function(&format!("f{i}"), vec![call("c", &format!("f{}", i + 1))]))
         .collect();
     let (_tmp, dir) = saved_model_calling("f0", chain);
     match recover_at(&dir) {
         Err(Error::RecursionLimit { limit, what, .. }) => {
-            assert_eq!(limit, tfbn::hyper::MAX_CALL_DEPTH);
+            assert_eq!(limit, tfbn::testing::hyper::MAX_CALL_DEPTH);
             assert!(what.contains("function calls"), "{what}");
         }
         other => panic!("{other:?}"),
@@ -780,7 +780,7 @@ fn protobuf_recursion_bomb_in_saved_model_pb_is_a_typed_error() {
 
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("saved_model.pb"), &sm).unwrap();
-    match tfbn::savedmodel::SavedModel::open(tmp.path()) {
+    match tfbn::testing::savedmodel::SavedModel::open(tmp.path()) {
         Err(Error::ProtoDecode { what, .. }) => assert_eq!(what, "saved_model.pb"),
         other => panic!("{other:?}"),
     }
@@ -810,9 +810,10 @@ fn malformed_ghost_and_clipping_configs_are_typed_errors_or_defaults() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = copy_saved_model(&fx, tmp.path());
     let path = dir.join("keras_metadata.pb");
-    let mut meta =
-        tfbn::proto::keras::SavedMetadata::decode(std::fs::read(&path).unwrap().as_slice())
-            .unwrap();
+    let mut meta = tfbn::testing::proto::keras::SavedMetadata::decode(
+        std::fs::read(&path).unwrap().as_slice(),
+    )
+    .unwrap();
     let mut edited = 0;
     for n in &mut meta.nodes {
         let Ok(mut v) = serde_json::from_str::<Value>(&n.metadata) else {
@@ -849,11 +850,11 @@ fn malformed_ghost_and_clipping_configs_are_typed_errors_or_defaults() {
     );
 
     let source = Source::open(&dir).unwrap();
-    let p = tfbn::prepare::prepare_layer(
+    let p = tfbn::testing::prepare::prepare_layer(
         &source,
         &layers[at("bn_ghost")],
         ghost,
-        &tfbn::prepare::Overrides::default(),
+        &tfbn::testing::prepare::Overrides::default(),
     )
     .unwrap();
     let x = tfbn::bn::BnInput::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 5, 5, 8])));

@@ -10,10 +10,10 @@ use std::path::Path;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tfbn::find::discover;
-use tfbn::hyper::{recover, HyperSource};
-use tfbn::layers::{BnRole, FoundBy};
 use tfbn::source::{Source, SourceFormat, VariableRole};
+use tfbn::testing::find::discover;
+use tfbn::testing::hyper::{recover, HyperSource};
+use tfbn::testing::layers::{BnRole, FoundBy};
 
 use crate::common::{fixtures, root, tfbn, Fixture};
 
@@ -236,8 +236,8 @@ fn weights_only_files_say_their_settings_are_assumed() {
     }
 }
 
-fn bits(a: &tfbn::npy::NpyArray) -> Vec<u64> {
-    use tfbn::npy::NpyArray;
+fn bits(a: &tfbn::testing::npy::NpyArray) -> Vec<u64> {
+    use tfbn::testing::npy::NpyArray;
     match a {
         NpyArray::F32(a) => a.iter().map(|v| v.to_bits() as u64).collect(),
         NpyArray::F64(a) => a.iter().map(|v| v.to_bits()).collect(),
@@ -301,8 +301,8 @@ fn apply_matches_golden(fx: &Fixture, layer: &Value, extra: &[&str], dir: &Path)
             if !g.exists() {
                 continue;
             }
-            let a = bits(&tfbn::npy::read_npy(out.join(format!("{ours}.npy"))).unwrap());
-            let b = bits(&tfbn::npy::read_npy(&g).unwrap());
+            let a = bits(&tfbn::testing::npy::read_npy(out.join(format!("{ours}.npy"))).unwrap());
+            let b = bits(&tfbn::testing::npy::read_npy(&g).unwrap());
             assert_eq!(a.len(), b.len(), "{}/{name} {mode} {ours}", fx.name);
             let diff = a.iter().zip(&b).filter(|(x, y)| x != y).count();
             assert_eq!(
@@ -576,12 +576,12 @@ fn keras3_groups_derived_from_class_names_match_the_files() {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut z.by_name("config.json").unwrap(), &mut text).unwrap();
         let doc: Value = serde_json::from_str(&text).unwrap();
-        let parsed = tfbn::keras::config::parse(&doc);
+        let parsed = tfbn::testing::keras::config::parse(&doc);
         let source = Source::open(fx.open_path()).unwrap();
         for e in parsed
             .layers
             .iter()
-            .filter(|e| tfbn::keras::config::is_batch_norm(&e.class_name))
+            .filter(|e| tfbn::testing::keras::config::is_batch_norm(&e.class_name))
         {
             let prefix = format!("{}/vars/", e.keras3_group);
             assert!(

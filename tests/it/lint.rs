@@ -146,7 +146,7 @@ fn tf1_checkpoint(
         ),
     ];
     let refs: Vec<(&str, &Tensor)> = t.iter().map(|(k, v)| (*k, v)).collect();
-    tfbn::bundle::write::write_v2(&prefix, &refs).unwrap();
+    tfbn::testing::bundle::write::write_v2(&prefix, &refs).unwrap();
     prefix
 }
 
@@ -300,7 +300,7 @@ fn bad_input_exits_2() {
         let e = e.unwrap();
         std::fs::copy(e.path(), dir.join("variables").join(e.file_name())).unwrap();
     }
-    let mut sm = <tfbn::proto::saved_model::SavedModel as prost::Message>::decode(
+    let mut sm = <tfbn::testing::proto::saved_model::SavedModel as prost::Message>::decode(
         std::fs::read(fx.open_path().join("saved_model.pb"))
             .unwrap()
             .as_slice(),
@@ -315,16 +315,16 @@ fn bad_input_exits_2() {
         .unwrap();
     let f = &mut lib.function[0];
     let me = f.signature.as_ref().unwrap().name.clone();
-    let mut n = tfbn::proto::graph::NodeDef {
+    let mut n = tfbn::testing::proto::graph::NodeDef {
         name: "me".into(),
         op: "PartitionedCall".into(),
         ..Default::default()
     };
     n.attr.insert(
         "f".into(),
-        tfbn::proto::graph::AttrValue {
-            value: Some(tfbn::proto::graph::attr_value::Value::Func(
-                tfbn::proto::graph::NameAttrList {
+        tfbn::testing::proto::graph::AttrValue {
+            value: Some(tfbn::testing::proto::graph::attr_value::Value::Func(
+                tfbn::testing::proto::graph::NameAttrList {
                     name: me.clone(),
                     attr: Default::default(),
                 },

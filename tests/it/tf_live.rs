@@ -8,10 +8,10 @@
 
 use std::path::Path;
 
-use tfbn::npy::{read_npy, NpyArray};
 use tfbn::parity::{compare, ChannelLayout};
-use tfbn::prepare::{prepare_layer, Overrides};
 use tfbn::source::Source;
+use tfbn::testing::npy::{read_npy, NpyArray};
+use tfbn::testing::prepare::{prepare_layer, Overrides};
 use tfbn::tf::bn::{BnDtype, FloatVec, TfBatchNorm};
 use tfbn::tf::{Backend, LoadOptions, TfRuntime};
 
@@ -159,8 +159,8 @@ fn tf_side_graphs_reproduce_each_apis_goldens() {
     let mut checked = 0;
     for fx in fixtures() {
         let source = Source::open(fx.open_path()).unwrap();
-        let layers = tfbn::find::discover(&source);
-        let recovered = tfbn::hyper::recover(&source, &layers).unwrap();
+        let layers = tfbn::testing::find::discover(&source);
+        let recovered = tfbn::testing::hyper::recover(&source, &layers).unwrap();
         for l in fx.layers() {
             let name = l["name"].as_str().unwrap();
             let golden = fx.dir.join(l["golden"].as_str().unwrap());
@@ -182,16 +182,16 @@ fn tf_side_graphs_reproduce_each_apis_goldens() {
             if let Some(a) = mm["aliases"].as_array() {
                 keys.extend(a.iter().filter_map(|k| k.as_str()));
             }
-            let layer = tfbn::layers::find(&layers, name)
+            let layer = tfbn::testing::layers::find(&layers, name)
                 .or_else(|| {
                     layers.iter().find(|d| {
-                        d.var(tfbn::layers::BnRole::MovingMean)
+                        d.var(tfbn::testing::layers::BnRole::MovingMean)
                             .is_some_and(|v| keys.contains(&v.key.as_str()))
                     })
                 })
                 .unwrap_or_else(|| panic!("{}: layer {name} not found", fx.name));
             let h = &l["hyper"];
-            let hyper = tfbn::hyper::LayerHyper::defaults(layer);
+            let hyper = tfbn::testing::hyper::LayerHyper::defaults(layer);
             let mut declared = tfbn::declared::Declared::default();
             for (what, value) in [
                 ("epsilon", h["epsilon"].to_string()),

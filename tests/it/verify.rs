@@ -478,10 +478,11 @@ fn dump_writes_inputs_and_both_sides_outputs() {
     for mode in ["inference", "training"] {
         for case in ["normal", "tiny"] {
             let c = d.join(mode).join(case);
-            let read = |n: &str| match tfbn::npy::read_npy(c.join(format!("{n}.npy"))).unwrap() {
-                tfbn::npy::NpyArray::F32(a) => a,
-                _ => panic!("{n} not f32"),
-            };
+            let read =
+                |n: &str| match tfbn::testing::npy::read_npy(c.join(format!("{n}.npy"))).unwrap() {
+                    tfbn::testing::npy::NpyArray::F32(a) => a,
+                    _ => panic!("{n} not f32"),
+                };
             let x = read("x");
             let (t, n) = (read("tf_y"), read("native_y"));
             assert_eq!(x.shape(), t.shape());
@@ -538,7 +539,7 @@ fn dump_writes_each_dtype_in_its_own_type() {
         ("f64", "<f8", "<f8"),
     ] {
         let c = dir.path().join("bn").join(dtype).join("training/normal");
-        let read = |n: &str| tfbn::npy::read_npy(c.join(format!("{n}.npy"))).unwrap();
+        let read = |n: &str| tfbn::testing::npy::read_npy(c.join(format!("{n}.npy"))).unwrap();
         for n in ["x", "tf_y", "native_y"] {
             assert_eq!(read(n).descr(), x_descr, "{dtype} {n}");
         }

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tfbn::npy::{read_npy, write_npy, NpyArray};
+use tfbn::testing::npy::{read_npy, write_npy, NpyArray};
 
 use crate::common::root;
 

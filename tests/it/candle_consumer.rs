@@ -18,16 +18,12 @@
 //! To first order candle is within `4.5u·|x − mean|·|s| + u·|y|` of the
 //! exact value and TF within about `10u·(|x·s| + |mean·s|) + 2u·|bias|`
 //! (`u = 2⁻²⁴`); `2⁻¹⁹ = 32u` covers the sum with a factor 2 to spare. The
-//! measured worst case is printed (`cargo test --test candle_consumer --
-//! --nocapture`) and reported in the README.
+//! measured worst case is printed (`cargo test --test it candle_consumer
+//! -- --nocapture`) and reported in the README.
 //!
 //! Where tfbn cannot recover a layer's ε from the files (plain checkpoints
 //! hold none), the test exports again with `--epsilon LAYER=VALUE` from the
 //! fixture's manifest, the way a user would; the metadata then says `flag`.
-
-#[allow(dead_code)]
-#[path = "it/common.rs"]
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,7 +33,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{BatchNormConfig, ModuleT, VarBuilder};
 use serde_json::Value;
 
-use common::{fixtures, Fixture};
+use crate::common::{fixtures, Fixture};
 
 /// The documented tolerance factor (see the module docs).
 const TOLERANCE: f64 = 1.0 / (1u64 << 19) as f64;
@@ -93,8 +89,8 @@ fn module_of(meta: &BTreeMap<String, String>, layer: &Value) -> String {
 }
 
 fn read_f32_npy(path: &Path) -> (Vec<f32>, Vec<usize>) {
-    match tfbn::npy::read_npy(path).unwrap() {
-        tfbn::npy::NpyArray::F32(a) => (a.iter().copied().collect(), a.shape().to_vec()),
+    match tfbn::testing::npy::read_npy(path).unwrap() {
+        tfbn::testing::npy::NpyArray::F32(a) => (a.iter().copied().collect(), a.shape().to_vec()),
         other => panic!("{}: {} is not float32", path.display(), other.descr()),
     }
 }
@@ -316,7 +312,7 @@ fn check_direct_route(
 
 /// `examples/candle_port.rs` runs on its bundled default.
 #[cfg(feature = "candle")]
-#[path = "../examples/candle_port.rs"]
+#[path = "../../examples/candle_port.rs"]
 #[allow(dead_code)]
 mod candle_port;
 

@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 
 use half::{bf16, f16};
 use proptest::prelude::*;
-use tfbn::bundle::slices::{decode_signed, decode_unsigned, encode_signed, encode_unsigned};
-use tfbn::bundle::{
+use tfbn::export::{DtypeCast, ExportOptions, Preset};
+use tfbn::source::Source;
+use tfbn::testing::bundle::slices::{
+    decode_signed, decode_unsigned, encode_signed, encode_unsigned,
+};
+use tfbn::testing::bundle::{
     decode_slice_key, encode_slice_key, Bundle, BundleWriter, Endianness, Extent, WriteOptions,
 };
-use tfbn::export::{DtypeCast, ExportOptions, Preset};
-use tfbn::npy::{read_npy, write_npy, NpyArray};
-use tfbn::source::Source;
+use tfbn::testing::npy::{read_npy, write_npy, NpyArray};
 use tfbn::{DType, Tensor, TensorData};
 
 const FIXED: [DType; 10] = [

@@ -1,8 +1,13 @@
 //! Regression tests for the faults a red-team run found, one named test per
 //! fault (`fault_NN_…`, numbered as in the report). Each builds its own
-//! small input (a bundle written by `tfbn::bundle::BundleWriter`, a crafted
+//! small input (a bundle written by `tfbn::testing::bundle::BundleWriter`, a crafted
 //! file, a FIFO) and, where the fault was in the command line's behaviour
 //! (exit status, signals, races), runs the real binary.
+//!
+//! Two rows live beside the tests of their subject, under the same naming:
+//! `fault_09_…` (an unusable `.meta` is a note and the settings fall back)
+//! in `found.rs`, and `fault_10_…` (no byte of a file outside the
+//! checkpoint reaches an error) in `bad_input.rs`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,8 +15,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tfbn::bundle::{Bundle, BundleWriter, Extent, WriteOptions};
-use tfbn::proto::bundle::BundleEntryProto;
+use tfbn::testing::bundle::{Bundle, BundleWriter, Extent, WriteOptions};
+use tfbn::testing::proto::bundle::BundleEntryProto;
 use tfbn::{DType, Error, Tensor, TensorData};
 
 // ---- helpers ---------------------------------------------------------------
@@ -324,7 +329,7 @@ fn fault_03_fifo_saved_model_and_checkpoint_state_files_are_refused() {
     )
     .unwrap();
     mkfifo(&sm.path().join("keras_metadata.pb"));
-    match tfbn::savedmodel::SavedModel::open(sm.path()) {
+    match tfbn::testing::savedmodel::SavedModel::open(sm.path()) {
         Err(Error::FileNotRegular { path, .. }) => assert!(path.ends_with("keras_metadata.pb")),
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("opened"),
@@ -399,9 +404,9 @@ fn fault_04_extra_slice_of_a_listed_variable_is_an_error() {
         let mut k = k.clone();
         // Same variable, another (unlisted) extent: change the length byte
         // of the encoded key's last extent by rewriting the key.
-        let (name, mut ext) = tfbn::bundle::decode_slice_key(&k).unwrap();
+        let (name, mut ext) = tfbn::testing::bundle::decode_slice_key(&k).unwrap();
         ext[0].length = Some(1);
-        k = tfbn::bundle::encode_slice_key(&name, &ext);
+        k = tfbn::testing::bundle::encode_slice_key(&name, &ext);
         extra = Some((k, v.clone()));
     });
     let dir2 = tempfile::tempdir().unwrap();
@@ -753,7 +758,7 @@ fn fault_08_kill_9_leftovers_are_swept_by_the_next_export() {
 fn npy_f64(path: &Path, shape: &[usize]) {
     let n: usize = shape.iter().product();
     let a = ndarray::ArrayD::from_shape_vec(shape.to_vec(), vec![1.0f64; n]).unwrap();
-    tfbn::npy::write_npy(path, &tfbn::npy::NpyArray::F64(a)).unwrap();
+    tfbn::testing::npy::write_npy(path, &tfbn::testing::npy::NpyArray::F64(a)).unwrap();
 }
 
 #[test]

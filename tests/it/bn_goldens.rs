@@ -34,7 +34,7 @@ use tfbn::bn::{
     fused_batch_norm_v3, host_cpu_vendor, inference, training, BnApi, BnConfig, BnInput, BnParams,
     MovingUpdate, RenormConfig, RenormState,
 };
-use tfbn::npy::{read_npy, NpyArray};
+use tfbn::testing::npy::{read_npy, NpyArray};
 
 /// ULP budget (at the channel's scale, see the module docs) for oneDNN
 /// goldens. TF's oneDNN batch norm normalizes with `(x − mean)·(1/√(var+eps))`

@@ -2,7 +2,7 @@
 //! survive: one named test per case, each expecting a specific typed error
 //! (and, by running at all, no panic).
 //!
-//! Each case starts from a valid bundle written by `tfbn::bundle` and
+//! Each case starts from a valid bundle written by `tfbn::testing::bundle` and
 //! changes exactly one thing: an entry proto (re-encoded, with the index
 //! rebuilt so every block crc is right), a block (re-wrapped with a correct
 //! trailer), or bytes of a file.
@@ -10,13 +10,15 @@
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use tfbn::bundle::crc::mask;
-use tfbn::bundle::table::{BlockHandle, Footer, Table};
-use tfbn::bundle::write::{append_block, BlockBuilder, TableBuilder};
-use tfbn::bundle::{encode_slice_key, write_v2, Bundle, BundleWriter, Extent, WriteOptions};
-use tfbn::proto::bundle::BundleEntryProto;
-use tfbn::proto::bundle::BundleHeaderProto;
-use tfbn::proto::tensor::{tensor_shape_proto::Dim, TensorShapeProto, VersionDef};
+use tfbn::testing::bundle::crc::mask;
+use tfbn::testing::bundle::table::{BlockHandle, Footer, Table};
+use tfbn::testing::bundle::write::{append_block, BlockBuilder, TableBuilder};
+use tfbn::testing::bundle::{
+    encode_slice_key, write_v2, Bundle, BundleWriter, Extent, WriteOptions,
+};
+use tfbn::testing::proto::bundle::BundleEntryProto;
+use tfbn::testing::proto::bundle::BundleHeaderProto;
+use tfbn::testing::proto::tensor::{tensor_shape_proto::Dim, TensorShapeProto, VersionDef};
 use tfbn::{DType, Error, Tensor, TensorData};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -942,7 +944,7 @@ fn slices_reusing_the_same_bytes() {
     let mut slices = Vec::new();
     for r in 0..n {
         let extents = [ext(r, 1), Extent::FULL];
-        slices.push(tfbn::bundle::slices::extents_to_proto(&extents));
+        slices.push(tfbn::testing::bundle::slices::extents_to_proto(&extents));
         let e = BundleEntryProto {
             dtype: 1,
             shape: dims(1),
@@ -1034,7 +1036,7 @@ fn checkpoint_file_naming_a_foreign_folder_with_empty_basename() {
 /// checkpoint (here: a file of secrets elsewhere) is never read: the
 /// folder's own bundle is, and no byte of the other file reaches an error.
 #[test]
-fn checkpoint_file_naming_an_unrelated_file_falls_back_without_reading_it() {
+fn fault_10_checkpoint_file_naming_an_unrelated_file_falls_back_without_reading_it() {
     let (d, p) = valid();
     let other = tempfile::tempdir().unwrap();
     let secret = other.path().join("secret");
