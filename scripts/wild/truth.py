@@ -376,10 +376,24 @@ def load_keras(path):
 
 # --------------------------------------------------------------------------
 
+def cpu_vendor():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def truth_for(art, cache):
     path = os.path.join(cache, art["id"], art["open"])
     t = {"id": art["id"], "tf_version": tf.__version__,
          "onednn": "off (TF_ENABLE_ONEDNN_OPTS=0)",
+         # TF's float32 rsqrt starts from the CPU's RSQRTPS estimate, whose
+         # table differs between vendors: outputs are bitwise per vendor.
+         "cpu_vendor": cpu_vendor(),
          "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
          "input_formula": FORMULA}
     notes = []

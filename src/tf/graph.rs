@@ -64,8 +64,29 @@ pub(crate) fn config_proto(threads: usize) -> Vec<u8> {
 
 /// A session over `graph` with [`config_proto`].
 pub(crate) fn session(graph: &Graph, threads: usize) -> Result<Session> {
+    session_with(graph, &config_proto(threads))
+}
+
+/// `ConfigProto` bytes with `threads` intra-op threads, one inter-op
+/// thread and TF's default graph optimizations (Grappler on): how a user's
+/// session runs a file's own graph.
+pub(crate) fn config_proto_default_optimizations(threads: usize) -> Vec<u8> {
+    let mut config = Vec::new();
+    field_varint(&mut config, 2, threads.max(1) as u64);
+    field_varint(&mut config, 5, 1);
+    config
+}
+
+/// A session over a file's own graph, optimized as TF optimizes it for a
+/// user (Grappler's rewrites included: a frozen graph's float32 inference
+/// batch norm with constant statistics becomes multiply-add there).
+pub(crate) fn session_as_deployed(graph: &Graph, threads: usize) -> Result<Session> {
+    session_with(graph, &config_proto_default_optimizations(threads))
+}
+
+fn session_with(graph: &Graph, config: &[u8]) -> Result<Session> {
     let mut opts = SessionOptions::new();
-    opts.set_config(&config_proto(threads))
+    opts.set_config(config)
         .map_err(|s| tf_error("session options", s))?;
     Session::new(&opts, graph).map_err(|s| tf_error("creating a session", s))
 }

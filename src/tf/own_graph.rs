@@ -37,7 +37,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use prost::Message;
 use tensorflow::{Graph, ImportGraphDefOptions, Operation, SessionRunArgs, Tensor};
 
-use super::graph::session;
+use super::graph::session_as_deployed;
 use super::{tf_error, TfRuntime};
 use crate::error::{Error, Result};
 use crate::proto::graph::{attr_value, AttrValue, GraphDef, NodeDef};
@@ -595,6 +595,40 @@ pub struct OwnOutputs {
     pub updates: Vec<Vec<f32>>,
 }
 
+impl Extracted {
+    /// Gives the input placeholder a fully known shape. Grappler decides
+    /// some rewrites from static shapes (a float32 inference batch norm
+    /// with constant scale and variance becomes multiply-add; for NCHW it
+    /// needs the rank to broadcast along the channel axis), so the cut
+    /// graph is run with the shape the file's graph would have known.
+    pub fn set_input_shape(&mut self, dims: &[usize]) {
+        use crate::proto::tensor::{tensor_shape_proto::Dim, TensorShapeProto};
+        let shape = TensorShapeProto {
+            dim: dims
+                .iter()
+                .map(|&d| Dim {
+                    size: i64::try_from(d).unwrap_or(-1),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        if let Some(n) = self
+            .graph_def
+            .node
+            .iter_mut()
+            .find(|n| n.name == INPUT_NAME)
+        {
+            n.attr.insert(
+                "shape".into(),
+                AttrValue {
+                    value: Some(attr_value::Value::Shape(shape)),
+                },
+            );
+        }
+    }
+}
+
 impl OwnGraph {
     /// Imports `extracted` into a fresh graph and opens a session (the
     /// runtime's thread count; no graph optimizer, as for the rebuilt
@@ -640,7 +674,7 @@ impl OwnGraph {
             .iter()
             .map(|p| op(p))
             .collect::<Result<Vec<_>>>()?;
-        let session = session(&graph, rt.host.threads)?;
+        let session = session_as_deployed(&graph, rt.host.threads)?;
         Ok(OwnGraph {
             session,
             x,

