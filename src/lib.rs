@@ -71,8 +71,8 @@ macro_rules! internal_modules {
 }
 
 internal_modules!(
-    bundle, cleanup, dtype, find, frozen, fsio, fsx, hyper, keras, layers, mapping, npy, objgraph,
-    prepare, proto, savedmodel, sniff, tensor
+    bundle, cleanup, dtype, find, frozen, fsio, fsx, host, hyper, keras, layers, mapping, npy,
+    objgraph, prepare, proto, savedmodel, sniff, tensor
 );
 mod open;
 
@@ -83,7 +83,7 @@ mod open;
 #[doc(hidden)]
 pub mod testing {
     pub use crate::{
-        bundle, cleanup, dtype, find, frozen, fsio, fsx, hyper, keras, layers, mapping, npy,
+        bundle, cleanup, dtype, find, frozen, fsio, fsx, host, hyper, keras, layers, mapping, npy,
         objgraph, prepare, proto, savedmodel, sniff, tensor,
     };
 }

@@ -9,40 +9,9 @@ use std::ops::Range;
 /// Below this many elements of work, one thread does it all.
 pub(crate) const MIN_PARALLEL_WORK: usize = 1 << 16;
 
-/// The host's available parallelism (at least 1), or `TFBN_THREADS` when
-/// set to a positive number. Results never depend on it: work is only split
-/// where the split cannot change a bit.
-pub(crate) fn host_threads() -> usize {
-    #[cfg(test)]
-    if let Some(n) = THREADS_OVERRIDE.with(|t| t.get()) {
-        return n;
-    }
-    if let Some(n) = std::env::var("TFBN_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-    {
-        return n;
-    }
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
+pub(crate) use crate::host::host_threads;
 #[cfg(test)]
-thread_local! {
-    static THREADS_OVERRIDE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-}
-
-/// Runs `f` with [`host_threads`] answering `n` on this thread (tests only:
-/// unlike `TFBN_THREADS`, it does not leak into tests running in parallel).
-#[cfg(test)]
-pub(crate) fn with_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
-    let old = THREADS_OVERRIDE.with(|t| t.replace(Some(n.max(1))));
-    let r = f();
-    THREADS_OVERRIDE.with(|t| t.set(old));
-    r
-}
+pub(crate) use crate::host::with_threads;
 
 /// How many threads to use for `work` elements of work.
 pub(crate) fn threads_for(work: usize) -> usize {

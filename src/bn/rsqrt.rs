@@ -18,31 +18,7 @@
 
 use super::ftz::TfFloat;
 
-/// The CPU vendor string from CPUID leaf 0 (`"GenuineIntel"`,
-/// `"AuthenticAMD"`, …), or `"unknown"` off x86-64.
-///
-/// Golden files record the vendor of the machine that wrote them; the packet
-/// rsqrt (and therefore every output of the packet channels) is only
-/// reproducible bit for bit on the same vendor's `RSQRTPS`.
-pub fn host_cpu_vendor() -> String {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[allow(unused_unsafe)]
-        // SAFETY: CPUID leaf 0 exists on every x86-64 processor.
-        let r = unsafe { std::arch::x86_64::__cpuid(0) };
-        let mut bytes = Vec::with_capacity(12);
-        for word in [r.ebx, r.edx, r.ecx] {
-            bytes.extend_from_slice(&word.to_le_bytes());
-        }
-        String::from_utf8_lossy(&bytes)
-            .trim_end_matches('\0')
-            .to_string()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        "unknown".to_string()
-    }
-}
+pub use crate::host::host_cpu_vendor;
 
 /// The hardware reciprocal square-root estimate (`RSQRTPS`) of each element.
 ///

@@ -35,7 +35,7 @@ const COPY_CHUNK: usize = 512 * 1024;
 pub(crate) fn copy_with_crc(data: &[u8], each: impl Fn(&mut [u8]) + Sync) -> (Vec<u8>, u32) {
     let mut out = crate::bundle::buf::output(data.len());
     // The crate's one thread-count knob (`TFBN_THREADS`), as the layer's.
-    let two = data.len() >= SPLIT_BYTES && crate::bn::par::host_threads() >= 2;
+    let two = data.len() >= SPLIT_BYTES && crate::host::host_threads() >= 2;
     let spare = &mut out.spare_capacity_mut()[..data.len()];
     let crc = if two {
         // Two halves on two threads, so that the kernel's zero-filling of

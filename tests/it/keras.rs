@@ -10,10 +10,10 @@ use std::path::Path;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tfbn::source::{Source, SourceFormat, VariableRole};
 use tfbn::testing::find::discover;
 use tfbn::testing::hyper::{recover, HyperSource};
 use tfbn::testing::layers::{BnRole, FoundBy};
-use tfbn::source::{Source, SourceFormat, VariableRole};
 
 use crate::common::{fixtures, root, tfbn, Fixture};
 
