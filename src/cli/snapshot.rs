@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use tfbn::snapshot::{
-    compare, snapshot_layers, LayerSnapshotPlan, Snapshot, SnapshotOptions, Tolerance,
+    drifts, snapshot_layers, LayerSnapshotPlan, Snapshot, SnapshotOptions, Tolerance,
 };
 use tfbn::testing::prepare::Overrides;
 
@@ -111,7 +111,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         return Ok(Outcome::Ok);
     }
     let old = old.unwrap_or_default();
-    let drifts = compare(&old, &snap, tolerance);
+    let drifts = drifts(&old, &snap, tolerance);
     if drifts.is_empty() {
         println!(
             "{} arrays within {tolerance} of {}",

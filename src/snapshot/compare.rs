@@ -69,7 +69,7 @@ impl std::fmt::Display for Drift {
 /// drift (at most two per array), empty when everything is within the
 /// tolerance; and every layer whose recorded settings or assumptions
 /// changed (where the old snapshot records them).
-pub fn compare(old: &Snapshot, new: &Snapshot, tol: Tolerance) -> Vec<Drift> {
+pub fn drifts(old: &Snapshot, new: &Snapshot, tol: Tolerance) -> Vec<Drift> {
     let mut drifts = Vec::new();
     let structural = |array: &str, what: String| Drift {
         array: array.to_string(),

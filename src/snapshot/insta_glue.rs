@@ -3,7 +3,7 @@
 
 pub use insta;
 
-use super::{compare, Snapshot, Tolerance};
+use super::{drifts, Snapshot, Tolerance};
 
 /// Compares numeric snapshots under a tolerance; texts that are not tfbn
 /// snapshots fall back to plain equality.
@@ -21,7 +21,7 @@ impl insta::Comparator for NumericComparator {
         };
         match (Snapshot::parse(&old), Snapshot::parse(&new)) {
             (Ok(o), Ok(n)) => {
-                let drifts = compare(&o, &n, self.tolerance);
+                let drifts = drifts(&o, &n, self.tolerance);
                 for d in &drifts {
                     eprintln!("tfbn snapshot drift ({}): {d}", self.tolerance);
                 }

@@ -24,7 +24,7 @@
 //! [`SnapshotOptions::digits`] significant digits and a few sampled values.
 //! The `exact` section holds every value's bits (up to
 //! [`SnapshotOptions::max_exact`] values; beyond that, the per-channel
-//! statistics' f64 bits), so [`compare`] can apply a real tolerance
+//! statistics' f64 bits), so [`drifts`] can apply a real tolerance
 //! ([`Tolerance`], shared with `tfbn verify`: `exact`, `ulp:N`, `ulp-of-max:N`,
 //! `abs:X`, `rel:X`) and name the channel and value that
 //! moved. The digest hashes the per-channel mean and standard deviation
@@ -166,7 +166,7 @@ pub mod insta_glue;
 mod layers;
 
 pub use crate::parity::Tolerance;
-pub use compare::{compare, Drift};
+pub use compare::{drifts, Drift};
 pub use layers::{seeded_input, snapshot_layers, LayerSnapshotPlan};
 
 /// Asserts a tfbn [`Snapshot`] against an insta snapshot under a tolerance

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use tfbn::snapshot::{
-    compare, snapshot_layers, ArraySnapshot, LayerSnapshotPlan, Snapshot, SnapshotOptions,
+    drifts, snapshot_layers, ArraySnapshot, LayerSnapshotPlan, Snapshot, SnapshotOptions,
     Tolerance, ValueType,
 };
 use tfbn::source::Source;
@@ -35,10 +35,10 @@ fn one_ulp_passes_under_ulp4_but_not_exact() {
     let old = layer_snapshot("tf1_trained");
     let text = old.to_text(&SnapshotOptions::default());
     let mut new = Snapshot::parse(&text).unwrap();
-    assert!(compare(&old, &new, Tolerance::Exact).is_empty());
+    assert!(drifts(&old, &new, Tolerance::Exact).is_empty());
     nudge(&mut new, 0, 7, 1);
-    assert!(compare(&old, &new, Tolerance::Ulp(4)).is_empty());
-    let d = compare(&old, &new, Tolerance::Exact);
+    assert!(drifts(&old, &new, Tolerance::Ulp(4)).is_empty());
+    let d = drifts(&old, &new, Tolerance::Exact);
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].what, "value [7]");
     // The line says how far it moved, in ULPs of the values' precision.
@@ -60,14 +60,14 @@ fn a_relative_change_of_1e_3_in_one_channel_fails_and_names_it() {
         }
     }
     for tol in ["ulp:4", "rel:1e-4", "abs:1e-5"] {
-        let d = compare(&old, &new, Tolerance::parse(tol).unwrap());
+        let d = drifts(&old, &new, Tolerance::parse(tol).unwrap());
         assert!(!d.is_empty(), "{tol}: drift not caught");
         let msg = d[0].to_string();
         assert!(msg.contains("batch_normalization/inference/y"), "{msg}");
         assert!(msg.contains("channel 5"), "{msg}");
         assert!(msg.contains("old ") && msg.contains("new "), "{msg}");
     }
-    assert!(compare(&old, &new, Tolerance::Rel(2e-3)).is_empty());
+    assert!(drifts(&old, &new, Tolerance::Rel(2e-3)).is_empty());
 }
 
 #[test]
