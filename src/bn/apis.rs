@@ -4,7 +4,7 @@
 //! #moving-averages, #defaults-and-flags, #renorm).
 
 use super::config::{
-    decay_python, decay_v1_fused, BnApi, BnConfig, MovingUpdate, Path, RenormConfig,
+    decay_python, decay_v1_fused, BnApi, BnConfig, KernelPath, MovingUpdate, RenormConfig,
 };
 use super::ftz::TfFloat;
 use super::fused::{self, Layout};
@@ -143,11 +143,13 @@ pub(crate) fn inference<T: Elem>(
     let is_f64 = T::as_f32(x).is_none();
     let path = match cfg.path(shape.len(), axis, is_f64)? {
         // Grappler's element-wise rewrite of a float32 fused op.
-        Path::Fused if cfg.inference_rewritten && T::as_f32(x).is_some() => Path::NonFused,
+        KernelPath::Fused if cfg.inference_rewritten && T::as_f32(x).is_some() => {
+            KernelPath::NonFused
+        }
         p => p,
     };
     match path {
-        Path::Fused => {
+        KernelPath::Fused => {
             let (g, b) = fused_scale_offset(cfg, p, l.c)?;
             let x32 = T::as_f32(x).ok_or_else(no_f32)?;
             let y32 = T::as_f32_mut(y).ok_or_else(no_f32)?;
@@ -162,7 +164,7 @@ pub(crate) fn inference<T: Elem>(
                 y32,
             );
         }
-        Path::NonFused => {
+        KernelPath::NonFused => {
             let (q, s) = f2_factors(
                 &p.moving_mean,
                 &p.moving_variance,
@@ -195,8 +197,8 @@ pub(crate) fn training<T: Elem>(
     }
     let is_f64 = T::as_f32(x).is_none();
     match cfg.path(shape.len(), axis, is_f64)? {
-        Path::Fused => fused_training(cfg, p, x, l, y),
-        Path::NonFused => nonfused_training(cfg, p, x, shape, axis, l, y),
+        KernelPath::Fused => fused_training(cfg, p, x, l, y),
+        KernelPath::NonFused => nonfused_training(cfg, p, x, shape, axis, l, y),
     }
 }
 

@@ -211,7 +211,7 @@ impl Default for BnConfig {
 
 /// How the layer is going to run, once the input's rank is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Path {
+pub(crate) enum KernelPath {
     /// Eigen's `FusedBatchNormV3` kernel.
     Fused,
     /// `tf.nn.moments` + `tf.nn.batch_normalization` (Eigen element-wise ops).
@@ -314,7 +314,7 @@ impl BnConfig {
     /// The kernel TF runs for this configuration
     /// (docs/bn-arithmetic.md#which-kernel-runs). `is_f64`:
     /// the compute type is `float64` (FusedBatchNorm has no `float64` kernel).
-    pub(crate) fn path(&self, rank: usize, axis: usize, is_f64: bool) -> Result<Path> {
+    pub(crate) fn path(&self, rank: usize, axis: usize, is_f64: bool) -> Result<KernelPath> {
         match self.api {
             BnApi::Fused => {
                 if is_f64 {
@@ -322,16 +322,16 @@ impl BnConfig {
                         "FusedBatchNormV3 has no float64 kernel".into(),
                     ));
                 }
-                Ok(Path::Fused)
+                Ok(KernelPath::Fused)
             }
-            BnApi::Keras3 | BnApi::Nn => Ok(Path::NonFused),
+            BnApi::Keras3 | BnApi::Nn => Ok(KernelPath::NonFused),
             BnApi::TfKeras | BnApi::Tf1Layers => {
                 let can = fusable_layout(rank, axis)
                     && self.renorm.is_none()
                     && self.virtual_batch_size.is_none()
                     && !is_f64;
                 match self.fused {
-                    Some(false) => Ok(Path::NonFused),
+                    Some(false) => Ok(KernelPath::NonFused),
                     Some(true) if !can => {
                         // Only the reasons that hold, in TF's words
                         // (`_raise_if_fused_cannot_be_used`).
@@ -359,7 +359,11 @@ impl BnConfig {
                             why.join("; ")
                         )))
                     }
-                    _ => Ok(if can { Path::Fused } else { Path::NonFused }),
+                    _ => Ok(if can {
+                        KernelPath::Fused
+                    } else {
+                        KernelPath::NonFused
+                    }),
                 }
             }
         }
@@ -483,12 +487,12 @@ mod tests {
             api: BnApi::TfKeras,
             ..Default::default()
         };
-        assert_eq!(c.path(4, 3, false).unwrap(), Path::Fused);
-        assert_eq!(c.path(4, 1, false).unwrap(), Path::Fused);
-        assert_eq!(c.path(5, 4, false).unwrap(), Path::Fused);
-        assert_eq!(c.path(4, 2, false).unwrap(), Path::NonFused);
-        assert_eq!(c.path(2, 1, false).unwrap(), Path::NonFused);
-        assert_eq!(c.path(4, 3, true).unwrap(), Path::NonFused);
+        assert_eq!(c.path(4, 3, false).unwrap(), KernelPath::Fused);
+        assert_eq!(c.path(4, 1, false).unwrap(), KernelPath::Fused);
+        assert_eq!(c.path(5, 4, false).unwrap(), KernelPath::Fused);
+        assert_eq!(c.path(4, 2, false).unwrap(), KernelPath::NonFused);
+        assert_eq!(c.path(2, 1, false).unwrap(), KernelPath::NonFused);
+        assert_eq!(c.path(4, 3, true).unwrap(), KernelPath::NonFused);
         let c = BnConfig {
             api: BnApi::TfKeras,
             fused: Some(true),
@@ -500,11 +504,11 @@ mod tests {
             fused: Some(false),
             ..Default::default()
         };
-        assert_eq!(c.path(4, 3, false).unwrap(), Path::NonFused);
+        assert_eq!(c.path(4, 3, false).unwrap(), KernelPath::NonFused);
         let c = BnConfig {
             api: BnApi::Keras3,
             ..Default::default()
         };
-        assert_eq!(c.path(4, 3, false).unwrap(), Path::NonFused);
+        assert_eq!(c.path(4, 3, false).unwrap(), KernelPath::NonFused);
     }
 }

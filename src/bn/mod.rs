@@ -45,7 +45,7 @@ use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 use crate::error::{Error, Result};
 
 #[cfg(test)]
-pub(crate) use config::Path;
+pub(crate) use config::KernelPath;
 pub use config::{decay_python, decay_v1_fused, BnApi, BnConfig, MovingUpdate, RenormConfig};
 pub use ftz::TfFloat;
 pub use rsqrt::{hardware_rsqrt_estimate, host_cpu_vendor, rsqrt_tf_f32, rsqrt_tf_f64};

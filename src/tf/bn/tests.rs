@@ -83,8 +83,8 @@ fn path_rule_follows_tf() {
         for (dtype, is_f64) in [(BnDtype::F32, false), (BnDtype::F64, true)] {
             let tf = tf_path(cfg, *rank, *axis, dtype).ok();
             let native = cfg.path(*rank, *axis, is_f64).ok().map(|p| match p {
-                crate::bn::Path::Fused => Fused,
-                crate::bn::Path::NonFused => NonFused,
+                crate::bn::KernelPath::Fused => Fused,
+                crate::bn::KernelPath::NonFused => NonFused,
             });
             let ctx = format!(
                 "{} fused {:?} rank {rank} axis {axis} {dtype}",
