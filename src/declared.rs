@@ -124,11 +124,11 @@ impl Origin {
         }
     }
 
-    /// `--epsilon` for a flag, `--hyper FILE` for a sidecar.
-    fn option(&self, setting: &Setting) -> String {
+    /// `epsilon` for a flag, `epsilon (sidecar FILE)` for a sidecar.
+    fn describe(&self, setting: &Setting) -> String {
         match self {
-            Origin::Flag => format!("--{}", setting.name()),
-            Origin::Sidecar(file) => format!("--hyper {file} ({})", setting.name()),
+            Origin::Flag => setting.name().to_string(),
+            Origin::Sidecar(file) => format!("{} (sidecar {file})", setting.name()),
         }
     }
 }
@@ -154,12 +154,12 @@ impl Declaration {
         };
         if glob.as_deref() == Some("") {
             return Err(Error::DeclarationInvalid {
-                declaration: format!("--{name} {text}"),
+                declaration: format!("{name} {text}"),
                 why: "the GLOB before '=' is empty".into(),
             });
         }
         let setting = Setting::parse(name, value).map_err(|why| Error::DeclarationInvalid {
-            declaration: format!("--{name} {text}"),
+            declaration: format!("{name} {text}"),
             why,
         })?;
         Ok(Declaration {
@@ -210,7 +210,7 @@ impl Declared {
                 if !layers.iter().any(|l| layer_matches(g, l)) {
                     let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
                     return Err(Error::PatternMatchesNoLayer {
-                        option: d.origin.option(&d.setting),
+                        setting: d.origin.describe(&d.setting),
                         pattern: g.clone(),
                         known: if names.is_empty() {
                             "none".into()

@@ -147,8 +147,8 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
-    /// A declared setting (`--epsilon [GLOB=]VALUE`, …) does not parse or is
-    /// out of range.
+    /// A declared setting (`epsilon` as `[GLOB=]VALUE`, …) does not parse or
+    /// is out of range.
     #[error("{declaration}: {why}")]
     DeclarationInvalid {
         /// The declaration as written.
@@ -156,16 +156,17 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
-    /// A `--hyper` sidecar does not parse or holds a value out of range.
-    #[error("--hyper {file}: {why}")]
+    /// A settings sidecar (TOML or JSON) does not parse or holds a value out
+    /// of range.
+    #[error("sidecar {file}: {why}")]
     HyperFileInvalid {
         /// The sidecar as given.
         file: String,
         /// What is wrong with it.
         why: String,
     },
-    /// An output file exists and `--force` was not given.
-    #[error("{path}: already exists (pass --force to replace it)")]
+    /// An output file exists and replacing it was not asked for.
+    #[error("{path}: already exists; it is replaced only when that is asked for")]
     OutputExists {
         /// Output path.
         path: PathBuf,
@@ -585,12 +586,13 @@ pub enum Error {
         /// Comma-separated list of layer names.
         known: String,
     },
-    /// A layer pattern given to an export option (`--layers`, `--rename`,
-    /// `--epsilon` …) matches none of the layers it applies to.
-    #[error("{option} {pattern:?} matches no batch-norm layer (layers: {known})")]
+    /// A layer pattern given to a setting (the layer selection, a rename,
+    /// a declared `epsilon` …) matches none of the layers it applies to.
+    #[error("{setting} pattern {pattern:?} matches no batch-norm layer (layers: {known})")]
     PatternMatchesNoLayer {
-        /// The option, e.g. `--layers`.
-        option: String,
+        /// The setting the pattern belongs to: `layers`, `rename`,
+        /// `epsilon`, … (for a sidecar, followed by ` (sidecar FILE)`).
+        setting: String,
         /// The pattern as given.
         pattern: String,
         /// Comma-separated list of layer names.
@@ -623,7 +625,7 @@ pub enum Error {
         "TensorFlow could not be loaded; tried:{}\n\
          Fix: install TensorFlow's Python package, `python3 -m pip install tensorflow-cpu==2.21.0` \
          (or `tensorflow==2.21.0`), into the `python3` on PATH or a `.venv` in the current folder; \
-         or point tfbn at an installed one with --tf-lib DIR or TFBN_TF_LIB=DIR, DIR being the \
+         or point tfbn at an installed one with TFBN_TF_LIB=DIR, DIR being the \
          `tensorflow` package folder (`python3 -c 'import tensorflow, os; \
          print(os.path.dirname(tensorflow.__file__))'`) holding libtensorflow_cc.so.2 and \
          libtensorflow_framework.so.2",

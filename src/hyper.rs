@@ -243,14 +243,15 @@ impl Assumed {
         Assumed::ALL.into_iter().find(|a| a.label() == s.trim())
     }
 
-    /// The flag that declares it (`--epsilon`, …).
-    pub fn flag(self) -> &'static str {
+    /// The name of the declared setting that supplies it (`epsilon`,
+    /// `momentum`, `axis`, `fused`, `variance`: a sidecar's keys).
+    pub fn setting(self) -> &'static str {
         match self {
-            Assumed::Epsilon => "--epsilon",
-            Assumed::Momentum => "--momentum",
-            Assumed::Axis => "--axis",
-            Assumed::Fused => "--fused",
-            Assumed::VarianceConvention => "--variance",
+            Assumed::Epsilon => "epsilon",
+            Assumed::Momentum => "momentum",
+            Assumed::Axis => "axis",
+            Assumed::Fused => "fused",
+            Assumed::VarianceConvention => "variance",
         }
     }
 

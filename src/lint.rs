@@ -184,8 +184,8 @@ impl Code {
             Code::UnknownHyperparameters => {
                 "checkpoints store only variables (and Keras 3 SavedModels only ε), so TF's \
                  default is assumed and a verify that rests on it proves nothing: declare the value \
-                 the layer was built with (--epsilon, --momentum, --axis, --fused LAYER=VALUE or a \
-                 --hyper sidecar), or read a SavedModel or TF1 .meta that stores it."
+                 the layer was built with (per layer, or in a sidecar), or read a SavedModel or TF1 \
+                 .meta that stores it."
             }
             Code::HyperparameterConflict => {
                 "two files or functions disagree and tfbn kept the more trusted one (Keras config, \
@@ -265,7 +265,7 @@ impl std::str::FromStr for Allow {
             None => (text, None),
         };
         let code = Code::parse(code).ok_or_else(|| Error::DeclarationInvalid {
-            declaration: format!("--allow {text}"),
+            declaration: format!("allow {text}"),
             why: format!(
                 "unknown code {code:?}; codes are {}",
                 Code::ALL.map(|c| c.as_str()).join(", ")
@@ -632,9 +632,8 @@ fn unknown_hyperparameters(c: &LayerCtx<'_>) -> Vec<Finding> {
         out.push(c.finding(
             Code::UnknownHyperparameters,
             format!(
-                "{a}: {read}; TF's default {value} is assumed (declare it with {} {}=VALUE)",
-                a.flag(),
-                c.layer.name
+                "{a}: {read}; TF's default {value} is assumed (declare {} for this layer)",
+                a.setting()
             ),
         ));
     }

@@ -189,15 +189,13 @@ pub fn run(args: Args) -> Result<Outcome> {
             }
         }
     }
-    for n in &prepared.notes {
-        eprintln!("note: {n}");
-    }
+    super::print_notes(&prepared.notes);
     if !prepared.assumed.is_empty() {
         eprintln!(
             "note: {}: assumed from TF's defaults: {}; {}",
             prepared.layer.name,
             tfbn::testing::hyper::Assumed::join(&prepared.assumed),
-            tfbn::verify::declare_hint(&prepared.layer.name, &prepared.assumed)
+            super::declare_hint(&prepared.layer.name, &prepared.assumed)
         );
     }
     eprintln!(

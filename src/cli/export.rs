@@ -231,9 +231,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         );
     }
     if !args.quiet {
-        for n in &summary.notes {
-            eprintln!("note: {n}");
-        }
+        super::print_notes(&summary.notes);
         let what = if args.all_variables {
             "all variables".to_string()
         } else {

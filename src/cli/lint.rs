@@ -72,6 +72,16 @@ pub fn run(args: Args) -> Result<Outcome> {
     } else {
         print_findings(&mut out, &report)?;
     }
+    if report
+        .findings
+        .iter()
+        .any(|f| f.code == tfbn::lint::Code::UnknownHyperparameters)
+    {
+        eprintln!(
+            "hint: {}; --allow unknown-hyperparameters[=GLOB] accepts TF's defaults",
+            super::DECLARE_LEGEND
+        );
+    }
     Ok(if report.fails(args.deny.into()) {
         Outcome::Failed
     } else {

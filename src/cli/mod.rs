@@ -87,6 +87,13 @@ pub fn run() -> ExitCode {
                     msg.push_str(&format!(": {c}"));
                 }
             }
+            if let Some(h) = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<tfbn::Error>())
+                .and_then(error_hint)
+            {
+                msg.push_str(&format!(" ({h})"));
+            }
             let _ = writeln!(std::io::stderr(), "{msg}");
             ExitCode::from(2)
         }
@@ -122,6 +129,55 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<serde_json::Error>()
                 .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     })
+}
+
+/// The flags that answer a library error, where one does: the library's
+/// messages speak of settings and files; the flags are the CLI's.
+fn error_hint(e: &tfbn::Error) -> Option<String> {
+    use tfbn::Error as E;
+    Some(match e {
+        E::OutputExists { .. } => "pass --force to replace it".into(),
+        E::TensorFlowUnavailable { .. } => "--tf-lib DIR points one run at DIR".into(),
+        E::HyperFileInvalid { .. } => "the sidecar given with --hyper".into(),
+        E::PatternMatchesNoLayer { setting, .. } if !setting.contains(' ') => {
+            format!("given with --{setting}")
+        }
+        E::ExportNamesNotUnique { what, .. } if what.contains("rename") => {
+            "--rename FROM=TO renames a layer".into()
+        }
+        _ => return None,
+    })
+}
+
+/// How settings are declared on the command line.
+pub const DECLARE_LEGEND: &str = "declare settings with --epsilon, --momentum, --axis, --fused, \
+    --variance [GLOB=]VALUE, a layer's variables with --bn [GLOB:]ROLE=NAME,…, or either in \
+    --hyper FILE (a TOML/JSON sidecar, or the model's .keras file or config JSON)";
+
+/// Prints the library's notes on stderr, then, where one asks for a
+/// declaration, how to declare on the command line.
+pub fn print_notes<S: AsRef<str>>(notes: impl IntoIterator<Item = S>) {
+    let mut asks = false;
+    for n in notes {
+        let n = n.as_ref();
+        asks |= n.contains("declare");
+        eprintln!("note: {n}");
+    }
+    if asks {
+        eprintln!("hint: {DECLARE_LEGEND}");
+    }
+}
+
+/// How to declare what `assumed` lists for `layer`, in flags.
+pub fn declare_hint(layer: &str, assumed: &[tfbn::model::Assumed]) -> String {
+    let flags: Vec<String> = assumed
+        .iter()
+        .map(|a| format!("--{} {layer}=VALUE", a.setting()))
+        .collect();
+    format!(
+        "declare with {} or a --hyper sidecar; --assume-defaults accepts TF's defaults",
+        flags.join(", ")
+    )
 }
 
 /// What a command opened: the source with its declared layers, the
@@ -173,9 +229,7 @@ fn open_source(path: &std::path::Path, layers: &LayerArgs) -> anyhow::Result<Ope
         source = tfbn::testing::keras::with_config(source, cfg)?;
     }
     source.declare_layers(mappings);
-    for n in source.notes() {
-        eprintln!("note: {n}");
-    }
+    print_notes(source.notes());
     Ok(Opened {
         source,
         declared,

@@ -419,6 +419,26 @@ fn print_table(out: &mut impl Write, r: &VerifyReport) -> std::io::Result<()> {
         }
         writeln!(out)?;
     }
+    // The library names the unproven settings; the flags are the CLI's.
+    for l in &r.layers {
+        let unproven: Vec<tfbn::model::Assumed> = l
+            .assumed
+            .iter()
+            .copied()
+            .filter(|a| {
+                l.modes
+                    .iter()
+                    .any(|m| m.status == Status::Unproven && m.assumed.contains(a))
+            })
+            .collect();
+        if !unproven.is_empty() {
+            notes.push(format!(
+                "{}: {}",
+                l.name,
+                super::declare_hint(&l.name, &unproven)
+            ));
+        }
+    }
     for n in &notes {
         writeln!(out, "  {n}")?;
     }

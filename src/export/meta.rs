@@ -294,8 +294,8 @@ pub(crate) fn notes(opts: &ExportOptions, plans: &[LayerPlan]) -> Vec<String> {
         let names: Vec<&str> = assumed.iter().map(String::as_str).collect();
         notes.push(format!(
             "{} layer(s) rest on TF's defaults (no graph or Keras metadata records them; \
-             written as tfbn.layer.<module>.assumed): {}; declare with --epsilon, --momentum, \
-             --axis, --fused, --variance [LAYER=]VALUE or a --hyper sidecar",
+             written as tfbn.layer.<module>.assumed): {}; declare them (epsilon, momentum, \
+             axis, fused, variance) for those layers",
             assumed.len(),
             abbreviate(&names)
         ));

@@ -296,7 +296,7 @@ fn rename(module: &str, rules: &[Rename], preset: Preset, used: &mut [bool]) -> 
             };
             if renamed.is_empty() {
                 return Err(Error::InvalidArgument(format!(
-                    "--rename {}={} leaves layer {module:?} without a name",
+                    "rename {}={} leaves layer {module:?} without a name",
                     r.from, r.to
                 )));
             }
@@ -318,7 +318,7 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
         for p in &opts.layers {
             if !all.iter().any(|l| layer_matches(p, l, preset)) {
                 return Err(Error::PatternMatchesNoLayer {
-                    option: "--layers".into(),
+                    setting: "layers".into(),
                     pattern: p.clone(),
                     known: known_names(&all),
                 });
@@ -356,7 +356,7 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
     }
     if let Some(i) = used.iter().position(|u| !u) {
         return Err(Error::PatternMatchesNoLayer {
-            option: "--rename".into(),
+            setting: "rename".into(),
             pattern: opts.rename[i].from.clone(),
             known: known_names(&layers),
         });
@@ -367,7 +367,7 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
             return Err(Error::ExportNamesNotUnique {
                 name: m.clone(),
                 what: format!(
-                    "layers {prev:?} and {:?} both map to it (use --rename)",
+                    "layers {prev:?} and {:?} both map to it (rename one of them)",
                     l.name
                 ),
             });

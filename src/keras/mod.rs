@@ -358,8 +358,8 @@ fn open_with(
     };
     if config_doc.is_none() {
         notes.push(
-            "no model config: settings are TF's defaults unless declared (`--hyper` takes the \
-             model's .keras file or its config JSON)"
+            "no model config: settings are TF's defaults unless declared (the model's .keras \
+             file or its config JSON declares them)"
                 .into(),
         );
     }
@@ -603,8 +603,8 @@ fn keras3(
     if !ambiguous.is_empty() {
         notes.push(format!(
             "{}: batch norm with center or scale off, and no config says which (3 or 6 vectors); \
-             give the model's config with `--hyper m.keras` / `--hyper config.json`, or declare \
-             the roles with `--bn 'LAYER:gamma=0,moving_mean=1,moving_variance=2'`",
+             give the model's config (its .keras file or config JSON), or declare the roles \
+             as a layer mapping `LAYER:gamma=0,moving_mean=1,moving_variance=2`",
             ambiguous.join(", ")
         ));
     }

@@ -64,10 +64,10 @@ pub fn candidates(tf_lib: Option<&Path>) -> Vec<Candidate> {
     let mut out = Vec::new();
     // An explicit folder is the only place tried: the user asked for it.
     if let Some(p) = tf_lib {
-        out.push(Candidate::found("--tf-lib", p.to_path_buf()));
+        out.push(Candidate::found("the given folder", p.to_path_buf()));
         return out;
     }
-    out.push(Candidate::none("--tf-lib", "not given"));
+    out.push(Candidate::none("a given folder", "none given"));
     match std::env::var_os("TFBN_TF_LIB") {
         Some(v) if !v.is_empty() => out.push(Candidate::found("TFBN_TF_LIB", PathBuf::from(v))),
         _ => out.push(Candidate::none("TFBN_TF_LIB", "not set")),

@@ -257,7 +257,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Cause> {
                 message: format!(
                     "the native output is not an affine function of the input per channel along axis {} \
                      (residual {rn:.2} against TF's {rt:.1e}): the native side normalises along another axis \
-                     (NHWC vs NCHW, or a wrong --axis)",
+                     (NHWC vs NCHW, or a wrong axis)",
                     ev.axis
                 ),
             });
@@ -368,8 +368,8 @@ pub fn fallback(backend: Backend, max_ulp: u64, max_rel: f64) -> Option<Cause> {
             kind: "backend",
             message: format!(
                 "oneDNN (TF_ENABLE_ONEDNN_OPTS=1) computes batch norm with other formulas and, in training, \
-                 thread-dependent sums (max relative error {max_rel:.2e}); use --tf-backend eigen for \
-                 bit-exact parity, or a wider --tolerance"
+                 thread-dependent sums (max relative error {max_rel:.2e}); the Eigen backend \
+                 (TF_ENABLE_ONEDNN_OPTS=0) gives bit-exact parity, or widen the tolerance"
             ),
         });
     }

@@ -214,7 +214,9 @@ pub fn verify_with(
     settings: &VerifySettings,
 ) -> Result<VerifyReport> {
     if settings.batch == 0 {
-        return Err(Error::InvalidArgument("--batch must be at least 1".into()));
+        return Err(Error::InvalidArgument(
+            "the batch size must be at least 1".into(),
+        ));
     }
     if settings.modes.is_empty() {
         return Err(Error::InvalidArgument("nothing to verify: no modes".into()));
@@ -367,18 +369,6 @@ pub fn depends_on(p: &PreparedLayer, mode: Mode) -> Vec<crate::hyper::Assumed> {
         .collect()
 }
 
-/// How to declare what `assumed` lists for `layer` (one sentence).
-pub fn declare_hint(layer: &str, assumed: &[crate::hyper::Assumed]) -> String {
-    let flags: Vec<String> = assumed
-        .iter()
-        .map(|a| format!("{} {layer}=VALUE", a.flag()))
-        .collect();
-    format!(
-        "declare with {} or a --hyper sidecar; --assume-defaults accepts TF's defaults",
-        flags.join(", ")
-    )
-}
-
 fn verify_layer(
     rt: &TfRuntime,
     p: &PreparedLayer,
@@ -462,7 +452,7 @@ fn verify_layer(
     if own_graph.starts_with("failed") {
         notes.push(format!(
             "the file's own graph disagrees with the settings tfbn recovered ({own_graph}); \
-             declare the right value (--epsilon, --momentum, --axis, --variance) or check the layer's mapping"
+             declare the right epsilon, momentum, axis or variance, or check the layer's mapping"
         ));
     }
     // The file's own graph, run in a mode with the settings tfbn assumed,
@@ -499,10 +489,11 @@ fn verify_layer(
         .collect();
     if !unproven.is_empty() {
         notes.push(format!(
-            "unproven: both sides ran with TF's default {} (nothing in the files records {}); {}",
+            "unproven: both sides ran with TF's default {} (nothing in the files records {}); \
+             declare {} for this layer, or accept TF's defaults explicitly",
             crate::hyper::Assumed::join(&unproven),
             if unproven.len() == 1 { "it" } else { "them" },
-            declare_hint(&p.layer.name, &unproven)
+            if unproven.len() == 1 { "it" } else { "them" },
         ));
     }
     let passed = modes.iter().all(|m| m.status.is_ok())

@@ -100,3 +100,126 @@ fn no_module_imports_one_that_imports_it_back() {
         }
     }
 }
+
+/// The string literals of `text` outside comments (a small lexer: line and
+/// block comments, plain and raw strings, char literals).
+fn string_literals(text: &str) -> Vec<(usize, String)> {
+    let b = text.as_bytes();
+    let (mut i, mut line, mut out) = (0usize, 1usize, Vec::new());
+    while i < b.len() {
+        match b[i] {
+            b'\n' => line += 1,
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    line += usize::from(b[i] == b'\n');
+                    i += 1;
+                }
+                i += 2;
+                continue;
+            }
+            b'\'' => {
+                // A char literal ('x', '\n', '"') or a lifetime ('a): skip
+                // the literal so its quote does not open a string.
+                if b.get(i + 1) == Some(&b'\\') {
+                    i += 3;
+                    while i < b.len() && b[i] != b'\'' {
+                        i += 1;
+                    }
+                } else if b.get(i + 2) == Some(&b'\'') {
+                    i += 2;
+                }
+            }
+            b'r' if b.get(i + 1).is_some_and(|c| *c == b'#' || *c == b'"')
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) =>
+            {
+                let mut j = i + 1;
+                let mut hashes = 0;
+                while b.get(j) == Some(&b'#') {
+                    hashes += 1;
+                    j += 1;
+                }
+                if b.get(j) == Some(&b'"') {
+                    let close: Vec<u8> = std::iter::once(b'"')
+                        .chain(std::iter::repeat_n(b'#', hashes))
+                        .collect();
+                    let start = j + 1;
+                    let end = (start..b.len())
+                        .find(|&k| b[k..].starts_with(&close))
+                        .unwrap_or(b.len());
+                    out.push((line, text[start..end].to_string()));
+                    line += text[start..end].matches('\n').count();
+                    i = end + close.len();
+                    continue;
+                }
+            }
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                let end = j.min(b.len());
+                out.push((line, text[start..end].to_string()));
+                line += text[start..end].matches('\n').count();
+                i = end + 1;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The library speaks in settings and files, not in the CLI's flags: no
+/// string literal outside `src/cli` and `src/main.rs` (test modules
+/// excepted) names a `--flag`. The binary adds its flags to the library's
+/// errors and reports.
+#[test]
+fn library_messages_name_no_cli_flags() {
+    let src = root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap();
+        if rel.starts_with("cli")
+            || rel == Path::new("main.rs")
+            || rel.file_name().is_some_and(|n| n == "tests.rs")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        for (line, s) in string_literals(code) {
+            scanned += 1;
+            let flag = s.match_indices("--").any(|(i, _)| {
+                s[i + 2..].starts_with(|c: char| c.is_ascii_lowercase())
+                    && (i == 0 || !s[..i].ends_with(|c: char| c.is_ascii_alphanumeric()))
+            });
+            if flag {
+                found.push(format!("src/{}:{line}: {s:?}", rel.display()));
+            }
+        }
+    }
+    assert!(scanned > 500, "the lexer found only {scanned} literals");
+    assert!(
+        found.is_empty(),
+        "library strings naming CLI flags:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_literal_lexer_sees_strings_not_comments() {
+    let text = "// \"--no\"\nlet a = \"--yes\"; /* \"--no\" */ let c = '\"'; let r = r#\"--raw \"q\"\"#;\nfn f<'a>(x: &'a str) -> &'a str { \"b\\\"--esc\" }";
+    let got: Vec<String> = string_literals(text).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(got, ["--yes", "--raw \"q\"", "b\\\"--esc"]);
+}

@@ -102,7 +102,7 @@ fn layers_names_and_roles_are_kerass() {
                 source
                     .notes()
                     .iter()
-                    .any(|n| n.contains(name) && n.contains("--hyper")),
+                    .any(|n| n.contains(name) && n.contains("config")),
                 "{}: {name}: {:?}",
                 fx.name,
                 source.notes()
