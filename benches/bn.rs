@@ -52,12 +52,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ndarray::{ArrayD, IxDyn};
-use tfbn::bn::{
-    inference, inference_into, training, training_into, BnApi, BnConfig, BnInput, BnParams,
-};
+use tfbn::bn::{inference, inference_into, training, training_into, BnApi, BnConfig, BnParams};
 use tfbn::parity::{compare, ChannelLayout};
-use tfbn::tf::bn::{BnDtype, FloatVec, TfBatchNorm};
+use tfbn::tf::bn::TfBatchNorm;
 use tfbn::tf::{Backend, LoadOptions};
+use tfbn::{FloatArray, FloatDType};
 
 const RUNS: usize = 9;
 /// Rounds by default (`TFBN_BENCH_ROUNDS` overrides).
@@ -228,7 +227,7 @@ fn bench_native() -> (BTreeMap<&'static str, f64>, BTreeMap<String, Native>) {
         let p = params(c);
         let copy = median(|| dst.copy_from_slice(&xv));
         copies.insert(label, ms(copy));
-        let input = BnInput::F32(x.clone());
+        let input = FloatArray::F32(x.clone());
         for api in APIS {
             let cfg = config(api, axis);
             let inf = median(|| {
@@ -290,15 +289,22 @@ fn tf_child(backend: Backend) {
         let (ax, c) = channels(&shape, axis);
         let xv = data(n, 7);
         let p = params(c);
-        let input = BnInput::F32(ArrayD::from_shape_vec(IxDyn(&shape), xv.clone()).expect("shape"));
-        let xf = FloatVec::F32(xv);
+        let input =
+            FloatArray::F32(ArrayD::from_shape_vec(IxDyn(&shape), xv.clone()).expect("shape"));
+        let xf = input.clone();
         for api in APIS {
             let cfg = config(api, axis);
             for training_mode in [false, true] {
                 let k = key(label, api, training_mode);
                 let row = (|| -> tfbn::Result<TfRow> {
-                    let g =
-                        TfBatchNorm::new_typed(rt, &cfg, &shape, BnDtype::F32, training_mode, &p)?;
+                    let g = TfBatchNorm::new_typed(
+                        rt,
+                        &cfg,
+                        &shape,
+                        FloatDType::F32,
+                        training_mode,
+                        &p,
+                    )?;
                     let feeds = g.feeds(&xf, &p)?;
                     // Which backend ran: TF's y against the native layer's.
                     let tf_y = g.run_typed(&feeds)?.y;
@@ -308,7 +314,7 @@ fn tf_child(backend: Backend) {
                         inference(&cfg, &p, &input)?.y
                     };
                     let y_equal = match (tf_y.as_f32(), &nat_y) {
-                        (Some(a), BnInput::F32(b)) => {
+                        (Some(a), FloatArray::F32(b)) => {
                             let b = b.as_slice().expect("contiguous");
                             compare(a, b, ChannelLayout::of(&shape, ax))?.bitwise_fraction()
                         }

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Shape, Tensor};
 
-use crate::bn::BnInput;
+use crate::dtype::FloatArray;
 use crate::layers::BnRole;
 use crate::model::{Layer, Model};
 
@@ -80,9 +80,9 @@ impl Backend {
 
 fn stored_dtype(layer: &Layer) -> DType {
     match layer.parameter(BnRole::MovingMean) {
-        Some(BnInput::F16(_)) => DType::F16,
-        Some(BnInput::BF16(_)) => DType::BF16,
-        Some(BnInput::F64(_)) => DType::F64,
+        Some(FloatArray::F16(_)) => DType::F16,
+        Some(FloatArray::BF16(_)) => DType::BF16,
+        Some(FloatArray::F64(_)) => DType::F64,
         _ => DType::F32,
     }
 }
@@ -96,13 +96,21 @@ fn constant(value: f64, c: usize, dtype: DType) -> Option<Tensor> {
 /// A parameter as a 1-D tensor of its stored dtype (the module presets
 /// write `[C]` whatever shape the file stores, e.g. ghost batches'
 /// `[1, 1, 1, 1, C]`).
-fn to_tensor(a: &BnInput) -> Option<Tensor> {
+fn to_tensor(a: &FloatArray) -> Option<Tensor> {
     let dev = Device::Cpu;
     let r = match a {
-        BnInput::F32(x) => Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), x.len(), &dev),
-        BnInput::F64(x) => Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), x.len(), &dev),
-        BnInput::F16(x) => Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), x.len(), &dev),
-        BnInput::BF16(x) => Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), x.len(), &dev),
+        FloatArray::F32(x) => {
+            Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), x.len(), &dev)
+        }
+        FloatArray::F64(x) => {
+            Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), x.len(), &dev)
+        }
+        FloatArray::F16(x) => {
+            Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), x.len(), &dev)
+        }
+        FloatArray::BF16(x) => {
+            Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), x.len(), &dev)
+        }
     };
     r.ok()
 }

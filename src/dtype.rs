@@ -1,8 +1,18 @@
 //! TensorFlow's `DataType` enum (`tensorflow/core/framework/types.proto`) and
 //! the facts tfbn needs about each value: its name, its element width and how
-//! it maps onto safetensors and NumPy.
+//! it maps onto safetensors and NumPy; the four floating types batch norm
+//! runs in ([`FloatDType`]) and an array tagged with one of them
+//! ([`FloatArray`]).
+//!
+//! Labels follow one scheme: `Display` writes TF's name (`float32`,
+//! `bfloat16`, …), `FromStr` reads TF's name or the short one (`f32`,
+//! `bf16`, …), and `short()` gives the short one for narrow columns.
 
 use std::fmt;
+use std::str::FromStr;
+
+use half::{bf16, f16};
+use ndarray::{ArrayD, IxDyn};
 
 /// A TensorFlow data type, as stored in `BundleEntryProto.dtype`,
 /// `TensorProto.dtype` and node attributes.
@@ -230,6 +240,267 @@ impl serde::Serialize for DType {
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// A type name that [`DType`] or [`FloatDType`] does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTypeName(pub String);
+
+impl fmt::Display for UnknownTypeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown type {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownTypeName {}
+
+impl FromStr for DType {
+    type Err = UnknownTypeName;
+
+    /// TF's name, or a floating type's short name (`f32`, `bf16`, …).
+    fn from_str(s: &str) -> Result<DType, UnknownTypeName> {
+        DType::from_name(s.trim())
+            .or_else(|| s.parse::<FloatDType>().ok().map(DType::from))
+            .ok_or_else(|| UnknownTypeName(s.to_string()))
+    }
+}
+
+/// The element type of a batch-norm input and output (`x`, `y`): the four
+/// floating types TF's batch-norm kernels take.
+///
+/// TF keeps the layer's variables and statistics in `float32` for `float32`,
+/// `float16` and `bfloat16` inputs (the fused op's `U`, the Keras layers'
+/// upcast), and in `float64` for a `float64` layer
+/// ([`FloatDType::stats_dtype`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum FloatDType {
+    /// `float32`.
+    #[serde(rename = "float32")]
+    F32,
+    /// `float16` (IEEE half).
+    #[serde(rename = "float16")]
+    F16,
+    /// `bfloat16`.
+    #[serde(rename = "bfloat16")]
+    BF16,
+    /// `float64`.
+    #[serde(rename = "float64")]
+    F64,
+}
+
+impl FloatDType {
+    /// Every type, in report order.
+    pub const ALL: [FloatDType; 4] = [
+        FloatDType::F32,
+        FloatDType::F16,
+        FloatDType::BF16,
+        FloatDType::F64,
+    ];
+
+    /// TF's name: `float32`, `float16`, `bfloat16`, `float64`.
+    pub fn name(self) -> &'static str {
+        DType::from(self).name()
+    }
+
+    /// The short name: `f32`, `f16`, `bf16`, `f64`.
+    pub fn short(self) -> &'static str {
+        match self {
+            FloatDType::F32 => "f32",
+            FloatDType::F16 => "f16",
+            FloatDType::BF16 => "bf16",
+            FloatDType::F64 => "f64",
+        }
+    }
+
+    /// The type of the layer's variables and statistics: `float64` for a
+    /// `float64` input, `float32` otherwise.
+    pub fn stats_dtype(self) -> FloatDType {
+        match self {
+            FloatDType::F64 => FloatDType::F64,
+            _ => FloatDType::F32,
+        }
+    }
+}
+
+impl From<FloatDType> for DType {
+    fn from(d: FloatDType) -> DType {
+        match d {
+            FloatDType::F32 => DType::F32,
+            FloatDType::F16 => DType::F16,
+            FloatDType::BF16 => DType::BF16,
+            FloatDType::F64 => DType::F64,
+        }
+    }
+}
+
+impl TryFrom<DType> for FloatDType {
+    type Error = DType;
+
+    /// The floating type, or the [`DType`] back when it is not one.
+    fn try_from(d: DType) -> Result<FloatDType, DType> {
+        Ok(match d {
+            DType::F32 => FloatDType::F32,
+            DType::F16 => FloatDType::F16,
+            DType::BF16 => FloatDType::BF16,
+            DType::F64 => FloatDType::F64,
+            other => return Err(other),
+        })
+    }
+}
+
+impl fmt::Display for FloatDType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FloatDType {
+    type Err = UnknownTypeName;
+
+    /// The short name or TF's name, case-insensitive (`half` too).
+    fn from_str(s: &str) -> Result<FloatDType, UnknownTypeName> {
+        let t = s.trim().to_ascii_lowercase();
+        if t == "half" {
+            return Ok(FloatDType::F16);
+        }
+        FloatDType::ALL
+            .into_iter()
+            .find(|d| d.short() == t || d.name() == t)
+            .ok_or_else(|| UnknownTypeName(s.to_string()))
+    }
+}
+
+/// The elements of `a` in row-major order, borrowed where the layout is
+/// standard.
+pub(crate) fn flat<T: Copy>(a: &ArrayD<T>) -> std::borrow::Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+    }
+}
+
+/// An array of one of the floating types batch norm runs in: a layer's
+/// input and output, a parameter as stored, TF's fetched results. Any
+/// memory layout is accepted where one is read; the constructors here make
+/// standard (row-major) layout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FloatArray {
+    /// `float32`.
+    F32(ArrayD<f32>),
+    /// `float64`.
+    F64(ArrayD<f64>),
+    /// `float16` (batch norm computes in `float32` and rounds back to
+    /// nearest-even).
+    F16(ArrayD<f16>),
+    /// `bfloat16` (likewise).
+    BF16(ArrayD<bf16>),
+}
+
+impl FloatArray {
+    /// The array's shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            FloatArray::F32(a) => a.shape(),
+            FloatArray::F64(a) => a.shape(),
+            FloatArray::F16(a) => a.shape(),
+            FloatArray::BF16(a) => a.shape(),
+        }
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> FloatDType {
+        match self {
+            FloatArray::F32(_) => FloatDType::F32,
+            FloatArray::F16(_) => FloatDType::F16,
+            FloatArray::BF16(_) => FloatDType::BF16,
+            FloatArray::F64(_) => FloatDType::F64,
+        }
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            FloatArray::F32(a) => a.len(),
+            FloatArray::F16(a) => a.len(),
+            FloatArray::BF16(a) => a.len(),
+            FloatArray::F64(a) => a.len(),
+        }
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A one-dimensional array of `values` rounded to `dtype` (to nearest,
+    /// ties to even).
+    pub fn from_f64(dtype: FloatDType, values: &[f64]) -> FloatArray {
+        fn vec1<T>(v: Vec<T>) -> ArrayD<T> {
+            ndarray::Array1::from(v).into_dyn()
+        }
+        match dtype {
+            FloatDType::F32 => FloatArray::F32(vec1(values.iter().map(|&v| v as f32).collect())),
+            FloatDType::F16 => FloatArray::F16(vec1(values.iter().map(|&v| f16::from_f64(v)).collect())),
+            FloatDType::BF16 => {
+                FloatArray::BF16(vec1(values.iter().map(|&v| bf16::from_f64(v)).collect()))
+            }
+            FloatDType::F64 => FloatArray::F64(vec1(values.to_vec())),
+        }
+    }
+
+    /// `float32` values widened to `dtype`'s statistics type
+    /// ([`FloatDType::stats_dtype`]), one-dimensional: the layer's
+    /// variables as a layer of that type holds them.
+    pub fn params(dtype: FloatDType, values: &[f32]) -> FloatArray {
+        match dtype.stats_dtype() {
+            FloatDType::F64 => FloatArray::F64(
+                ndarray::Array1::from_iter(values.iter().map(|&v| f64::from(v))).into_dyn(),
+            ),
+            _ => FloatArray::F32(ndarray::Array1::from(values.to_vec()).into_dyn()),
+        }
+    }
+
+    /// The same elements (in row-major order) with another shape of the
+    /// same size.
+    pub fn reshaped(&self, shape: &[usize]) -> Result<FloatArray, ndarray::ShapeError> {
+        let sh = IxDyn(shape);
+        Ok(match self {
+            FloatArray::F32(a) => FloatArray::F32(ArrayD::from_shape_vec(sh, a.iter().copied().collect())?),
+            FloatArray::F16(a) => FloatArray::F16(ArrayD::from_shape_vec(sh, a.iter().copied().collect())?),
+            FloatArray::BF16(a) => FloatArray::BF16(ArrayD::from_shape_vec(sh, a.iter().copied().collect())?),
+            FloatArray::F64(a) => FloatArray::F64(ArrayD::from_shape_vec(sh, a.iter().copied().collect())?),
+        })
+    }
+
+    /// Every element widened to `f64` (exact), in row-major order.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match self {
+            FloatArray::F32(a) => a.iter().map(|&v| f64::from(v)).collect(),
+            FloatArray::F64(a) => a.iter().copied().collect(),
+            FloatArray::F16(a) => a.iter().map(|v| v.to_f64()).collect(),
+            FloatArray::BF16(a) => a.iter().map(|v| v.to_f64()).collect(),
+        }
+    }
+
+    /// Every element as `f32`, in row-major order: exact for `float32`,
+    /// `float16` and `bfloat16`, rounded to nearest for `float64`.
+    pub fn to_f32_lossy(&self) -> Vec<f32> {
+        match self {
+            FloatArray::F32(a) => a.iter().copied().collect(),
+            FloatArray::F16(a) => a.iter().map(|x| x.to_f32()).collect(),
+            FloatArray::BF16(a) => a.iter().map(|x| x.to_f32()).collect(),
+            FloatArray::F64(a) => a.iter().map(|&x| x as f32).collect(),
+        }
+    }
+
+    /// The `float32` elements as one slice, when that is the type and the
+    /// layout is standard.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match self {
+            FloatArray::F32(a) => a.as_slice(),
+            _ => None,
+        }
     }
 }
 

@@ -89,7 +89,7 @@ pub mod testing {
 }
 
 pub use bn::Mode;
-pub use dtype::DType;
+pub use dtype::{DType, FloatArray, FloatDType};
 pub use error::{Error, Result};
-pub use model::{open, open_with, FloatArray, Layer, Model, OpenOptions, Role};
+pub use model::{open, open_with, Layer, Model, OpenOptions, Role};
 pub use tensor::{Tensor, TensorData};

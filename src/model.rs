@@ -37,8 +37,9 @@ use std::path::Path;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
 use crate::bn::Mode;
-use crate::bn::{self, BnApi, BnConfig, BnInput};
+use crate::bn::{self, BnApi, BnConfig};
 use crate::declared::Declared;
+use crate::dtype::FloatArray;
 use crate::error::{Error, Result};
 use crate::layers::BnRole;
 use crate::prepare::prepare_layer;
@@ -148,9 +149,6 @@ pub struct Layer {
     parameters: BTreeMap<BnRole, FloatArray>,
 }
 
-/// A float array in one of the types TF stores batch-norm values in.
-pub type FloatArray = BnInput;
-
 /// A variable's role in a batch-norm layer.
 pub type Role = BnRole;
 
@@ -226,10 +224,10 @@ impl Layer {
     pub fn apply(&self, x: &FloatArray, mode: Mode) -> Result<FloatArray> {
         let cfg = &self.prepared.config;
         let params = &self.prepared.params;
-        if let BnInput::F64(a) = x {
+        if let FloatArray::F64(a) = x {
             let p64 = params.to_f64();
             return Ok(match mode {
-                Mode::Inference => BnInput::F64(bn::inference_f64(cfg, &p64, a.view())?),
+                Mode::Inference => FloatArray::F64(bn::inference_f64(cfg, &p64, a.view())?),
                 Mode::Training => bn::training_f64(cfg, &p64, a.view())?.y,
             });
         }
@@ -283,7 +281,7 @@ fn float_array(t: &Tensor, key: &str) -> Result<FloatArray> {
         })
     }
     Ok(match t.dtype {
-        DType::F32 => BnInput::F32(arr(
+        DType::F32 => FloatArray::F32(arr(
             &shape,
             key,
             bytes
@@ -291,7 +289,7 @@ fn float_array(t: &Tensor, key: &str) -> Result<FloatArray> {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
         )?),
-        DType::F64 => BnInput::F64(arr(
+        DType::F64 => FloatArray::F64(arr(
             &shape,
             key,
             bytes
@@ -303,7 +301,7 @@ fn float_array(t: &Tensor, key: &str) -> Result<FloatArray> {
                 })
                 .collect(),
         )?),
-        DType::F16 => BnInput::F16(arr(
+        DType::F16 => FloatArray::F16(arr(
             &shape,
             key,
             bytes
@@ -311,7 +309,7 @@ fn float_array(t: &Tensor, key: &str) -> Result<FloatArray> {
                 .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
                 .collect(),
         )?),
-        DType::BF16 => BnInput::BF16(arr(
+        DType::BF16 => FloatArray::BF16(arr(
             &shape,
             key,
             bytes

@@ -230,7 +230,7 @@ impl ChannelLayout {
 
 /// The worst element of one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct ChannelStats {
+pub struct ChannelError {
     /// Elements in the channel.
     pub n: usize,
     /// Elements that are equal under [`Tolerance::Exact`].
@@ -275,7 +275,7 @@ pub struct Comparison {
     pub worst_channel: Option<usize>,
     /// Per-channel statistics.
     #[serde(skip)]
-    pub channels: Vec<ChannelStats>,
+    pub channels: Vec<ChannelError>,
 }
 
 impl Comparison {
@@ -376,7 +376,7 @@ pub fn compare<T: ParityFloat>(
         )));
     }
     let mut channels = vec![
-        ChannelStats {
+        ChannelError {
             n: 0,
             equal: 0,
             max_ulp: 0,

@@ -5,7 +5,7 @@
 //!   from (the raw fused op, the TF1 layer, tf_keras, Keras 3 or `tf.nn`);
 //!   each API rounds and updates differently.
 //! * [`BnParams`] holds its variables.
-//! * [`inference`] and [`training`] run it on a [`BnInput`] of any rank from
+//! * [`inference`] and [`training`] run it on a [`FloatArray`] of any rank from
 //!   2 to 5, any channel axis, in `float32`, `float16`, `bfloat16` (widened
 //!   to `float32` and rounded back to nearest-even, statistics in `float32`,
 //!   as TF does) or `float64` ([`inference_f64`], [`training_f64`] for
@@ -42,6 +42,7 @@ mod rsqrt;
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
+use crate::dtype::FloatArray;
 use crate::error::{Error, Result};
 
 #[cfg(test)]
@@ -125,52 +126,6 @@ impl<T: TfFloat> BnParams<T> {
     }
 }
 
-/// An input (or output) tensor of one of the floating types batch norm runs
-/// in. Any memory layout is accepted; non-contiguous arrays are copied once.
-#[derive(Debug, Clone, PartialEq)]
-pub enum BnInput {
-    /// `float32`.
-    F32(ArrayD<f32>),
-    /// `float64`.
-    F64(ArrayD<f64>),
-    /// `float16` (computed in `float32`, rounded back to nearest-even).
-    F16(ArrayD<f16>),
-    /// `bfloat16` (computed in `float32`, rounded back to nearest-even).
-    BF16(ArrayD<bf16>),
-}
-
-impl BnInput {
-    /// The tensor's shape.
-    pub fn shape(&self) -> &[usize] {
-        match self {
-            BnInput::F32(a) => a.shape(),
-            BnInput::F64(a) => a.shape(),
-            BnInput::F16(a) => a.shape(),
-            BnInput::BF16(a) => a.shape(),
-        }
-    }
-
-    /// TF's name of the element type (`"float32"`, `"bfloat16"`, …).
-    pub fn dtype_name(&self) -> &'static str {
-        match self {
-            BnInput::F32(_) => "float32",
-            BnInput::F64(_) => "float64",
-            BnInput::F16(_) => "float16",
-            BnInput::BF16(_) => "bfloat16",
-        }
-    }
-
-    /// Every element widened to `f64` (exact), in row-major order.
-    pub fn to_f64_vec(&self) -> Vec<f64> {
-        match self {
-            BnInput::F32(a) => a.iter().map(|&v| v as f64).collect(),
-            BnInput::F64(a) => a.iter().copied().collect(),
-            BnInput::F16(a) => a.iter().map(|v| v.to_f64()).collect(),
-            BnInput::BF16(a) => a.iter().map(|v| v.to_f64()).collect(),
-        }
-    }
-}
-
 /// Inference (moving statistics) or training (batch statistics and one
 /// update of the moving statistics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -196,7 +151,7 @@ impl Mode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inference {
     /// The normalized tensor, in the input's type and shape.
-    pub y: BnInput,
+    pub y: FloatArray,
 }
 
 /// The statistics of a training step (what [`training_into`] returns).
@@ -223,7 +178,7 @@ pub struct TrainingStats<T = f32> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Training<T = f32> {
     /// The normalized tensor (batch statistics), in the input's type and shape.
-    pub y: BnInput,
+    pub y: FloatArray,
     /// See [`TrainingStats::batch_mean`]; `None` never happens today but
     /// leaves room for APIs that expose no batch statistics.
     pub batch_mean: Option<Vec<T>>,
@@ -238,7 +193,7 @@ pub struct Training<T = f32> {
 }
 
 impl<T> Training<T> {
-    fn from_stats(y: BnInput, s: TrainingStats<T>) -> Training<T> {
+    fn from_stats(y: FloatArray, s: TrainingStats<T>) -> Training<T> {
         Training {
             y,
             batch_mean: Some(s.batch_mean),
@@ -301,8 +256,8 @@ fn narrow_stats(s: TrainingStats<f64>) -> TrainingStats<f32> {
 
 /// [`BnApi::Nn`] on a 16-bit input: TF computes it in that type
 /// (`nn_half`), not widened like the layers.
-fn nn_half_input(cfg: &BnConfig, x: &BnInput) -> bool {
-    cfg.api == BnApi::Nn && matches!(x, BnInput::F16(_) | BnInput::BF16(_))
+fn nn_half_input(cfg: &BnConfig, x: &FloatArray) -> bool {
+    cfg.api == BnApi::Nn && matches!(x, FloatArray::F16(_) | FloatArray::BF16(_))
 }
 
 fn nn_half_inference<H: nn_half::Half + Default>(
@@ -338,25 +293,25 @@ fn nn_half_training<H: nn_half::Half + Default>(
 /// A `float64` input with these `float32` parameters runs as a `float64`
 /// layer whose variables hold these values (use [`inference_f64`] for
 /// `float64` variables).
-pub fn inference(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Inference> {
+pub fn inference(cfg: &BnConfig, params: &BnParams, x: &FloatArray) -> Result<Inference> {
     let y = match x {
-        BnInput::F16(a) if nn_half_input(cfg, x) => {
-            BnInput::F16(nn_half_inference(cfg, params, a)?)
+        FloatArray::F16(a) if nn_half_input(cfg, x) => {
+            FloatArray::F16(nn_half_inference(cfg, params, a)?)
         }
-        BnInput::BF16(a) if nn_half_input(cfg, x) => {
-            BnInput::BF16(nn_half_inference(cfg, params, a)?)
+        FloatArray::BF16(a) if nn_half_input(cfg, x) => {
+            FloatArray::BF16(nn_half_inference(cfg, params, a)?)
         }
-        BnInput::F32(a) => BnInput::F32(run_inference_f32(cfg, params, a.view())?),
-        BnInput::F64(a) => BnInput::F64(inference_f64(cfg, &params.to_f64(), a.view())?),
-        BnInput::F16(a) => {
+        FloatArray::F32(a) => FloatArray::F32(run_inference_f32(cfg, params, a.view())?),
+        FloatArray::F64(a) => FloatArray::F64(inference_f64(cfg, &params.to_f64(), a.view())?),
+        FloatArray::F16(a) => {
             let xf = a.mapv(|v| v.to_f32());
             let y = run_inference_f32(cfg, params, xf.view())?;
-            BnInput::F16(y.mapv(f32_to_f16_tf))
+            FloatArray::F16(y.mapv(f32_to_f16_tf))
         }
-        BnInput::BF16(a) => {
+        FloatArray::BF16(a) => {
             let xf = a.mapv(|v| v.to_f32());
             let y = run_inference_f32(cfg, params, xf.view())?;
-            BnInput::BF16(y.mapv(f32_to_bf16_tf))
+            FloatArray::BF16(y.mapv(f32_to_bf16_tf))
         }
     };
     Ok(Inference { y })
@@ -389,41 +344,44 @@ fn run_training_f32(
 /// A `float64` input with these `float32` parameters runs as a `float64`
 /// layer whose variables hold these values; the statistics are then rounded
 /// to `float32` on return (use [`training_f64`] to keep them in `float64`).
-pub fn training(cfg: &BnConfig, params: &BnParams, x: &BnInput) -> Result<Training> {
+pub fn training(cfg: &BnConfig, params: &BnParams, x: &FloatArray) -> Result<Training> {
     match x {
-        BnInput::F16(a) if nn_half_input(cfg, x) => {
+        FloatArray::F16(a) if nn_half_input(cfg, x) => {
             let (y, s) = nn_half_training(cfg, params, a)?;
-            Ok(Training::from_stats(BnInput::F16(y), s))
+            Ok(Training::from_stats(FloatArray::F16(y), s))
         }
-        BnInput::BF16(a) if nn_half_input(cfg, x) => {
+        FloatArray::BF16(a) if nn_half_input(cfg, x) => {
             let (y, s) = nn_half_training(cfg, params, a)?;
-            Ok(Training::from_stats(BnInput::BF16(y), s))
+            Ok(Training::from_stats(FloatArray::BF16(y), s))
         }
-        BnInput::F32(a) => {
+        FloatArray::F32(a) => {
             let (y, s) = run_training_f32(cfg, params, a.view())?;
-            Ok(Training::from_stats(BnInput::F32(y), s))
+            Ok(Training::from_stats(FloatArray::F32(y), s))
         }
-        BnInput::F64(a) => {
+        FloatArray::F64(a) => {
             let shape = a.shape().to_vec();
             let view = a.view();
             let xs = contiguous(&view);
             let mut y = par::output_buffer::<f64>(xs.len());
             let s = apis::training(cfg, &params.to_f64(), &xs, &shape, &mut y)?;
             Ok(Training::from_stats(
-                BnInput::F64(into_array(&shape, y)?),
+                FloatArray::F64(into_array(&shape, y)?),
                 narrow_stats(s),
             ))
         }
-        BnInput::F16(a) => {
-            let xf = a.mapv(|v| v.to_f32());
-            let (y, s) = run_training_f32(cfg, params, xf.view())?;
-            Ok(Training::from_stats(BnInput::F16(y.mapv(f32_to_f16_tf)), s))
-        }
-        BnInput::BF16(a) => {
+        FloatArray::F16(a) => {
             let xf = a.mapv(|v| v.to_f32());
             let (y, s) = run_training_f32(cfg, params, xf.view())?;
             Ok(Training::from_stats(
-                BnInput::BF16(y.mapv(f32_to_bf16_tf)),
+                FloatArray::F16(y.mapv(f32_to_f16_tf)),
+                s,
+            ))
+        }
+        FloatArray::BF16(a) => {
+            let xf = a.mapv(|v| v.to_f32());
+            let (y, s) = run_training_f32(cfg, params, xf.view())?;
+            Ok(Training::from_stats(
+                FloatArray::BF16(y.mapv(f32_to_bf16_tf)),
                 s,
             ))
         }
@@ -455,7 +413,7 @@ pub fn training_f64(
     let mut y = par::output_buffer::<f64>(xs.len());
     let s = apis::training(cfg, params, &xs, &shape, &mut y)?;
     Ok(Training::from_stats(
-        BnInput::F64(into_array(&shape, y)?),
+        FloatArray::F64(into_array(&shape, y)?),
         s,
     ))
 }
@@ -508,7 +466,7 @@ pub fn training_into(
 #[derive(Debug, Clone, PartialEq)]
 pub struct FusedBatchNormV3 {
     /// Output 0, in the input's type.
-    pub y: BnInput,
+    pub y: FloatArray,
     /// Output 1: with `is_training`, the batch mean (or its running average
     /// for `exponential_avg_factor ≠ 1`); otherwise the `mean` input.
     pub batch_mean: Vec<f32>,
@@ -528,7 +486,7 @@ pub struct FusedBatchNormV3 {
 /// NCHW/NCDHW, last for NHWC/NDHWC); `float32`, `float16` or `bfloat16`.
 #[allow(clippy::too_many_arguments)]
 pub fn fused_batch_norm_v3(
-    x: &BnInput,
+    x: &FloatArray,
     scale: &[f32],
     offset: &[f32],
     mean: &[f32],
@@ -560,10 +518,10 @@ pub fn fused_batch_norm_v3(
         }
     }
     let xf: Vec<f32> = match x {
-        BnInput::F32(a) => a.iter().copied().collect(),
-        BnInput::F16(a) => a.iter().map(|v| v.to_f32()).collect(),
-        BnInput::BF16(a) => a.iter().map(|v| v.to_f32()).collect(),
-        BnInput::F64(_) => {
+        FloatArray::F32(a) => a.iter().copied().collect(),
+        FloatArray::F16(a) => a.iter().map(|v| v.to_f32()).collect(),
+        FloatArray::BF16(a) => a.iter().map(|v| v.to_f32()).collect(),
+        FloatArray::F64(_) => {
             return Err(Error::InvalidArgument(
                 "FusedBatchNormV3 has no float64 kernel".into(),
             ))
@@ -599,9 +557,9 @@ pub fn fused_batch_norm_v3(
     };
     let y = into_array(&shape, y)?;
     let y = match x {
-        BnInput::F16(_) => BnInput::F16(y.mapv(f32_to_f16_tf)),
-        BnInput::BF16(_) => BnInput::BF16(y.mapv(f32_to_bf16_tf)),
-        _ => BnInput::F32(y),
+        FloatArray::F16(_) => FloatArray::F16(y.mapv(f32_to_f16_tf)),
+        FloatArray::BF16(_) => FloatArray::BF16(y.mapv(f32_to_bf16_tf)),
+        _ => FloatArray::F32(y),
     };
     Ok(FusedBatchNormV3 {
         y,

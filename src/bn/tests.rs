@@ -18,14 +18,14 @@ fn lcg_data(n: usize, seed: u64, scale: f32, offset: f32) -> Vec<f32> {
         .collect()
 }
 
-fn arr(shape: &[usize], v: Vec<f32>) -> BnInput {
-    BnInput::F32(ArrayD::from_shape_vec(IxDyn(shape), v).unwrap())
+fn arr(shape: &[usize], v: Vec<f32>) -> FloatArray {
+    FloatArray::F32(ArrayD::from_shape_vec(IxDyn(shape), v).unwrap())
 }
 
-fn y32(y: &BnInput) -> Vec<f32> {
+fn y32(y: &FloatArray) -> Vec<f32> {
     match y {
-        BnInput::F32(a) => a.iter().copied().collect(),
-        other => panic!("{}", other.dtype_name()),
+        FloatArray::F32(a) => a.iter().copied().collect(),
+        other => panic!("{}", other.dtype()),
     }
 }
 
@@ -459,12 +459,12 @@ fn dtypes_round_to_nearest_even() {
     let th = training(
         &c,
         &p,
-        &BnInput::F16(ArrayD::from_shape_vec(IxDyn(&[5, 4, 3, 8]), xh).unwrap()),
+        &FloatArray::F16(ArrayD::from_shape_vec(IxDyn(&[5, 4, 3, 8]), xh).unwrap()),
     )
     .unwrap();
     let tf = training(&c, &p, &arr(&[5, 4, 3, 8], back)).unwrap();
     assert_eq!(th.moving_mean, tf.moving_mean);
-    let BnInput::F16(yh) = &th.y else { panic!() };
+    let FloatArray::F16(yh) = &th.y else { panic!() };
     for (a, b) in yh.iter().zip(y32(&tf.y)) {
         assert_eq!(a.to_bits(), f32_to_f16_tf(b).to_bits());
     }
@@ -535,10 +535,10 @@ fn parameter_errors_name_the_variable() {
     };
     // tf.nn on float16 runs in float16 (nn_half); its parameters are checked
     // like everyone's.
-    let xh = BnInput::F16(ArrayD::from_elem(IxDyn(&[2, 3]), half::f16::ONE));
+    let xh = FloatArray::F16(ArrayD::from_elem(IxDyn(&[2, 3]), half::f16::ONE));
     assert!(matches!(
         inference(&half, &params(3), &xh).map(|r| r.y),
-        Ok(BnInput::F16(_))
+        Ok(FloatArray::F16(_))
     ));
     let mut no_gamma = params(3);
     no_gamma.gamma = None;
@@ -556,23 +556,28 @@ fn into_variants_match_allocating_ones() {
         let a = ArrayD::from_shape_vec(IxDyn(&shape), x.clone()).unwrap();
         let mut y = ArrayD::<f32>::zeros(IxDyn(&shape));
         let s = training_into(&c, &p, a.view(), y.view_mut()).unwrap();
-        let t = training(&c, &p, &BnInput::F32(a.clone())).unwrap();
-        assert_eq!(BnInput::F32(y.clone()), t.y);
+        let t = training(&c, &p, &FloatArray::F32(a.clone())).unwrap();
+        assert_eq!(FloatArray::F32(y.clone()), t.y);
         assert_eq!(s.moving_mean, t.moving_mean);
         inference_into(&c, &p, a.view(), y.view_mut()).unwrap();
         assert_eq!(
-            BnInput::F32(y.clone()),
-            inference(&c, &p, &BnInput::F32(a)).unwrap().y
+            FloatArray::F32(y.clone()),
+            inference(&c, &p, &FloatArray::F32(a)).unwrap().y
         );
     }
     // A transposed (non-contiguous) view is accepted and copied.
     let a = ArrayD::from_shape_vec(IxDyn(&[16, 60]), x.clone()).unwrap();
     let v = a.t().to_owned();
-    let t1 = training(&BnConfig::default(), &p, &BnInput::F32(a.t().into_owned())).unwrap();
+    let t1 = training(
+        &BnConfig::default(),
+        &p,
+        &FloatArray::F32(a.t().into_owned()),
+    )
+    .unwrap();
     let t2 = training(
         &BnConfig::default(),
         &p,
-        &BnInput::F32(v.as_standard_layout().into_owned()),
+        &FloatArray::F32(v.as_standard_layout().into_owned()),
     )
     .unwrap();
     assert_eq!(t1.moving_mean, t2.moving_mean);
@@ -602,7 +607,7 @@ fn results_do_not_depend_on_the_thread_count() {
             axis as usize
         }];
         let p = params(c);
-        let xh = BnInput::F16(
+        let xh = FloatArray::F16(
             ArrayD::from_shape_vec(
                 IxDyn(shape),
                 x.iter().map(|&v| half::f16::from_f32(v)).collect(),
@@ -625,7 +630,7 @@ fn results_do_not_depend_on_the_thread_count() {
                     for input in inputs {
                         let t = training(&cf, &p, &input).unwrap();
                         let i = inference(&cf, &p, &input).unwrap();
-                        let y_bits = |y: &BnInput| -> Vec<u64> {
+                        let y_bits = |y: &FloatArray| -> Vec<u64> {
                             y.to_f64_vec().iter().map(|v| v.to_bits()).collect()
                         };
                         let v_bits = |v: &[f32]| -> Vec<u64> {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use ndarray::ArrayD;
-use tfbn::bn::{self, BnApi, BnInput};
+use tfbn::bn::{self, BnApi};
 use tfbn::export::writer::check_output_not_input;
 use tfbn::testing::npy::{read_npy, write_npy, NpyArray};
 use tfbn::testing::prepare::{prepare_layer, Overrides};
+use tfbn::FloatArray;
 
 use super::{InputPath, Outcome};
 
@@ -66,12 +67,12 @@ const OUTPUT_NAMES: [&str; 8] = [
     "renorm_stddev.npy",
 ];
 
-fn to_input(a: NpyArray, bf16_bits: bool, path: &std::path::Path) -> Result<BnInput> {
+fn to_input(a: NpyArray, bf16_bits: bool, path: &std::path::Path) -> Result<FloatArray> {
     Ok(match a {
-        NpyArray::F32(a) => BnInput::F32(a),
-        NpyArray::F64(a) => BnInput::F64(a),
-        NpyArray::F16(a) => BnInput::F16(a),
-        NpyArray::U16(a) if bf16_bits => BnInput::BF16(a.mapv(half::bf16::from_bits)),
+        NpyArray::F32(a) => FloatArray::F32(a),
+        NpyArray::F64(a) => FloatArray::F64(a),
+        NpyArray::F16(a) => FloatArray::F16(a),
+        NpyArray::U16(a) if bf16_bits => FloatArray::BF16(a.mapv(half::bf16::from_bits)),
         _ => bail!(
             "{}: input must be float32, float64 or float16 (or uint16 bfloat16 bits with --bf16-bits)",
             path.display()
@@ -79,12 +80,12 @@ fn to_input(a: NpyArray, bf16_bits: bool, path: &std::path::Path) -> Result<BnIn
     })
 }
 
-fn to_npy(y: &BnInput) -> NpyArray {
+fn to_npy(y: &FloatArray) -> NpyArray {
     match y {
-        BnInput::F32(a) => NpyArray::F32(a.clone()),
-        BnInput::F64(a) => NpyArray::F64(a.clone()),
-        BnInput::F16(a) => NpyArray::F16(a.clone()),
-        BnInput::BF16(a) => NpyArray::U16(a.mapv(|v| v.to_bits())),
+        FloatArray::F32(a) => NpyArray::F32(a.clone()),
+        FloatArray::F64(a) => NpyArray::F64(a.clone()),
+        FloatArray::F16(a) => NpyArray::F16(a.clone()),
+        FloatArray::BF16(a) => NpyArray::U16(a.mapv(|v| v.to_bits())),
     }
 }
 

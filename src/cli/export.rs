@@ -1,5 +1,5 @@
 //! `tfbn export PATH -o OUT.safetensors [--preset tf|pytorch|candle|burn]
-//! [--layers GLOB…] [--rename FROM=TO…] [--fold] [--dtype keep|f32|f16|bf16]
+//! [--layers GLOB…] [--rename FROM=TO…] [--fold] [--dtype keep|f32|f16|bf16|f64]
 //! [--all-variables] [--epsilon|--momentum|--axis|--fused|--variance [GLOB=]V…]
 //! [--hyper FILE] [--verify] [--force] [--no-sync] [--quiet]`,
 //! and the safetensors half of `tfbn inspect`.
@@ -43,7 +43,7 @@ pub struct Args {
     /// the four variables, for inference-only consumers.
     #[arg(long)]
     fold: bool,
-    /// Element type of floating-point tensors: keep, f32, f16, bf16
+    /// Element type of floating-point tensors: keep, f32, f16, bf16, f64
     /// (rounded once, to nearest even).
     #[arg(long, default_value = "keep", value_parser = parse_dtype)]
     dtype: DtypeCast,
@@ -72,7 +72,8 @@ fn parse_preset(s: &str) -> Result<Preset, String> {
 }
 
 fn parse_dtype(s: &str) -> Result<DtypeCast, String> {
-    DtypeCast::parse(s).ok_or_else(|| format!("unknown dtype {s:?} (keep, f32, f16, bf16)"))
+    s.parse()
+        .map_err(|_| format!("unknown dtype {s:?} (keep, f32, f16, bf16, f64)"))
 }
 
 fn parse_rename(s: &str) -> Result<Rename, String> {

@@ -9,9 +9,8 @@ use tfbn::bn::BnApi;
 use tfbn::parity::Tolerance;
 use tfbn::testing::prepare::Overrides;
 use tfbn::tf::Backend;
-use tfbn::verify::{
-    self, BnDtype, Fault, InputCase, Mode, Spatial, Status, VerifyReport, VerifySettings,
-};
+use tfbn::verify::{self, Fault, InputCase, Mode, Spatial, Status, VerifyReport, VerifySettings};
+use tfbn::FloatDType;
 
 use super::{InputPath, Outcome};
 
@@ -165,8 +164,8 @@ fn settings(args: &Args) -> Result<VerifySettings> {
     let mut dtypes = Vec::new();
     for d in &args.dtypes {
         match d.trim() {
-            "all" => dtypes.extend(BnDtype::ALL),
-            other => match BnDtype::parse(other) {
+            "all" => dtypes.extend(FloatDType::ALL),
+            other => match other.parse::<FloatDType>().ok() {
                 Some(t) => dtypes.push(t),
                 None => bail!("--dtype {d:?}: expected f32, f16, bf16, f64 or all"),
             },

@@ -11,58 +11,65 @@ use std::borrow::Cow;
 use half::{bf16, f16};
 use serde::Serialize;
 
+use crate::dtype::{FloatDType, UnknownTypeName};
 use crate::error::{Error, Result};
 use crate::DType;
 
 /// The element type of exported floating-point tensors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum DtypeCast {
     /// Write every tensor in its stored type.
     #[default]
     Keep,
-    /// `float32`.
-    F32,
-    /// `float16` (IEEE binary16).
-    F16,
-    /// `bfloat16`.
-    BF16,
+    /// Round every floating-point tensor once (to nearest, ties to even)
+    /// to this type; other tensors keep theirs.
+    To(FloatDType),
 }
 
 impl DtypeCast {
-    /// Parses `keep`, `f32`/`float32`, `f16`/`float16`/`half` or
-    /// `bf16`/`bfloat16`.
-    pub fn parse(s: &str) -> Option<DtypeCast> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "keep" => Some(DtypeCast::Keep),
-            "f32" | "float32" => Some(DtypeCast::F32),
-            "f16" | "float16" | "half" => Some(DtypeCast::F16),
-            "bf16" | "bfloat16" => Some(DtypeCast::BF16),
-            _ => None,
-        }
-    }
-
-    /// `"keep"`, or the TF name of the target type.
-    pub fn label(self) -> &'static str {
-        match self {
-            DtypeCast::Keep => "keep",
-            DtypeCast::F32 => "float32",
-            DtypeCast::F16 => "float16",
-            DtypeCast::BF16 => "bfloat16",
-        }
-    }
+    /// Every choice: keep, then each floating type.
+    pub const ALL: [DtypeCast; 5] = [
+        DtypeCast::Keep,
+        DtypeCast::To(FloatDType::F32),
+        DtypeCast::To(FloatDType::F16),
+        DtypeCast::To(FloatDType::BF16),
+        DtypeCast::To(FloatDType::F64),
+    ];
 
     /// The type a tensor stored as `stored` is written in.
     pub fn target(self, stored: DType) -> DType {
-        if !stored.is_bn_float() {
-            return stored;
-        }
         match self {
-            DtypeCast::Keep => stored,
-            DtypeCast::F32 => DType::F32,
-            DtypeCast::F16 => DType::F16,
-            DtypeCast::BF16 => DType::BF16,
+            DtypeCast::To(t) if stored.is_bn_float() => t.into(),
+            _ => stored,
         }
+    }
+}
+
+impl std::fmt::Display for DtypeCast {
+    /// `keep`, or TF's name of the target type.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DtypeCast::Keep => f.write_str("keep"),
+            DtypeCast::To(t) => t.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for DtypeCast {
+    type Err = UnknownTypeName;
+
+    /// `keep`, or a floating type's short or TF name.
+    fn from_str(s: &str) -> std::result::Result<DtypeCast, UnknownTypeName> {
+        if s.trim().eq_ignore_ascii_case("keep") {
+            return Ok(DtypeCast::Keep);
+        }
+        s.parse().map(DtypeCast::To)
+    }
+}
+
+impl Serialize for DtypeCast {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -278,7 +285,10 @@ mod tests {
             cast_bytes("t", DType::F32, DType::F32, Cow::Borrowed(&b)).unwrap(),
             Cow::Borrowed(_)
         ));
-        assert_eq!(DtypeCast::F16.target(DType::I64), DType::I64);
+        assert_eq!(
+            DtypeCast::To(FloatDType::F16).target(DType::I64),
+            DType::I64
+        );
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub(crate) fn layers_metadata(
     m.set("tfbn.preset", preset.label());
     m.set("tfbn.source", source.path().to_string_lossy());
     m.set("tfbn.naming_style", source.style().label());
-    m.set("tfbn.dtype", opts.dtype.label());
+    m.set("tfbn.dtype", opts.dtype.to_string());
     m.set("tfbn.fold", if opts.fold { FOLD_FORMULA } else { "false" });
     m.set(
         "tfbn.variance_policy",

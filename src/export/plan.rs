@@ -557,7 +557,7 @@ pub fn plan_all_variables(source: &Source, opts: &ExportOptions) -> Result<Expor
     m.set("tfbn.mode", "all-variables");
     m.set("tfbn.source", source.path().to_string_lossy());
     m.set("tfbn.naming_style", source.style().label());
-    m.set("tfbn.dtype", opts.dtype.label());
+    m.set("tfbn.dtype", opts.dtype.to_string());
     if !skipped.is_empty() {
         let keys: Vec<&str> = skipped.iter().map(|(k, _)| k.as_str()).collect();
         m.set(

@@ -70,16 +70,16 @@ impl Default for LayerSnapshotPlan {
 fn push_input(
     snap: &mut Snapshot,
     name: &str,
-    y: &crate::bn::BnInput,
+    y: &crate::dtype::FloatArray,
     axis: usize,
     opts: &SnapshotOptions,
 ) -> Result<()> {
-    use crate::bn::BnInput;
+    use crate::dtype::FloatArray;
     let dtype = match y {
-        BnInput::F32(_) => ValueType::F32,
-        BnInput::F64(_) => ValueType::F64,
-        BnInput::F16(_) => ValueType::F16,
-        BnInput::BF16(_) => ValueType::BF16,
+        FloatArray::F32(_) => ValueType::F32,
+        FloatArray::F64(_) => ValueType::F64,
+        FloatArray::F16(_) => ValueType::F16,
+        FloatArray::BF16(_) => ValueType::BF16,
     };
     snap.push(ArraySnapshot::new(
         name,
@@ -151,7 +151,7 @@ pub fn snapshot_layers(
         let mut shape = vec![plan.batch, h, w];
         shape.insert(axis.min(3), c);
         let shape: Vec<usize> = shape.into_iter().take(4).collect();
-        let x = crate::bn::BnInput::F32(seeded_input(&shape, axis, plan.seed));
+        let x = crate::dtype::FloatArray::F32(seeded_input(&shape, axis, plan.seed));
         if plan.inference {
             let r = crate::bn::inference(&p.config, &p.params, &x)?;
             push_input(

@@ -32,15 +32,16 @@ pub use report::{
     VerifyReport, SCHEMA_VERSION,
 };
 
-use crate::bn::{self, BnApi, BnConfig, BnInput, BnParams, RenormState};
+use crate::bn::{self, BnApi, BnConfig, BnParams, RenormState};
+use crate::dtype::FloatDType;
+use crate::dtype::{flat, FloatArray};
 use crate::error::{Error, Result};
 use crate::layers::{self, BnLayer};
 use crate::npy::{write_npy, NpyArray};
 use crate::parity::{compare, ChannelLayout, Comparison, Tolerance};
 use crate::prepare::{prepare_layer, Overrides, PreparedLayer};
 use crate::source::Source;
-pub use crate::tf::bn::BnDtype;
-use crate::tf::bn::{dtype_not_applicable, tf_path, FloatVec, TfBatchNorm, TypedOutputs};
+use crate::tf::bn::{dtype_not_applicable, tf_path, TfBatchNorm, TypedOutputs};
 use crate::tf::{Backend, LoadOptions, TfRuntime};
 use diagnose::{Cause, Evidence, SideOutputs};
 
@@ -108,8 +109,8 @@ pub struct VerifySettings {
     pub cases: Vec<InputCase>,
     /// Element types of the inputs (`x`, `y`), each run on both sides as
     /// the API runs it in TF ([`TfBatchNorm::new_typed`]). Default
-    /// `[BnDtype::F32]`; empty means the default.
-    pub dtypes: Vec<BnDtype>,
+    /// `[FloatDType::F32]`; empty means the default.
+    pub dtypes: Vec<FloatDType>,
     /// Write inputs and both sides' outputs as `.npy` here.
     pub dump: Option<PathBuf>,
     /// Self-test: break the native side on purpose.
@@ -134,7 +135,7 @@ impl Default for VerifySettings {
             spatial: Spatial::Auto,
             seed: 0,
             cases: Vec::new(),
-            dtypes: vec![BnDtype::F32],
+            dtypes: vec![FloatDType::F32],
             dump: None,
             inject_fault: None,
             tf_lib: None,
@@ -227,7 +228,7 @@ pub fn verify_with(
         settings.cases.clone()
     };
     let mut dtypes = if settings.dtypes.is_empty() {
-        vec![BnDtype::F32]
+        vec![FloatDType::F32]
     } else {
         settings.dtypes.clone()
     };
@@ -432,7 +433,7 @@ fn verify_layer(
             modes.push(m);
         }
     }
-    let (own_graph, own_graph_runs) = if settings.dtypes.contains(&BnDtype::F32) {
+    let (own_graph, own_graph_runs) = if settings.dtypes.contains(&FloatDType::F32) {
         let mut cfg32 = cfg.clone();
         cfg32.intra_op_threads = Some(rt.host.threads);
         own_graph::check(
@@ -539,7 +540,7 @@ fn faulty_config(cfg: &BnConfig, fault: Option<Fault>) -> BnConfig {
 fn config_for_dtype(
     cfg: &BnConfig,
     p: &PreparedLayer,
-    dtype: BnDtype,
+    dtype: FloatDType,
     notes: &mut Vec<String>,
 ) -> BnConfig {
     let mut c = cfg.clone();
@@ -547,7 +548,7 @@ fn config_for_dtype(
         p.hyper.fused.source,
         crate::hyper::HyperSource::Graph { .. }
     );
-    if dtype == BnDtype::F64 && c.fused == Some(true) && observed {
+    if dtype == FloatDType::F64 && c.fused == Some(true) && observed {
         c.fused = None;
         let note = "float64: fused=true was read from the graph (the kernel that ran for float32),                     so TF's rule decides (non-fused for float64)"
             .to_string();
@@ -562,7 +563,7 @@ fn config_for_dtype(
 #[derive(Debug, Clone, Copy)]
 struct Row {
     mode: Mode,
-    dtype: BnDtype,
+    dtype: FloatDType,
     path: Option<crate::tf::bn::TfPath>,
 }
 
@@ -583,7 +584,7 @@ fn refuses_dtype(e: &Error) -> bool {
 }
 
 /// A training step's statistics as named [`TypedOutputs::stats`]; `wrap`
-/// makes a [`FloatVec`] of the statistics' type.
+/// makes a [`FloatArray`] of the statistics' type.
 fn named_stats<T>(
     cfg: &BnConfig,
     batch_mean: Option<Vec<T>>,
@@ -591,9 +592,9 @@ fn named_stats<T>(
     moving_mean: Vec<T>,
     moving_variance: Vec<T>,
     renorm: Option<RenormState<T>>,
-    wrap: fn(Vec<T>) -> FloatVec,
-) -> Vec<(&'static str, FloatVec)> {
-    let mut out: Vec<(&'static str, FloatVec)> = Vec::new();
+    wrap: fn(Vec<T>) -> FloatArray,
+) -> Vec<(&'static str, FloatArray)> {
+    let mut out: Vec<(&'static str, FloatArray)> = Vec::new();
     out.extend(batch_mean.map(|v| ("batch_mean", wrap(v))));
     out.extend(batch_variance.map(|v| ("batch_variance", wrap(v))));
     // nn has no moving statistics, unless hand-written code updates them.
@@ -615,23 +616,25 @@ fn named_stats<T>(
 fn native_outputs(
     cfg: &BnConfig,
     params: &BnParams,
-    x: &FloatVec,
+    x: &FloatArray,
     shape: &[usize],
     training: bool,
 ) -> Result<TypedOutputs> {
-    let input = x.to_bn(shape)?;
-    if let BnInput::F64(a) = &input {
+    let input = x
+        .reshaped(shape)
+        .map_err(|e| Error::InvalidArgument(format!("input shape {shape:?}: {e}")))?;
+    if let FloatArray::F64(a) = &input {
         let p64 = params.to_f64();
         if !training {
             let y = bn::inference_f64(cfg, &p64, a.view())?;
             return Ok(TypedOutputs {
-                y: FloatVec::F64(y.iter().copied().collect()),
+                y: FloatArray::F64(y),
                 stats: Vec::new(),
             });
         }
         let r = bn::training_f64(cfg, &p64, a.view())?;
         return Ok(TypedOutputs {
-            y: FloatVec::from_bn(&r.y),
+            y: r.y.clone(),
             stats: named_stats(
                 cfg,
                 r.batch_mean,
@@ -639,20 +642,20 @@ fn native_outputs(
                 r.moving_mean,
                 r.moving_variance,
                 r.renorm,
-                FloatVec::F64,
+                |v| FloatArray::F64(ndarray::Array1::from(v).into_dyn()),
             ),
         });
     }
     if !training {
         let r = bn::inference(cfg, params, &input)?;
         return Ok(TypedOutputs {
-            y: FloatVec::from_bn(&r.y),
+            y: r.y.clone(),
             stats: Vec::new(),
         });
     }
     let r = bn::training(cfg, params, &input)?;
     Ok(TypedOutputs {
-        y: FloatVec::from_bn(&r.y),
+        y: r.y.clone(),
         stats: named_stats(
             cfg,
             r.batch_mean,
@@ -660,7 +663,7 @@ fn native_outputs(
             r.moving_mean,
             r.moving_variance,
             r.renorm,
-            FloatVec::F32,
+            |v| FloatArray::F32(ndarray::Array1::from(v).into_dyn()),
         ),
     })
 }
@@ -690,26 +693,26 @@ fn inject_bessel(
     };
     let shift = |v: f64, b: f64| v + w * b * dk;
     match mv {
-        FloatVec::F32(v) => v
+        FloatArray::F32(v) => v
             .iter_mut()
             .zip(x_var_biased)
             .for_each(|(v, &b)| *v = shift(*v as f64, b) as f32),
-        FloatVec::F64(v) => v
+        FloatArray::F64(v) => v
             .iter_mut()
             .zip(x_var_biased)
             .for_each(|(v, &b)| *v = shift(*v, b)),
         // Statistics are never 16-bit.
-        FloatVec::F16(_) | FloatVec::BF16(_) => {}
+        FloatArray::F16(_) | FloatArray::BF16(_) => {}
     }
 }
 
 /// Compares two outputs of the same type.
-fn compare_vecs(tf: &FloatVec, native: &FloatVec, layout: ChannelLayout) -> Result<Comparison> {
+fn compare_vecs(tf: &FloatArray, native: &FloatArray, layout: ChannelLayout) -> Result<Comparison> {
     match (tf, native) {
-        (FloatVec::F32(a), FloatVec::F32(b)) => compare(a, b, layout),
-        (FloatVec::F16(a), FloatVec::F16(b)) => compare(a, b, layout),
-        (FloatVec::BF16(a), FloatVec::BF16(b)) => compare(a, b, layout),
-        (FloatVec::F64(a), FloatVec::F64(b)) => compare(a, b, layout),
+        (FloatArray::F32(a), FloatArray::F32(b)) => compare(&flat(a), &flat(b), layout),
+        (FloatArray::F16(a), FloatArray::F16(b)) => compare(&flat(a), &flat(b), layout),
+        (FloatArray::BF16(a), FloatArray::BF16(b)) => compare(&flat(a), &flat(b), layout),
+        (FloatArray::F64(a), FloatArray::F64(b)) => compare(&flat(a), &flat(b), layout),
         (a, b) => Err(Error::InvalidArgument(format!(
             "TF gave {} values, the native side {}",
             a.dtype().name(),
@@ -721,8 +724,8 @@ fn compare_vecs(tf: &FloatVec, native: &FloatVec, layout: ChannelLayout) -> Resu
 /// One compared output: name, TF's values, the native values, layout.
 type OutputPair<'a> = (
     &'static str,
-    &'a FloatVec,
-    Option<&'a FloatVec>,
+    &'a FloatArray,
+    Option<&'a FloatArray>,
     ChannelLayout,
 );
 
@@ -746,11 +749,11 @@ fn case_input(
     case: InputCase,
     shape: &[usize],
     axis: usize,
-    dtype: BnDtype,
+    dtype: FloatDType,
     seed: u64,
     salt: u64,
-) -> FloatVec {
-    FloatVec::from_f64(dtype, &inputs::generate_f64(case, shape, axis, seed, salt))
+) -> FloatArray {
+    FloatArray::from_f64(dtype, &inputs::generate_f64(case, shape, axis, seed, salt))
 }
 
 /// Diagnosis view of one side's outputs (`f32`; `float64` rounded).
@@ -762,7 +765,7 @@ struct DiagSide {
 
 impl DiagSide {
     fn of(o: &TypedOutputs) -> DiagSide {
-        let stat = |n: &str| o.stat(n).map(FloatVec::to_f32_lossy);
+        let stat = |n: &str| o.stat(n).map(FloatArray::to_f32_lossy);
         DiagSide {
             y: o.y.to_f32_lossy(),
             moving_mean: stat("moving_mean"),
@@ -801,7 +804,7 @@ fn run_mode(
     let mut outputs: Vec<OutputReport> = Vec::new();
     let mut cases = Vec::new();
     let mut causes: Vec<Cause> = Vec::new();
-    let mut evidence: Option<(FloatVec, TypedOutputs, TypedOutputs)> = None;
+    let mut evidence: Option<(FloatArray, TypedOutputs, TypedOutputs)> = None;
     let (mut tf_ms, mut native_ms) = (build_ms, 0.0);
     for &case in &settings.cases {
         let x = case_input(case, shape, axis, row.dtype, settings.seed, salt);
@@ -908,16 +911,22 @@ fn layer_dir(name: &str) -> String {
 
 /// An `.npy` array of `dims` holding `v` in its own type (`bfloat16` as
 /// `<u2` bit patterns, the corpus convention).
-fn npy_of(dims: &[usize], v: &FloatVec) -> Result<NpyArray> {
+fn npy_of(dims: &[usize], v: &FloatArray) -> Result<NpyArray> {
     let sh = IxDyn(dims);
     let bad = |e: ndarray::ShapeError| Error::InvalidArgument(format!("dump {dims:?}: {e}"));
     Ok(match v {
-        FloatVec::F32(v) => NpyArray::F32(ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?),
-        FloatVec::F64(v) => NpyArray::F64(ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?),
-        FloatVec::F16(v) => NpyArray::F16(ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?),
-        FloatVec::BF16(v) => {
-            NpyArray::from_bf16(&ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?)
+        FloatArray::F32(v) => {
+            NpyArray::F32(ArrayD::from_shape_vec(sh, v.iter().copied().collect()).map_err(bad)?)
         }
+        FloatArray::F64(v) => {
+            NpyArray::F64(ArrayD::from_shape_vec(sh, v.iter().copied().collect()).map_err(bad)?)
+        }
+        FloatArray::F16(v) => {
+            NpyArray::F16(ArrayD::from_shape_vec(sh, v.iter().copied().collect()).map_err(bad)?)
+        }
+        FloatArray::BF16(v) => NpyArray::from_bf16(
+            &ArrayD::from_shape_vec(sh, v.iter().copied().collect()).map_err(bad)?,
+        ),
     })
 }
 
@@ -930,7 +939,7 @@ fn dump_case(
     row: Row,
     case: InputCase,
     shape: &[usize],
-    x: &FloatVec,
+    x: &FloatArray,
     tf: &TypedOutputs,
     nat: &TypedOutputs,
 ) -> Result<()> {
@@ -940,7 +949,7 @@ fn dump_case(
         .join(row.mode.label())
         .join(case.label());
     std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
-    let write = |name: &str, dims: &[usize], v: &FloatVec| -> Result<()> {
+    let write = |name: &str, dims: &[usize], v: &FloatArray| -> Result<()> {
         write_npy(d.join(format!("{name}.npy")), &npy_of(dims, v)?)
     };
     write("x", shape, x)?;

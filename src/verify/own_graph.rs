@@ -20,6 +20,7 @@ use super::diagnose::{self, Cause, Evidence, SideOutputs};
 use super::report::OutputReport;
 use super::{case_input, inputs, native_outputs, Mode, Status, VerifySettings};
 use crate::bn::BnConfig;
+use crate::dtype::FloatDType;
 use crate::error::Result;
 use crate::hyper::GraphBn;
 use crate::layers::{BnLayer, BnRole};
@@ -27,7 +28,6 @@ use crate::parity::{compare, ChannelLayout, Tolerance};
 use crate::prepare::PreparedLayer;
 use crate::proto::graph::GraphDef;
 use crate::source::Source;
-use crate::tf::bn::{BnDtype, FloatVec};
 use crate::tf::own_graph::{extract, OwnGraph, UpdateKind};
 use crate::tf::TfRuntime;
 
@@ -325,8 +325,8 @@ fn run_node(
     let mut evidence = None;
     let mut passed = true;
     for &case in &settings.cases {
-        let x = case_input(case, &shape, axis, BnDtype::F32, settings.seed, salt);
-        let FloatVec::F32(xs) = &x else {
+        let x = case_input(case, &shape, axis, FloatDType::F32, settings.seed, salt);
+        let Some(xs) = x.as_f32() else {
             continue;
         };
         let got = match own.run(training, xs, &shape, &|v| value_of(source, v)) {
@@ -393,7 +393,7 @@ fn run_node(
         if !case_ok {
             passed = false;
             if evidence.is_none() || case == super::InputCase::Normal {
-                evidence = Some((xs.clone(), pairs, tf_stats));
+                evidence = Some((xs.to_vec(), pairs, tf_stats));
             }
         }
     }

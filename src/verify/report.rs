@@ -66,7 +66,7 @@
 
 use serde::Serialize;
 
-use super::{BnDtype, InputCase, Mode};
+use super::{FloatDType, InputCase, Mode};
 use crate::bn::BnApi;
 use crate::hyper::{Assumed, VarianceConvention};
 use crate::layers::BnLayer;
@@ -243,7 +243,7 @@ pub struct ModeReport {
     pub mode: Mode,
     /// The type of the input and `y` (`float32`, `float16`, `bfloat16`,
     /// `float64`); the statistics are `float32` (`float64` for `float64`).
-    pub dtype: BnDtype,
+    pub dtype: FloatDType,
     /// The kernel TF runs for this type (`null` if TF cannot run the
     /// layout).
     pub path: Option<TfPath>,
@@ -268,7 +268,7 @@ pub struct ModeReport {
 impl ModeReport {
     pub(super) fn error(
         mode: Mode,
-        dtype: BnDtype,
+        dtype: FloatDType,
         path: Option<TfPath>,
         status: Status,
         error: String,
@@ -435,7 +435,7 @@ impl LayerReport {
             own_graph_runs: Vec::new(),
             modes: vec![ModeReport::error(
                 Mode::Inference,
-                BnDtype::F32,
+                FloatDType::F32,
                 None,
                 Status::Unsupported,
                 why,
@@ -530,7 +530,7 @@ pub struct VerifyReport {
     /// Input cases.
     pub cases: Vec<InputCase>,
     /// Input types run (each layer has a row per type and mode).
-    pub dtypes: Vec<BnDtype>,
+    pub dtypes: Vec<FloatDType>,
     /// The self-test fault, if any.
     pub injected_fault: Option<super::Fault>,
     /// Every layer passed: no row failed, none rests on an assumed

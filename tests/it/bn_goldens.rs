@@ -31,10 +31,11 @@ use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
 use serde_json::Value;
 use tfbn::bn::{
-    fused_batch_norm_v3, host_cpu_vendor, inference, training, BnApi, BnConfig, BnInput, BnParams,
+    fused_batch_norm_v3, host_cpu_vendor, inference, training, BnApi, BnConfig, BnParams,
     MovingUpdate, RenormConfig, RenormState,
 };
 use tfbn::testing::npy::{read_npy, NpyArray};
+use tfbn::FloatArray;
 
 /// ULP budget (at the channel's scale, see the module docs) for oneDNN
 /// goldens. TF's oneDNN batch norm normalizes with `(x − mean)·(1/√(var+eps))`
@@ -102,12 +103,12 @@ impl Out {
         2f64.powi(e.max(min_exp) - mant)
     }
 
-    fn from_input(y: BnInput) -> Out {
+    fn from_input(y: FloatArray) -> Out {
         match y {
-            BnInput::F32(a) => Out::F32(a.iter().copied().collect()),
-            BnInput::F16(a) => Out::F16(a.iter().copied().collect()),
-            BnInput::BF16(a) => Out::BF16(a.iter().copied().collect()),
-            BnInput::F64(a) => Out::F32(a.iter().map(|&v| v as f32).collect()),
+            FloatArray::F32(a) => Out::F32(a.iter().copied().collect()),
+            FloatArray::F16(a) => Out::F16(a.iter().copied().collect()),
+            FloatArray::BF16(a) => Out::BF16(a.iter().copied().collect()),
+            FloatArray::F64(a) => Out::F32(a.iter().map(|&v| v as f32).collect()),
         }
     }
 }
@@ -324,7 +325,7 @@ fn run_layer(
     let axis = cfg.resolved_axis(shape.len()).expect("axis");
     let c = shape[axis];
     let b: usize = shape[axis + 1..].iter().product();
-    let input = BnInput::F32(x);
+    let input = FloatArray::F32(x);
     let inf = inference(&cfg, &params, &input).unwrap_or_else(|e| panic!("inference: {e}"));
     let tr = training(&cfg, &params, &input).unwrap_or_else(|e| panic!("training: {e}"));
     let stat = |file: &str, v: Vec<f32>| Produced {
@@ -362,19 +363,19 @@ fn run_layer(
 
 // ---------------------------------------------------------------- ops cases
 
-fn read_input(fixture_dir: &Path, r: &Value) -> BnInput {
+fn read_input(fixture_dir: &Path, r: &Value) -> FloatArray {
     let path = fixture_dir.join(r["file"].as_str().expect("file"));
     let arr = read_npy(&path).unwrap_or_else(|e| panic!("{e}"));
     match (r["dtype"].as_str().unwrap_or(""), arr) {
-        ("bfloat16", a) => BnInput::BF16(a.into_bf16().unwrap_or_else(|e| panic!("{e}"))),
-        (_, NpyArray::F32(a)) => BnInput::F32(a),
-        (_, NpyArray::F16(a)) => BnInput::F16(a),
-        (_, NpyArray::F64(a)) => BnInput::F64(a),
+        ("bfloat16", a) => FloatArray::BF16(a.into_bf16().unwrap_or_else(|e| panic!("{e}"))),
+        (_, NpyArray::F32(a)) => FloatArray::F32(a),
+        (_, NpyArray::F16(a)) => FloatArray::F16(a),
+        (_, NpyArray::F64(a)) => FloatArray::F64(a),
         (d, other) => panic!("{}: {} for {d}", path.display(), other.descr()),
     }
 }
 
-fn vec_f32(x: &BnInput) -> Vec<f32> {
+fn vec_f32(x: &FloatArray) -> Vec<f32> {
     x.to_f64_vec().into_iter().map(|v| v as f32).collect()
 }
 
@@ -418,7 +419,7 @@ fn run_case(fixture_dir: &Path, case: &Value) -> Vec<(Produced, String)> {
             .unwrap_or("float32")
             .to_string()
     };
-    let y_of = |y: BnInput| {
+    let y_of = |y: FloatArray| {
         (
             Produced {
                 file: "y".into(),

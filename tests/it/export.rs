@@ -9,10 +9,11 @@ use std::process::{Command, Output};
 
 use safetensors::SafeTensors;
 use serde_json::Value;
-use tfbn::bn::{self, BnApi, BnConfig, BnInput, BnParams};
+use tfbn::bn::{self, BnApi, BnConfig, BnParams};
 use tfbn::export::writer::OutputPolicy;
 use tfbn::export::{self, plan_layers, verify_file, write_plan, ExportOptions, Preset};
 use tfbn::source::Source;
+use tfbn::FloatArray;
 
 use crate::common::{fixture, fixtures, root, tfbn, Fixture};
 
@@ -761,8 +762,8 @@ fn native_inference(
         return None;
     };
     let shape = x.shape().to_vec();
-    let y = bn::inference(&cfg, &params, &BnInput::F32(x)).unwrap();
-    let BnInput::F32(y) = y.y else {
+    let y = bn::inference(&cfg, &params, &FloatArray::F32(x)).unwrap();
+    let FloatArray::F32(y) = y.y else {
         panic!("f32 output")
     };
     Some((y.iter().copied().collect(), shape, axis as usize))

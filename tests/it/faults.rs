@@ -812,7 +812,7 @@ fn fault_11_apply_errors_name_the_file_the_layer_and_the_one_broken_rule() {
         moving_variance: vec![1.0; 8],
         renorm: None,
     };
-    let x64 = tfbn::bn::BnInput::F64(ndarray::ArrayD::zeros(vec![2, 4, 4, 8]));
+    let x64 = tfbn::FloatArray::F64(ndarray::ArrayD::zeros(vec![2, 4, 4, 8]));
     let Err(e) = tfbn::bn::inference(&cfg, &params, &x64) else {
         panic!("fused=True refuses float64")
     };

@@ -857,7 +857,7 @@ fn malformed_ghost_and_clipping_configs_are_typed_errors_or_defaults() {
         &tfbn::testing::prepare::Overrides::default(),
     )
     .unwrap();
-    let x = tfbn::bn::BnInput::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 5, 5, 8])));
+    let x = tfbn::FloatArray::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 5, 5, 8])));
     match tfbn::bn::training(&p.config, &p.params, &x) {
         Err(Error::InvalidArgument(m)) => assert!(m.contains("virtual_batch_size"), "{m}"),
         other => panic!("expected a typed error, got {:?}", other.map(|_| ())),

@@ -177,12 +177,7 @@ proptest! {
 // ---- safetensors export -------------------------------------------------
 
 const FLOATS: [DType; 4] = [DType::F32, DType::F64, DType::F16, DType::BF16];
-const CASTS: [DtypeCast; 4] = [
-    DtypeCast::Keep,
-    DtypeCast::F32,
-    DtypeCast::F16,
-    DtypeCast::BF16,
-];
+const CASTS: [DtypeCast; 5] = DtypeCast::ALL;
 
 /// One little-endian float element of `from` as an exact f64.
 fn element(from: DType, b: &[u8]) -> f64 {
@@ -348,7 +343,7 @@ proptest! {
         let source = Source::open(&prefix).unwrap();
         for preset in Preset::ALL {
             for cast in CASTS {
-                let out = dir.path().join(format!("{}-{}.safetensors", preset.label(), cast.label()));
+                let out = dir.path().join(format!("{}-{}.safetensors", preset.label(), cast));
                 let opts = ExportOptions { preset, dtype: cast, no_sync: true, ..ExportOptions::default() };
                 let summary = tfbn::export::export_layers(&source, &out, &opts, &mut quiet()).unwrap();
                 prop_assert_eq!(summary.layers, layers.len());
@@ -396,7 +391,7 @@ proptest! {
         w.finish().unwrap();
         let source = Source::open(&prefix).unwrap();
         for cast in CASTS {
-            let out = dir.path().join(format!("{}.safetensors", cast.label()));
+            let out = dir.path().join(format!("{}.safetensors", cast));
             let opts = ExportOptions { dtype: cast, no_sync: true, ..ExportOptions::default() };
             tfbn::export::export_all_variables(&source, &out, &opts, &mut quiet()).unwrap();
             let bytes = std::fs::read(&out).unwrap();

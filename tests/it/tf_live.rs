@@ -12,8 +12,9 @@ use tfbn::parity::{compare, ChannelLayout};
 use tfbn::source::Source;
 use tfbn::testing::npy::{read_npy, NpyArray};
 use tfbn::testing::prepare::{prepare_layer, Overrides};
-use tfbn::tf::bn::{BnDtype, FloatVec, TfBatchNorm};
+use tfbn::tf::bn::TfBatchNorm;
 use tfbn::tf::{Backend, LoadOptions, TfRuntime};
+use tfbn::{FloatArray, FloatDType};
 
 use crate::common::{fixtures, root};
 
@@ -430,13 +431,13 @@ fn tf_side_graphs_reproduce_the_raw_op_goldens() {
 }
 
 /// A 16-bit `.npy` of `testdata/ops_nn_half` (`float16` as `<f2`,
-/// `bfloat16` as `<u2` bit patterns) as a [`FloatVec`].
-fn half_vec(path: &Path, dtype: &str) -> (Vec<usize>, FloatVec) {
+/// `bfloat16` as `<u2` bit patterns) as a [`FloatArray`].
+fn half_vec(path: &Path, dtype: &str) -> (Vec<usize>, FloatArray) {
     let a = read_npy(path).unwrap_or_else(|e| panic!("{e}"));
     let shape = a.shape().to_vec();
     let v = match (dtype, a) {
-        ("float16", NpyArray::F16(a)) => FloatVec::F16(a.iter().copied().collect()),
-        ("bfloat16", a) => FloatVec::BF16(a.into_bf16().unwrap().iter().copied().collect()),
+        ("float16", NpyArray::F16(a)) => FloatArray::F16(a),
+        ("bfloat16", a) => FloatArray::BF16(a.into_bf16().unwrap()),
         (d, a) => panic!("{}: {d} stored as {}", path.display(), a.descr()),
     };
     (shape, v)
@@ -444,11 +445,11 @@ fn half_vec(path: &Path, dtype: &str) -> (Vec<usize>, FloatVec) {
 
 /// Bit patterns of a 16-bit vector, or of a `float32` one narrowed exactly
 /// to `like`'s type (the graph's batch moments are widened 16-bit values).
-fn half_bits(v: &FloatVec, like: BnDtype) -> Vec<u16> {
+fn half_bits(v: &FloatArray, like: FloatDType) -> Vec<u16> {
     match (v, like) {
-        (FloatVec::F16(v), _) => v.iter().map(|x| x.to_bits()).collect(),
-        (FloatVec::BF16(v), _) => v.iter().map(|x| x.to_bits()).collect(),
-        (FloatVec::F32(v), BnDtype::F16) => v
+        (FloatArray::F16(v), _) => v.iter().map(|x| x.to_bits()).collect(),
+        (FloatArray::BF16(v), _) => v.iter().map(|x| x.to_bits()).collect(),
+        (FloatArray::F32(v), FloatDType::F16) => v
             .iter()
             .map(|&x| {
                 let h = half::f16::from_f32(x);
@@ -465,7 +466,7 @@ fn half_bits(v: &FloatVec, like: BnDtype) -> Vec<u16> {
                 }
             })
             .collect(),
-        (FloatVec::F32(v), BnDtype::BF16) => v
+        (FloatArray::F32(v), FloatDType::BF16) => v
             .iter()
             .map(|&x| {
                 assert_eq!(x.to_bits() & 0xFFFF, 0, "{x} is not a bfloat16");
@@ -521,7 +522,7 @@ fn tf_side_nn_graph_reproduces_the_16_bit_goldens() {
     for case in m["cases"].as_array().unwrap() {
         let id = case["id"].as_str().unwrap();
         let t = case["T"].as_str().unwrap();
-        let dtype = BnDtype::parse(t).unwrap();
+        let dtype = t.parse::<FloatDType>().unwrap();
         let input = |n: &str| half_vec(&dir.join(case["inputs"][n]["file"].as_str().unwrap()), t);
         let golden = |n: &str| {
             let f = case["outputs"][n]["file"].as_str().unwrap();
@@ -564,7 +565,7 @@ fn tf_side_nn_graph_reproduces_the_16_bit_goldens() {
             assert_eq!(names, ["batch_mean", "batch_variance"], "{id}");
             for (stat, file) in [("batch_mean", "mean"), ("batch_variance", "variance")] {
                 let v = out.stat(stat).unwrap();
-                assert_eq!(v.dtype(), BnDtype::F32, "{id} {stat}");
+                assert_eq!(v.dtype(), FloatDType::F32, "{id} {stat}");
                 assert_same_bits(&format!("{id} {stat}"), &half_bits(v, dtype), &golden(file));
             }
         } else {
@@ -609,7 +610,7 @@ fn tf_accepts_the_types_verify_runs() {
         rt,
         &cfg(tfbn::bn::BnApi::Fused),
         &shape,
-        BnDtype::F64,
+        FloatDType::F64,
         true,
         &params,
     )
@@ -621,14 +622,14 @@ fn tf_accepts_the_types_verify_runs() {
     );
     let x: Vec<f64> = (0..120).map(|i| (i % 7) as f64 * 0.25).collect();
     for api in [tfbn::bn::BnApi::Fused, tfbn::bn::BnApi::Keras3] {
-        for dtype in BnDtype::ALL {
-            if api == tfbn::bn::BnApi::Fused && dtype == BnDtype::F64 {
+        for dtype in FloatDType::ALL {
+            if api == tfbn::bn::BnApi::Fused && dtype == FloatDType::F64 {
                 continue;
             }
             let g = TfBatchNorm::new_typed(rt, &cfg(api), &shape, dtype, true, &params)
                 .unwrap_or_else(|e| panic!("{api} {dtype}: {e}"));
             let out = g
-                .run_typed(&g.feeds(&FloatVec::from_f64(dtype, &x), &params).unwrap())
+                .run_typed(&g.feeds(&FloatArray::from_f64(dtype, &x), &params).unwrap())
                 .unwrap();
             assert_eq!(out.y.dtype(), dtype, "{api}");
             assert_eq!(out.y.len(), 120);

@@ -9,13 +9,13 @@ pub(super) struct Layout {
     pub(super) axis: usize,
     pub(super) c: usize,
     pub(super) training: bool,
-    pub(super) dtype: BnDtype,
+    pub(super) dtype: FloatDType,
 }
 
 impl Layout {
     /// A `float16` or `bfloat16` input.
     pub(super) fn is_half(&self) -> bool {
-        matches!(self.dtype, BnDtype::F16 | BnDtype::BF16)
+        matches!(self.dtype, FloatDType::F16 | FloatDType::BF16)
     }
 }
 
@@ -194,7 +194,7 @@ pub(super) fn build_nn_half(
     l: Layout,
 ) -> Result<(Vec<Output>, OutputIndex)> {
     let (rank, axis, c) = (l.rank, l.axis, l.c);
-    let ht = l.dtype.tf_type();
+    let ht = tf_type(l.dtype);
     let f32t = DataType::Float;
     let mut bshape = vec![1i32; rank];
     bshape[axis] = c as i32;
@@ -223,7 +223,7 @@ pub(super) fn build_nn_half(
         return Ok((vec![y], index));
     }
     let axes: Vec<usize> = (0..rank).filter(|&a| a != axis).collect();
-    let (mean_k, var_k) = if l.dtype == BnDtype::F16 {
+    let (mean_k, var_k) = if l.dtype == FloatDType::F16 {
         let y = g.cast(x.clone(), f32t)?;
         let m = g.mean(y.clone(), &axes, true)?;
         let sq = g.squared_difference(y, m.clone())?;
@@ -316,7 +316,7 @@ pub(super) fn build_ghost(
         ));
     }
     let (rank, axis, c) = (l.rank, l.axis, l.c);
-    let dt = l.dtype.stats_dtype().tf_type();
+    let dt = tf_type(l.dtype.stats_dtype());
     let half = l.is_half();
     let x: Output = if half {
         g.cast(x.clone(), dt)?
@@ -361,7 +361,7 @@ pub(super) fn build_ghost(
     let orig_t = g.i32s(&orig)?;
     let y = g.reshape(y, orig_t)?;
     let y = if half {
-        g.cast(y, l.dtype.tf_type())?
+        g.cast(y, tf_type(l.dtype))?
     } else {
         y
     };
@@ -389,8 +389,8 @@ pub(super) fn build_nonfused(
     let (rank, axis, c) = (l.rank, l.axis, l.c);
     // The compute type: float64 for a float64 layer, else float32 (both
     // Keras layers cast 16-bit inputs to float32 and the output back).
-    let dt = l.dtype.stats_dtype().tf_type();
-    let half = matches!(l.dtype, BnDtype::F16 | BnDtype::BF16);
+    let dt = tf_type(l.dtype.stats_dtype());
+    let half = matches!(l.dtype, FloatDType::F16 | FloatDType::BF16);
     let x: Output = if half {
         g.cast(x.clone(), dt)?
     } else {
@@ -398,7 +398,7 @@ pub(super) fn build_nonfused(
     };
     let out_y = |g: &mut G, y: Output| -> Result<Output> {
         if half {
-            g.cast(y, l.dtype.tf_type())
+            g.cast(y, tf_type(l.dtype))
         } else {
             Ok(y)
         }

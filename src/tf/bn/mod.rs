@@ -23,211 +23,15 @@
 //! from their mean); renorm with virtual batches is refused.
 
 use half::{bf16, f16};
-use serde::Serialize;
 use tensorflow::{
     ops, BFloat16, DataType, FetchToken, Operation, Output, Session, SessionRunArgs, Tensor,
 };
 
 use super::graph::{self, G};
 use super::{tf_error, TfRuntime};
-use crate::bn::{decay_python, decay_v1_fused, BnApi, BnConfig, BnInput, BnParams, RenormState};
+use crate::bn::{decay_python, decay_v1_fused, BnApi, BnConfig, BnParams, RenormState};
+use crate::dtype::{flat, FloatArray, FloatDType};
 use crate::error::{Error, Result};
-
-/// The element type of a batch-norm input and output (`x`, `y`).
-///
-/// TF keeps the layer's variables and statistics in `float32` for `float32`,
-/// `float16` and `bfloat16` inputs (the fused op's `U`, the Keras layers'
-/// upcast), and in `float64` for a `float64` layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum BnDtype {
-    /// `float32`.
-    #[serde(rename = "float32")]
-    F32,
-    /// `float16` (IEEE half).
-    #[serde(rename = "float16")]
-    F16,
-    /// `bfloat16`.
-    #[serde(rename = "bfloat16")]
-    BF16,
-    /// `float64`.
-    #[serde(rename = "float64")]
-    F64,
-}
-
-impl BnDtype {
-    /// Every type, in report order.
-    pub const ALL: [BnDtype; 4] = [BnDtype::F32, BnDtype::F16, BnDtype::BF16, BnDtype::F64];
-
-    /// TF's name: `float32`, `float16`, `bfloat16`, `float64`.
-    pub fn name(self) -> &'static str {
-        self.dtype().name()
-    }
-
-    /// The short name: `f32`, `f16`, `bf16`, `f64`.
-    pub fn short(self) -> &'static str {
-        match self {
-            BnDtype::F32 => "f32",
-            BnDtype::F16 => "f16",
-            BnDtype::BF16 => "bf16",
-            BnDtype::F64 => "f64",
-        }
-    }
-
-    /// Parses a short name or TF's name (case-insensitive).
-    pub fn parse(s: &str) -> Option<BnDtype> {
-        let s = s.trim().to_ascii_lowercase();
-        BnDtype::ALL
-            .into_iter()
-            .find(|d| d.short() == s || d.name() == s)
-    }
-
-    /// The same type as a [`crate::DType`].
-    pub fn dtype(self) -> crate::DType {
-        match self {
-            BnDtype::F32 => crate::DType::F32,
-            BnDtype::F16 => crate::DType::F16,
-            BnDtype::BF16 => crate::DType::BF16,
-            BnDtype::F64 => crate::DType::F64,
-        }
-    }
-
-    /// The type of the layer's variables and statistics: `float64` for a
-    /// `float64` input, `float32` otherwise.
-    pub fn stats_dtype(self) -> BnDtype {
-        match self {
-            BnDtype::F64 => BnDtype::F64,
-            _ => BnDtype::F32,
-        }
-    }
-
-    fn tf_type(self) -> DataType {
-        match self {
-            BnDtype::F32 => DataType::Float,
-            BnDtype::F16 => DataType::Half,
-            BnDtype::BF16 => DataType::BFloat16,
-            BnDtype::F64 => DataType::Double,
-        }
-    }
-}
-
-impl std::fmt::Display for BnDtype {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.short())
-    }
-}
-
-/// A flat, row-major array of one of batch norm's element types.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FloatVec {
-    /// `float32`.
-    F32(Vec<f32>),
-    /// `float16`.
-    F16(Vec<f16>),
-    /// `bfloat16`.
-    BF16(Vec<bf16>),
-    /// `float64`.
-    F64(Vec<f64>),
-}
-
-impl FloatVec {
-    /// The element type.
-    pub fn dtype(&self) -> BnDtype {
-        match self {
-            FloatVec::F32(_) => BnDtype::F32,
-            FloatVec::F16(_) => BnDtype::F16,
-            FloatVec::BF16(_) => BnDtype::BF16,
-            FloatVec::F64(_) => BnDtype::F64,
-        }
-    }
-
-    /// The number of elements.
-    pub fn len(&self) -> usize {
-        match self {
-            FloatVec::F32(v) => v.len(),
-            FloatVec::F16(v) => v.len(),
-            FloatVec::BF16(v) => v.len(),
-            FloatVec::F64(v) => v.len(),
-        }
-    }
-
-    /// True when there are no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// `values` rounded to `dtype` (to nearest, ties to even).
-    pub fn from_f64(dtype: BnDtype, values: &[f64]) -> FloatVec {
-        match dtype {
-            BnDtype::F32 => FloatVec::F32(values.iter().map(|&v| v as f32).collect()),
-            BnDtype::F16 => FloatVec::F16(values.iter().map(|&v| f16::from_f64(v)).collect()),
-            BnDtype::BF16 => FloatVec::BF16(values.iter().map(|&v| bf16::from_f64(v)).collect()),
-            BnDtype::F64 => FloatVec::F64(values.to_vec()),
-        }
-    }
-
-    /// `float32` values widened to `dtype`'s statistics type ([`BnDtype::stats_dtype`]):
-    /// the layer's variables as a layer of that type holds them.
-    pub fn params(dtype: BnDtype, values: &[f32]) -> FloatVec {
-        match dtype.stats_dtype() {
-            BnDtype::F64 => FloatVec::F64(values.iter().map(|&v| v as f64).collect()),
-            _ => FloatVec::F32(values.to_vec()),
-        }
-    }
-
-    /// Every element as `f32`: exact for `float32`, `float16` and
-    /// `bfloat16`, rounded to nearest for `float64` (for the diagnosis, which
-    /// works on `f32`).
-    pub fn to_f32_lossy(&self) -> Vec<f32> {
-        match self {
-            FloatVec::F32(v) => v.clone(),
-            FloatVec::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
-            FloatVec::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
-            FloatVec::F64(v) => v.iter().map(|&x| x as f32).collect(),
-        }
-    }
-
-    /// Every element widened to `f64` (exact).
-    pub fn to_f64_vec(&self) -> Vec<f64> {
-        match self {
-            FloatVec::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            FloatVec::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
-            FloatVec::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
-            FloatVec::F64(v) => v.clone(),
-        }
-    }
-
-    /// The `float32` values, if that is the type.
-    pub fn as_f32(&self) -> Option<&[f32]> {
-        match self {
-            FloatVec::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// The elements of a [`BnInput`] in row-major order.
-    pub fn from_bn(x: &BnInput) -> FloatVec {
-        match x {
-            BnInput::F32(a) => FloatVec::F32(a.iter().copied().collect()),
-            BnInput::F16(a) => FloatVec::F16(a.iter().copied().collect()),
-            BnInput::BF16(a) => FloatVec::BF16(a.iter().copied().collect()),
-            BnInput::F64(a) => FloatVec::F64(a.iter().copied().collect()),
-        }
-    }
-
-    /// A [`BnInput`] of `shape` holding these elements.
-    pub fn to_bn(&self, shape: &[usize]) -> Result<BnInput> {
-        use ndarray::{ArrayD, IxDyn};
-        let bad =
-            |e: ndarray::ShapeError| Error::InvalidArgument(format!("input shape {shape:?}: {e}"));
-        let sh = IxDyn(shape);
-        Ok(match self {
-            FloatVec::F32(v) => BnInput::F32(ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?),
-            FloatVec::F16(v) => BnInput::F16(ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?),
-            FloatVec::BF16(v) => BnInput::BF16(ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?),
-            FloatVec::F64(v) => BnInput::F64(ArrayD::from_shape_vec(sh, v.clone()).map_err(bad)?),
-        })
-    }
-}
 
 /// The kernel TF runs for a configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -248,7 +52,7 @@ pub enum TfPath {
 ///
 /// This repeats `tfbn::bn`'s own (crate-private) rule, so that the TF side
 /// does not depend on the native side's choice; `tests` pin both.
-pub fn tf_path(cfg: &BnConfig, rank: usize, axis: usize, dtype: BnDtype) -> Result<TfPath> {
+pub fn tf_path(cfg: &BnConfig, rank: usize, axis: usize, dtype: FloatDType) -> Result<TfPath> {
     let fusable = matches!(rank, 4 | 5) && (axis == 1 || axis + 1 == rank);
     match cfg.api {
         BnApi::Fused => {
@@ -266,7 +70,7 @@ pub fn tf_path(cfg: &BnConfig, rank: usize, axis: usize, dtype: BnDtype) -> Resu
             let can = fusable
                 && cfg.renorm.is_none()
                 && cfg.virtual_batch_size.is_none()
-                && dtype != BnDtype::F64;
+                && dtype != FloatDType::F64;
             match cfg.fused {
                 Some(false) => Ok(TfPath::NonFused),
                 Some(true) if !can => {
@@ -282,7 +86,7 @@ pub fn tf_path(cfg: &BnConfig, rank: usize, axis: usize, dtype: BnDtype) -> Resu
                     if cfg.virtual_batch_size.is_some() {
                         why.push("virtual_batch_size is set".to_string());
                     }
-                    if dtype == BnDtype::F64 {
+                    if dtype == FloatDType::F64 {
                         why.push("the input is float64 (the fused kernel takes float16, bfloat16 and float32)".to_string());
                     }
                     Err(Error::InvalidArgument(format!(
@@ -305,8 +109,8 @@ pub fn tf_path(cfg: &BnConfig, rank: usize, axis: usize, dtype: BnDtype) -> Resu
 ///   is one of `half`, `bfloat16`, `float` (TF rejects the graph).
 /// * tf_keras / the v1 layers with `fused=True` raise `ValueError` for a
 ///   `float64` compute type (`_raise_if_fused_cannot_be_used`).
-pub fn dtype_not_applicable(cfg: &BnConfig, dtype: BnDtype) -> Option<String> {
-    if dtype != BnDtype::F64 {
+pub fn dtype_not_applicable(cfg: &BnConfig, dtype: FloatDType) -> Option<String> {
+    if dtype != FloatDType::F64 {
         return None;
     }
     match (cfg.api, cfg.fused) {
@@ -355,19 +159,19 @@ pub const STAT_NAMES: [&str; 7] = [
 ];
 
 /// One run's outputs in their own types: `y` in the input's type, the
-/// statistics in [`BnDtype::stats_dtype`].
+/// statistics in [`FloatDType::stats_dtype`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct TypedOutputs {
     /// The normalized tensor (row-major, the input's shape).
-    pub y: FloatVec,
+    pub y: FloatArray,
     /// The statistics the run gives, named as in [`STAT_NAMES`] and in that
     /// order (none in inference; no moving statistics for `nn`).
-    pub stats: Vec<(&'static str, FloatVec)>,
+    pub stats: Vec<(&'static str, FloatArray)>,
 }
 
 impl TypedOutputs {
     /// The statistic called `name`, if the run gives it.
-    pub fn stat(&self, name: &str) -> Option<&FloatVec> {
+    pub fn stat(&self, name: &str) -> Option<&FloatArray> {
         self.stats.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 }
@@ -419,16 +223,26 @@ fn from_tf_bf16(v: BFloat16) -> bf16 {
     bf16::from_bits((f32::from(v).to_bits() >> 16) as u16)
 }
 
+/// TF's `DataType` for a batch-norm element type.
+pub(crate) fn tf_type(d: FloatDType) -> DataType {
+    match d {
+        FloatDType::F32 => DataType::Float,
+        FloatDType::F16 => DataType::Half,
+        FloatDType::BF16 => DataType::BFloat16,
+        FloatDType::F64 => DataType::Double,
+    }
+}
+
 impl AnyTensor {
-    fn of(dims: &[usize], v: &FloatVec) -> Result<AnyTensor> {
+    fn of(dims: &[usize], v: &FloatArray) -> Result<AnyTensor> {
         Ok(match v {
-            FloatVec::F32(v) => AnyTensor::F32(graph::tensor(dims, v)?),
-            FloatVec::F16(v) => AnyTensor::F16(graph::tensor(dims, v)?),
-            FloatVec::BF16(v) => {
+            FloatArray::F32(v) => AnyTensor::F32(graph::tensor(dims, &flat(v))?),
+            FloatArray::F16(v) => AnyTensor::F16(graph::tensor(dims, &flat(v))?),
+            FloatArray::BF16(v) => {
                 let t: Vec<BFloat16> = v.iter().map(|&b| to_tf_bf16(b)).collect();
                 AnyTensor::BF16(graph::tensor(dims, &t)?)
             }
-            FloatVec::F64(v) => AnyTensor::F64(graph::tensor(dims, v)?),
+            FloatArray::F64(v) => AnyTensor::F64(graph::tensor(dims, &flat(v))?),
         })
     }
 
@@ -442,19 +256,35 @@ impl AnyTensor {
     }
 }
 
-fn fetch_vec(args: &mut SessionRunArgs, tok: FetchToken, dtype: BnDtype) -> Result<FloatVec> {
+/// A fetched tensor as an array of its own shape.
+fn fetch_array(
+    args: &mut SessionRunArgs,
+    tok: FetchToken,
+    dtype: FloatDType,
+) -> Result<FloatArray> {
+    fn shaped<T: tensorflow::TensorType, U>(
+        t: tensorflow::Tensor<T>,
+        f: impl Fn(&T) -> U,
+    ) -> Result<ndarray::ArrayD<U>> {
+        let dims: Vec<usize> = t.dims().iter().map(|&d| d as usize).collect();
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&dims), t.iter().map(f).collect()).map_err(
+            |e| {
+                Error::InvalidArgument(format!(
+                    "TensorFlow returned a tensor of shape {dims:?}: {e}"
+                ))
+            },
+        )
+    }
     let e = |s| tf_error("fetching an output", s);
     Ok(match dtype {
-        BnDtype::F32 => FloatVec::F32(args.fetch::<f32>(tok).map_err(e)?.to_vec()),
-        BnDtype::F16 => FloatVec::F16(args.fetch::<f16>(tok).map_err(e)?.to_vec()),
-        BnDtype::BF16 => FloatVec::BF16(
-            args.fetch::<BFloat16>(tok)
-                .map_err(e)?
-                .iter()
-                .map(|&b| from_tf_bf16(b))
-                .collect(),
-        ),
-        BnDtype::F64 => FloatVec::F64(args.fetch::<f64>(tok).map_err(e)?.to_vec()),
+        FloatDType::F32 => FloatArray::F32(shaped(args.fetch::<f32>(tok).map_err(e)?, |&v| v)?),
+        FloatDType::F16 => FloatArray::F16(shaped(args.fetch::<f16>(tok).map_err(e)?, |&v| v)?),
+        FloatDType::BF16 => {
+            FloatArray::BF16(shaped(args.fetch::<BFloat16>(tok).map_err(e)?, |&b| {
+                from_tf_bf16(b)
+            })?)
+        }
+        FloatDType::F64 => FloatArray::F64(shaped(args.fetch::<f64>(tok).map_err(e)?, |&v| v)?),
     })
 }
 
@@ -511,7 +341,7 @@ pub struct TfBatchNorm {
     shape: Vec<usize>,
     channels: usize,
     path: TfPath,
-    dtype: BnDtype,
+    dtype: FloatDType,
     training: bool,
     // Keeps the graph alive as long as the session.
     _graph: G,
@@ -549,7 +379,7 @@ impl TfBatchNorm {
         training: bool,
         params: &BnParams,
     ) -> Result<TfBatchNorm> {
-        Self::new_typed(rt, cfg, shape, BnDtype::F32, training, params)
+        Self::new_typed(rt, cfg, shape, FloatDType::F32, training, params)
     }
 
     /// [`new`](Self::new) for inputs of `dtype`, as the API runs them in TF:
@@ -568,7 +398,7 @@ impl TfBatchNorm {
         rt: &TfRuntime,
         cfg: &BnConfig,
         shape: &[usize],
-        dtype: BnDtype,
+        dtype: FloatDType,
         training: bool,
         params: &BnParams,
     ) -> Result<TfBatchNorm> {
@@ -587,8 +417,8 @@ impl TfBatchNorm {
         let c = shape[axis];
         let path = tf_path(cfg, rank, axis, dtype)?;
         let mut g = G::new();
-        let pt = dtype.stats_dtype().tf_type();
-        let x = g.placeholder(dtype.tf_type(), shape)?;
+        let pt = tf_type(dtype.stats_dtype());
+        let x = g.placeholder(tf_type(dtype), shape)?;
         let ph = |g: &mut G, present: bool| -> Result<Option<Operation>> {
             if present {
                 g.placeholder(pt, &[c]).map(Some)
@@ -626,7 +456,7 @@ impl TfBatchNorm {
             // with constant parameters into (a frozen graph's layers): the
             // element-wise formula, built here as `tf.nn.batch_normalization`
             // builds it (sessions here run without Grappler).
-            TfPath::Fused if cfg.inference_rewritten && !training && dtype == BnDtype::F32 => {
+            TfPath::Fused if cfg.inference_rewritten && !training && dtype == FloatDType::F32 => {
                 let nn = BnConfig {
                     api: BnApi::Nn,
                     ..cfg.clone()
@@ -666,14 +496,14 @@ impl TfBatchNorm {
     }
 
     /// The input type this graph takes.
-    pub fn dtype(&self) -> BnDtype {
+    pub fn dtype(&self) -> FloatDType {
         self.dtype
     }
 
     /// Makes the TF tensors for a run on `x` (row-major, the shape and type
     /// given to [`new_typed`](Self::new_typed)) with the layer's variables
     /// `params` (widened to `float64` for a `float64` graph).
-    pub fn feeds(&self, x: &FloatVec, params: &BnParams) -> Result<TfFeeds> {
+    pub fn feeds(&self, x: &FloatArray, params: &BnParams) -> Result<TfFeeds> {
         if x.dtype() != self.dtype {
             return Err(Error::InvalidArgument(format!(
                 "the graph takes {} inputs, not {}",
@@ -689,7 +519,7 @@ impl TfBatchNorm {
                     what: format!("has {} values; the layer has {c} channels", v.len()),
                 });
             }
-            AnyTensor::of(&[c], &FloatVec::params(self.dtype, v))
+            AnyTensor::of(&[c], &FloatArray::params(self.dtype, v))
         };
         let need = |name: &str, v: Option<&Vec<f32>>| -> Result<AnyTensor> {
             match v {
@@ -772,10 +602,10 @@ impl TfBatchNorm {
             let dt = if i == 0 { self.dtype } else { sdt };
             let e = |s| tf_error("fetching an output", s);
             match dt {
-                BnDtype::F32 => drop(args.fetch::<f32>(tok).map_err(e)?),
-                BnDtype::F16 => drop(args.fetch::<f16>(tok).map_err(e)?),
-                BnDtype::BF16 => drop(args.fetch::<BFloat16>(tok).map_err(e)?),
-                BnDtype::F64 => drop(args.fetch::<f64>(tok).map_err(e)?),
+                FloatDType::F32 => drop(args.fetch::<f32>(tok).map_err(e)?),
+                FloatDType::F16 => drop(args.fetch::<f16>(tok).map_err(e)?),
+                FloatDType::BF16 => drop(args.fetch::<BFloat16>(tok).map_err(e)?),
+                FloatDType::F64 => drop(args.fetch::<f64>(tok).map_err(e)?),
             }
         }
         Ok(())
@@ -785,9 +615,9 @@ impl TfBatchNorm {
     pub fn run_typed(&self, feeds: &TfFeeds) -> Result<TypedOutputs> {
         let (mut args, tokens) = self.session_run(feeds)?;
         let sdt = self.dtype.stats_dtype();
-        let mut got: Vec<FloatVec> = Vec::with_capacity(tokens.len());
+        let mut got: Vec<FloatArray> = Vec::with_capacity(tokens.len());
         for (i, tok) in tokens.into_iter().enumerate() {
-            got.push(fetch_vec(
+            got.push(fetch_array(
                 &mut args,
                 tok,
                 if i == 0 { self.dtype } else { sdt },
@@ -806,7 +636,10 @@ impl TfBatchNorm {
     /// Runs a `float32` graph on `x` (row-major, the shape given to
     /// [`new`](Self::new)) with the layer's variables `params`.
     pub fn run(&self, x: &[f32], params: &BnParams) -> Result<TfBnOutputs> {
-        let feeds = self.feeds(&FloatVec::F32(x.to_vec()), params)?;
+        let feeds = self.feeds(
+            &FloatArray::F32(ndarray::Array1::from(x.to_vec()).into_dyn()),
+            params,
+        )?;
         let t = self.run_typed(&feeds)?;
         TfBnOutputs::from_typed(&t).ok_or_else(|| {
             Error::InvalidArgument(format!(

@@ -3,7 +3,7 @@
 use super::*;
 
 fn tf_path_f32(cfg: &BnConfig, rank: usize, axis: usize) -> Result<TfPath> {
-    tf_path(cfg, rank, axis, BnDtype::F32)
+    tf_path(cfg, rank, axis, FloatDType::F32)
 }
 
 #[test]
@@ -13,17 +13,19 @@ fn float64_is_never_fused_by_the_keras_layers() {
         fused,
         ..Default::default()
     };
-    let f64p = |cfg: &BnConfig| tf_path(cfg, 4, 3, BnDtype::F64);
+    let f64p = |cfg: &BnConfig| tf_path(cfg, 4, 3, FloatDType::F64);
     assert_eq!(f64p(&c(BnApi::TfKeras, None)).unwrap(), TfPath::NonFused);
     assert!(f64p(&c(BnApi::TfKeras, Some(true))).is_err());
     assert_eq!(f64p(&c(BnApi::Fused, None)).unwrap(), TfPath::Fused);
-    assert!(dtype_not_applicable(&c(BnApi::Fused, None), BnDtype::F64).is_some());
-    assert!(dtype_not_applicable(&c(BnApi::Tf1Layers, Some(true)), BnDtype::F64).is_some());
-    assert!(dtype_not_applicable(&c(BnApi::Tf1Layers, None), BnDtype::F64).is_none());
-    assert!(dtype_not_applicable(&c(BnApi::Fused, None), BnDtype::BF16).is_none());
-    for d in BnDtype::ALL {
-        assert_eq!(BnDtype::parse(d.short()), Some(d));
-        assert_eq!(BnDtype::parse(d.name()), Some(d));
+    assert!(dtype_not_applicable(&c(BnApi::Fused, None), FloatDType::F64).is_some());
+    assert!(dtype_not_applicable(&c(BnApi::Tf1Layers, Some(true)), FloatDType::F64).is_some());
+    assert!(dtype_not_applicable(&c(BnApi::Tf1Layers, None), FloatDType::F64).is_none());
+    assert!(dtype_not_applicable(&c(BnApi::Fused, None), FloatDType::BF16).is_none());
+    for d in FloatDType::ALL {
+        assert_eq!(d.short().parse(), Ok(d));
+        assert_eq!(d.name().parse(), Ok(d));
+        assert_eq!(d.to_string(), d.name());
+        assert_eq!(FloatDType::try_from(crate::DType::from(d)), Ok(d));
     }
 }
 
@@ -80,7 +82,7 @@ fn path_rule_follows_tf() {
         }
     }
     for (cfg, rank, axis) in &all {
-        for (dtype, is_f64) in [(BnDtype::F32, false), (BnDtype::F64, true)] {
+        for (dtype, is_f64) in [(FloatDType::F32, false), (FloatDType::F64, true)] {
             let tf = tf_path(cfg, *rank, *axis, dtype).ok();
             let native = cfg.path(*rank, *axis, is_f64).ok().map(|p| match p {
                 crate::bn::KernelPath::Fused => Fused,
