@@ -204,7 +204,7 @@ impl Store {
         }
     }
 
-    /// Reads a tensor by key (bundles: crc-checked, see [`Bundle::read`]).
+    /// Reads a tensor by key (bundles: crc-checked, see `Bundle::read`).
     pub fn read(&self, key: &str) -> Result<Tensor> {
         match self {
             Store::Bundle(b) => b.read(key),
@@ -212,7 +212,7 @@ impl Store {
         }
     }
 
-    /// A fixed-width tensor's little-endian bytes (see [`Bundle::read_raw`]).
+    /// A fixed-width tensor's little-endian bytes (see `Bundle::read_raw`).
     pub fn read_raw(&self, key: &str) -> Result<Cow<'_, [u8]>> {
         match self {
             Store::Bundle(b) => b.read_raw(key),
@@ -230,7 +230,7 @@ impl Store {
     }
 
     /// As [`Store::read_raw`], with a bundle's crc check left to the caller
-    /// (see [`Bundle::read_raw_then_check`]); memory tensors need none.
+    /// (see `Bundle::read_raw_then_check`); memory tensors need none.
     pub fn read_raw_then_check(&self, key: &str) -> Result<crate::bundle::Deferred<'_>> {
         match self {
             Store::Bundle(b) => b.read_raw_then_check(key),
