@@ -201,31 +201,35 @@ fn axis(m: &mut Merge<'_>, h: &mut LayerHyper) {
 /// Config, then a fused op fed a constant (tf_keras passes zeros / ones),
 /// then which variables exist.
 fn center_and_scale(m: &mut Merge<'_>, h: &mut LayerHyper, layer: &BnLayer) {
-    let input_detail = |input: &str, constant: bool| {
-        if constant {
-            format!("{input} input is a constant")
-        } else {
-            format!("{input} input reads a variable")
-        }
-    };
-    let mut center = m.keras(|k| k.center);
-    center.extend(m.sites.iter().filter_map(|s| {
-        let c = s.offset_const?;
-        Some((!c, HyperSource::graph(&s.site, input_detail("offset", c))))
-    }));
-    center.push((layer.var(BnRole::Beta).is_some(), HyperSource::Variables));
-    if let Some(v) = m.field("center", center, |a, b| a == b) {
+    if let Some(v) = input_kept(m, layer, "center", |k| k.center, |s| s.offset_const) {
         h.center = v;
     }
-    let mut scale = m.keras(|k| k.scale);
-    scale.extend(m.sites.iter().filter_map(|s| {
-        let c = s.scale_const?;
-        Some((!c, HyperSource::graph(&s.site, input_detail("scale", c))))
-    }));
-    scale.push((layer.var(BnRole::Gamma).is_some(), HyperSource::Variables));
-    if let Some(v) = m.field("scale", scale, |a, b| a == b) {
+    if let Some(v) = input_kept(m, layer, "scale", |k| k.scale, |s| s.scale_const) {
         h.scale = v;
     }
+}
+
+/// Whether the layer keeps β (`center`) or γ (`scale`): `constant` says
+/// whether a site's fused op reads a constant for that input.
+fn input_kept(
+    m: &mut Merge<'_>,
+    layer: &BnLayer,
+    name: &str,
+    keras: impl Fn(&KerasBn) -> Option<bool>,
+    constant: impl Fn(&BnSite) -> Option<bool>,
+) -> Option<Sourced<bool>> {
+    let (input, role) = match name {
+        "center" => ("offset", BnRole::Beta),
+        _ => ("scale", BnRole::Gamma),
+    };
+    let mut candidates = m.keras(keras);
+    candidates.extend(m.sites.iter().filter_map(|s| {
+        let c = constant(s)?;
+        let what = if c { "is a constant" } else { "reads a variable" };
+        Some((!c, HyperSource::graph(&s.site, format!("{input} input {what}"))))
+    }));
+    candidates.push((layer.var(role).is_some(), HyperSource::Variables));
+    m.field(name, candidates, |a, b| a == b)
 }
 
 /// The config when it says, else the form the graph runs; and Grappler's

@@ -35,7 +35,7 @@ pub use report::{
     VerifyReport, SCHEMA_VERSION,
 };
 
-use crate::bn::{self, BnApi, BnConfig, BnParams, RenormState};
+use crate::bn::{self, BnApi, BnConfig, BnParams};
 use crate::dtype::FloatDType;
 use crate::dtype::{flat, FloatArray};
 use crate::error::{Error, Result};

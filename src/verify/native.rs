@@ -44,31 +44,28 @@ pub(super) fn config_for_dtype(
     c
 }
 
-/// A training step's statistics as named [`TypedOutputs::stats`]; `wrap`
-/// makes a [`FloatArray`] of the statistics' type.
-pub(super) fn named_stats<T>(
+/// A training step as TF gives it: `y`, and the statistics named as in
+/// [`TypedOutputs::stats`]; `wrap` makes a [`FloatArray`] of the
+/// statistics' type.
+pub(super) fn training_outputs<T>(
     cfg: &BnConfig,
-    batch_mean: Option<Vec<T>>,
-    batch_variance: Option<Vec<T>>,
-    moving_mean: Vec<T>,
-    moving_variance: Vec<T>,
-    renorm: Option<RenormState<T>>,
+    r: bn::Training<T>,
     wrap: fn(Vec<T>) -> FloatArray,
-) -> Vec<(&'static str, FloatArray)> {
-    let mut out: Vec<(&'static str, FloatArray)> = Vec::new();
-    out.extend(batch_mean.map(|v| ("batch_mean", wrap(v))));
-    out.extend(batch_variance.map(|v| ("batch_variance", wrap(v))));
+) -> TypedOutputs {
+    let mut stats: Vec<(&'static str, FloatArray)> = Vec::new();
+    stats.extend(r.batch_mean.map(|v| ("batch_mean", wrap(v))));
+    stats.extend(r.batch_variance.map(|v| ("batch_variance", wrap(v))));
     // nn has no moving statistics, unless hand-written code updates them.
     if cfg.api != BnApi::Nn || cfg.nn_update.is_some() {
-        out.push(("moving_mean", wrap(moving_mean)));
-        out.push(("moving_variance", wrap(moving_variance)));
+        stats.push(("moving_mean", wrap(r.moving_mean)));
+        stats.push(("moving_variance", wrap(r.moving_variance)));
     }
-    if let Some(r) = renorm {
-        out.push(("moving_stddev", wrap(r.moving_stddev)));
-        out.push(("renorm_mean", wrap(r.renorm_mean)));
-        out.push(("renorm_stddev", wrap(r.renorm_stddev)));
+    if let Some(rn) = r.renorm {
+        stats.push(("moving_stddev", wrap(rn.moving_stddev)));
+        stats.push(("renorm_mean", wrap(rn.renorm_mean)));
+        stats.push(("renorm_stddev", wrap(rn.renorm_stddev)));
     }
-    out
+    TypedOutputs { y: r.y, stats }
 }
 
 /// Native outputs in the same form as TF's: `y` in the input's type, the
@@ -94,39 +91,21 @@ pub(super) fn native_outputs(
             });
         }
         let r = bn::training_f64(cfg, &p64, a.view())?;
-        return Ok(TypedOutputs {
-            y: r.y.clone(),
-            stats: named_stats(
-                cfg,
-                r.batch_mean,
-                r.batch_variance,
-                r.moving_mean,
-                r.moving_variance,
-                r.renorm,
-                |v| FloatArray::F64(ndarray::Array1::from(v).into_dyn()),
-            ),
-        });
+        return Ok(training_outputs(cfg, r, |v| {
+            FloatArray::F64(ndarray::Array1::from(v).into_dyn())
+        }));
     }
     if !training {
         let r = bn::inference(cfg, params, &input)?;
         return Ok(TypedOutputs {
-            y: r.y.clone(),
+            y: r.y,
             stats: Vec::new(),
         });
     }
     let r = bn::training(cfg, params, &input)?;
-    Ok(TypedOutputs {
-        y: r.y.clone(),
-        stats: named_stats(
-            cfg,
-            r.batch_mean,
-            r.batch_variance,
-            r.moving_mean,
-            r.moving_variance,
-            r.renorm,
-            |v| FloatArray::F32(ndarray::Array1::from(v).into_dyn()),
-        ),
-    })
+    Ok(training_outputs(cfg, r, |v| {
+        FloatArray::F32(ndarray::Array1::from(v).into_dyn())
+    }))
 }
 
 /// The Bessel fault: re-averages the native moving variance with the other
