@@ -50,16 +50,7 @@ pub(crate) struct KerasBn {
     pub model_config: bool,
 }
 
-/// Class names of Keras batch-norm layers.
-fn is_batch_norm(class_name: &str) -> bool {
-    matches!(
-        class_name,
-        "BatchNormalization"
-            | "BatchNormalizationV1"
-            | "BatchNormalizationV2"
-            | "SyncBatchNormalization"
-    )
-}
+use crate::keras::config::is_batch_norm;
 
 /// The BatchNormalization configs of a SavedModel, each tied to a layer
 /// through the object graph: the metadata's node owns `moving_mean` (or

@@ -423,16 +423,8 @@ fn role_of_optimizer(t: &Tensor) -> VariableRole {
     }
 }
 
-/// Keras's names for a batch norm's weights.
-const BN_WEIGHTS: [&str; 7] = [
-    "gamma",
-    "beta",
-    "moving_mean",
-    "moving_variance",
-    "moving_stddev",
-    "renorm_mean",
-    "renorm_stddev",
-];
+/// Keras's names for a batch norm's weights: the role names.
+const BN_WEIGHTS: [&str; 7] = crate::mapping::ROLE_NAMES;
 
 /// A config flag (`center`, `scale`, `renorm`), TF's default when absent.
 fn flag(config: &Value, name: &str, default: bool) -> bool {
