@@ -411,7 +411,7 @@ fn run_child(backend: Backend) -> TfRun {
 
 fn main() {
     if let Ok(b) = std::env::var(CHILD_VAR) {
-        match Backend::parse(&b) {
+        match b.parse::<Backend>().ok() {
             Some(backend) => tf_child(backend),
             None => println!("TFBENCH skip {CHILD_VAR}={b:?} is not eigen or onednn"),
         }

@@ -12,6 +12,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use half::{bf16, f16};
+
+use crate::label::UnknownLabel;
 use ndarray::{ArrayD, IxDyn};
 
 /// A TensorFlow data type, as stored in `BundleEntryProto.dtype`,
@@ -243,26 +245,17 @@ impl fmt::Display for DType {
     }
 }
 
-/// A type name that [`DType`] or [`FloatDType`] does not know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownTypeName(pub String);
-
-impl fmt::Display for UnknownTypeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown type {:?}", self.0)
-    }
-}
-
-impl std::error::Error for UnknownTypeName {}
-
 impl FromStr for DType {
-    type Err = UnknownTypeName;
+    type Err = UnknownLabel;
 
     /// TF's name, or a floating type's short name (`f32`, `bf16`, …).
-    fn from_str(s: &str) -> Result<DType, UnknownTypeName> {
+    fn from_str(s: &str) -> Result<DType, UnknownLabel> {
         DType::from_name(s.trim())
             .or_else(|| s.parse::<FloatDType>().ok().map(DType::from))
-            .ok_or_else(|| UnknownTypeName(s.to_string()))
+            .ok_or_else(|| UnknownLabel {
+                what: "type",
+                text: s.to_string(),
+            })
     }
 }
 
@@ -356,10 +349,10 @@ impl fmt::Display for FloatDType {
 }
 
 impl FromStr for FloatDType {
-    type Err = UnknownTypeName;
+    type Err = UnknownLabel;
 
     /// The short name or TF's name, case-insensitive (`half` too).
-    fn from_str(s: &str) -> Result<FloatDType, UnknownTypeName> {
+    fn from_str(s: &str) -> Result<FloatDType, UnknownLabel> {
         let t = s.trim().to_ascii_lowercase();
         if t == "half" {
             return Ok(FloatDType::F16);
@@ -367,7 +360,10 @@ impl FromStr for FloatDType {
         FloatDType::ALL
             .into_iter()
             .find(|d| d.short() == t || d.name() == t)
-            .ok_or_else(|| UnknownTypeName(s.to_string()))
+            .ok_or_else(|| UnknownLabel {
+                what: "type",
+                text: s.to_string(),
+            })
     }
 }
 

@@ -241,7 +241,7 @@ impl Assumed {
     }
 
     /// Parses [`Assumed::label`].
-    pub fn parse(s: &str) -> Option<Assumed> {
+    fn from_label(s: &str) -> Option<Assumed> {
         Assumed::ALL.into_iter().find(|a| a.label() == s.trim())
     }
 
@@ -844,3 +844,5 @@ pub fn variance_convention(api: crate::bn::BnApi, fused: Option<bool>) -> Varian
         }
     }
 }
+
+crate::label::from_label!(Assumed, "setting");

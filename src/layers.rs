@@ -361,6 +361,8 @@ pub fn find<'a>(layers: &'a [BnLayer], name: &str) -> Option<&'a BnLayer> {
     })
 }
 
+crate::label::display_label!(FoundBy);
+
 #[cfg(test)]
 mod tests {
     use super::*;

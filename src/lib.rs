@@ -35,6 +35,8 @@
 
 #![deny(missing_docs)]
 
+mod label;
+
 // The deliberate public API: the facade (re-exported below) and the
 // modules a user builds on.
 pub mod bn;
@@ -91,5 +93,6 @@ pub mod testing {
 pub use bn::Mode;
 pub use dtype::{DType, FloatArray, FloatDType};
 pub use error::{Error, Result};
+pub use label::UnknownLabel;
 pub use model::{open, open_with, Layer, Model, OpenOptions, Role};
 pub use tensor::{Tensor, TensorData};

@@ -40,7 +40,7 @@ impl Severity {
     }
 
     /// Parses [`Severity::label`].
-    pub fn parse(s: &str) -> Option<Severity> {
+    fn from_label(s: &str) -> Option<Severity> {
         match s.trim().to_ascii_lowercase().as_str() {
             "info" => Some(Severity::Info),
             "warning" | "warn" => Some(Severity::Warning),
@@ -125,7 +125,7 @@ impl Code {
     }
 
     /// Parses [`Code::as_str`].
-    pub fn parse(s: &str) -> Option<Code> {
+    fn from_label(s: &str) -> Option<Code> {
         Code::ALL.into_iter().find(|c| c.as_str() == s.trim())
     }
 
@@ -264,7 +264,7 @@ impl std::str::FromStr for Allow {
             Some((c, g)) => (c, Some(g.to_string())),
             None => (text, None),
         };
-        let code = Code::parse(code).ok_or_else(|| Error::DeclarationInvalid {
+        let code = Code::from_label(code).ok_or_else(|| Error::DeclarationInvalid {
             declaration: format!("allow {text}"),
             why: format!(
                 "unknown code {code:?}; codes are {}",
@@ -722,6 +722,10 @@ fn checkpoint_trained(source: &Source) -> Result<Option<String>> {
     Ok(None)
 }
 
+crate::label::from_label!(Severity, "severity");
+
+crate::label::from_label!(Code, "lint code");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,9 +734,9 @@ mod tests {
     fn severities_order_and_parse() {
         assert!(Severity::Info < Severity::Warning && Severity::Warning < Severity::Error);
         for s in [Severity::Info, Severity::Warning, Severity::Error] {
-            assert_eq!(Severity::parse(s.label()), Some(s));
+            assert_eq!(Severity::from_label(s.label()), Some(s));
         }
-        assert_eq!(Severity::parse("fatal"), None);
+        assert_eq!(Severity::from_label("fatal"), None);
     }
 
     #[test]

@@ -815,6 +815,8 @@ pub fn strip_attribute_suffix(key: &str) -> &str {
     }
 }
 
+crate::label::display_label!(NamingStyle, SourceFormat);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,7 @@ impl BnApi {
     ];
 
     /// Parses a label as printed by [`BnApi::label`] (`_` accepted for `-`).
-    pub fn parse(s: &str) -> Option<BnApi> {
+    fn from_label(s: &str) -> Option<BnApi> {
         match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "fused" => Some(BnApi::Fused),
             "tf1-layers" => Some(BnApi::Tf1Layers),
@@ -389,6 +389,8 @@ pub fn decay_v1_fused(momentum: f64) -> f32 {
     1.0f32 - momentum as f32
 }
 
+crate::label::from_label!(BnApi, "API");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,10 +407,10 @@ mod tests {
     #[test]
     fn api_labels_round_trip() {
         for api in BnApi::ALL {
-            assert_eq!(BnApi::parse(api.label()), Some(api));
+            assert_eq!(BnApi::from_label(api.label()), Some(api));
         }
-        assert_eq!(BnApi::parse("tf1_layers"), Some(BnApi::Tf1Layers));
-        assert_eq!(BnApi::parse("torch"), None);
+        assert_eq!(BnApi::from_label("tf1_layers"), Some(BnApi::Tf1Layers));
+        assert_eq!(BnApi::from_label("torch"), None);
     }
 
     #[test]

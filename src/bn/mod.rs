@@ -570,5 +570,7 @@ pub fn fused_batch_norm_v3(
     })
 }
 
+crate::label::display_label!(Mode);
+
 #[cfg(test)]
 mod tests;

@@ -95,7 +95,7 @@ fn vec_npy(v: &[f32]) -> NpyArray {
 
 pub fn run(args: Args) -> Result<Outcome> {
     let api = match &args.api {
-        Some(s) => Some(BnApi::parse(s).with_context(|| {
+        Some(s) => Some(s.parse::<BnApi>().ok().with_context(|| {
             format!("--api {s}: expected fused, tf1-layers, tf-keras, keras3 or nn")
         })?),
         None => None,

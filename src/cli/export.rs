@@ -68,7 +68,9 @@ pub struct Args {
 }
 
 fn parse_preset(s: &str) -> Result<Preset, String> {
-    Preset::parse(s).ok_or_else(|| format!("unknown preset {s:?} (tf, pytorch, candle, burn)"))
+    s.parse::<Preset>()
+        .ok()
+        .ok_or_else(|| format!("unknown preset {s:?} (tf, pytorch, candle, burn)"))
 }
 
 fn parse_dtype(s: &str) -> Result<DtypeCast, String> {

@@ -123,7 +123,7 @@ pub struct Args {
 
 fn settings(args: &Args) -> Result<VerifySettings> {
     let api = match &args.api {
-        Some(s) => match BnApi::parse(s) {
+        Some(s) => match s.parse::<BnApi>().ok() {
             Some(a) => Some(a),
             None => bail!("--api {s:?}: expected fused, tf1-layers, tf-keras, keras3 or nn"),
         },
@@ -153,7 +153,7 @@ fn settings(args: &Args) -> Result<VerifySettings> {
         args.cases
             .iter()
             .map(|c| {
-                InputCase::parse(c).ok_or_else(|| {
+                c.parse::<InputCase>().ok().ok_or_else(|| {
                     anyhow::anyhow!(
                         "--cases {c:?}: expected normal, large_offset, near_constant or tiny"
                     )

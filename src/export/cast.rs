@@ -11,8 +11,9 @@ use std::borrow::Cow;
 use half::{bf16, f16};
 use serde::Serialize;
 
-use crate::dtype::{FloatDType, UnknownTypeName};
+use crate::dtype::FloatDType;
 use crate::error::{Error, Result};
+use crate::label::UnknownLabel;
 use crate::DType;
 
 /// The element type of exported floating-point tensors.
@@ -56,10 +57,10 @@ impl std::fmt::Display for DtypeCast {
 }
 
 impl std::str::FromStr for DtypeCast {
-    type Err = UnknownTypeName;
+    type Err = UnknownLabel;
 
     /// `keep`, or a floating type's short or TF name.
-    fn from_str(s: &str) -> std::result::Result<DtypeCast, UnknownTypeName> {
+    fn from_str(s: &str) -> std::result::Result<DtypeCast, UnknownLabel> {
         if s.trim().eq_ignore_ascii_case("keep") {
             return Ok(DtypeCast::Keep);
         }

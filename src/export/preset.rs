@@ -54,7 +54,7 @@ impl Preset {
     pub const ALL: [Preset; 4] = [Preset::Tf, Preset::Pytorch, Preset::Candle, Preset::Burn];
 
     /// Parses `tf`, `pytorch` (or `torch`), `candle` or `burn`.
-    pub fn parse(s: &str) -> Option<Preset> {
+    fn from_label(s: &str) -> Option<Preset> {
         match s.trim().to_ascii_lowercase().as_str() {
             "tf" | "tensorflow" => Some(Preset::Tf),
             "pytorch" | "torch" => Some(Preset::Pytorch),
@@ -178,6 +178,8 @@ impl std::fmt::Display for Preset {
     }
 }
 
+crate::label::from_label!(Preset, "preset");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,7 +214,7 @@ mod tests {
             .slots(false)
             .contains(&Slot::NumBatchesTracked));
         for p in Preset::ALL {
-            assert_eq!(Preset::parse(p.label()), Some(p));
+            assert_eq!(Preset::from_label(p.label()), Some(p));
         }
     }
 }

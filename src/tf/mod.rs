@@ -51,7 +51,7 @@ impl Backend {
     }
 
     /// Parses `eigen` or `onednn` (case-insensitive).
-    pub fn parse(s: &str) -> Option<Backend> {
+    fn from_label(s: &str) -> Option<Backend> {
         match s.trim().to_ascii_lowercase().as_str() {
             "eigen" => Some(Backend::Eigen),
             "onednn" => Some(Backend::OneDnn),
@@ -301,6 +301,8 @@ pub(crate) fn tf_error(what: impl Into<String>, status: impl std::fmt::Display) 
     }
 }
 
+crate::label::from_label!(Backend, "backend");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,9 +310,9 @@ mod tests {
     #[test]
     fn backend_labels() {
         for b in [Backend::Eigen, Backend::OneDnn] {
-            assert_eq!(Backend::parse(b.label()), Some(b));
+            assert_eq!(Backend::from_label(b.label()), Some(b));
         }
-        assert_eq!(Backend::parse("mkl"), None);
+        assert_eq!(Backend::from_label("mkl"), None);
         assert_eq!(Backend::OneDnn.env_value(), "1");
     }
 }

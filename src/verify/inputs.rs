@@ -50,7 +50,7 @@ impl InputCase {
     }
 
     /// Parses a label (`-` accepted for `_`).
-    pub fn parse(s: &str) -> Option<InputCase> {
+    fn from_label(s: &str) -> Option<InputCase> {
         let s = s.trim().to_ascii_lowercase().replace('-', "_");
         InputCase::ALL.into_iter().find(|c| c.label() == s)
     }
@@ -170,6 +170,8 @@ pub fn name_salt(name: &str) -> u64 {
     h
 }
 
+crate::label::from_label!(InputCase, "input case");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,10 +202,10 @@ mod tests {
         let big = generate(InputCase::LargeOffset, &[8, 3], 1, 0, 0);
         assert!(big.iter().all(|&v| v > 9.0e3));
         for c in InputCase::ALL {
-            assert_eq!(InputCase::parse(c.label()), Some(c));
+            assert_eq!(InputCase::from_label(c.label()), Some(c));
         }
         assert_eq!(
-            InputCase::parse("large-offset"),
+            InputCase::from_label("large-offset"),
             Some(InputCase::LargeOffset)
         );
     }

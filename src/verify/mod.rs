@@ -70,7 +70,7 @@ pub enum Fault {
 
 impl Fault {
     /// Parses `epsilon`, `momentum` or `bessel`.
-    pub fn parse(s: &str) -> Option<Fault> {
+    fn from_label(s: &str) -> Option<Fault> {
         match s.trim().to_ascii_lowercase().as_str() {
             "epsilon" => Some(Fault::Epsilon),
             "momentum" => Some(Fault::Momentum),
@@ -523,3 +523,5 @@ fn verify_layer(
         modes,
     })
 }
+
+crate::label::from_label!(Fault, "fault");

@@ -241,7 +241,11 @@ fn decode_f32(bytes: &[u8], dtype: &str) -> Vec<f32> {
 
 fn layer_config(layer: &Value) -> BnConfig {
     let h = &layer["hyper"];
-    let api = BnApi::parse(layer["api"].as_str().expect("api")).expect("known api");
+    let api = layer["api"]
+        .as_str()
+        .expect("api")
+        .parse::<BnApi>()
+        .expect("known api");
     let axis = h["axis"].as_array().expect("axis list");
     assert_eq!(axis.len(), 1, "multi-axis batch norm");
     BnConfig {
