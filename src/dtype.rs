@@ -367,12 +367,16 @@ impl FromStr for FloatDType {
     }
 }
 
-/// The elements of `a` in row-major order, borrowed where the layout is
-/// standard.
-pub(crate) fn flat<T: Copy>(a: &ArrayD<T>) -> std::borrow::Cow<'_, [T]> {
+/// The elements of `a` (an array or a view) in row-major order, borrowed
+/// where the layout is standard, copied once otherwise.
+pub(crate) fn flat<S>(a: &ndarray::ArrayBase<S, IxDyn>) -> std::borrow::Cow<'_, [S::Elem]>
+where
+    S: ndarray::Data,
+    S::Elem: Clone,
+{
     match a.as_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+        None => std::borrow::Cow::Owned(a.iter().cloned().collect()),
     }
 }
 

@@ -42,7 +42,7 @@ mod rsqrt;
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 
-use crate::dtype::FloatArray;
+use crate::dtype::{flat, FloatArray};
 use crate::error::{Error, Result};
 
 #[cfg(test)]
@@ -205,14 +205,6 @@ impl<T> Training<T> {
     }
 }
 
-/// A contiguous row-major copy of `a` (borrowed when already contiguous).
-fn contiguous<'a, T: Clone>(a: &'a ArrayViewD<'a, T>) -> std::borrow::Cow<'a, [T]> {
-    match a.as_slice() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(a.iter().cloned().collect()),
-    }
-}
-
 fn into_array<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
     ArrayD::from_shape_vec(IxDyn(shape), v)
         .map_err(|e| Error::InvalidArgument(format!("batch norm output shape {shape:?}: {e}")))
@@ -267,7 +259,7 @@ fn nn_half_inference<H: nn_half::Half + Default>(
 ) -> Result<ArrayD<H>> {
     let shape = x.shape().to_vec();
     let view = x.view();
-    let xs = contiguous(&view);
+    let xs = flat(&view);
     let mut y = par::output_buffer::<H>(xs.len());
     nn_half::inference(cfg, params, &xs, &shape, &mut y)?;
     into_array(&shape, y)
@@ -280,7 +272,7 @@ fn nn_half_training<H: nn_half::Half + Default>(
 ) -> Result<(ArrayD<H>, TrainingStats)> {
     let shape = x.shape().to_vec();
     let view = x.view();
-    let xs = contiguous(&view);
+    let xs = flat(&view);
     let mut y = par::output_buffer::<H>(xs.len());
     let stats = nn_half::training(cfg, params, &xs, &shape, &mut y)?;
     Ok((into_array(&shape, y)?, stats))
@@ -319,7 +311,7 @@ pub fn inference(cfg: &BnConfig, params: &BnParams, x: &FloatArray) -> Result<In
 
 fn run_inference_f32(cfg: &BnConfig, params: &BnParams, x: ArrayViewD<f32>) -> Result<ArrayD<f32>> {
     let shape = x.shape().to_vec();
-    let xs = contiguous(&x);
+    let xs = flat(&x);
     let mut y = par::output_buffer::<f32>(xs.len());
     apis::inference(cfg, params, &xs, &shape, &mut y)?;
     into_array(&shape, y)
@@ -331,7 +323,7 @@ fn run_training_f32(
     x: ArrayViewD<f32>,
 ) -> Result<(ArrayD<f32>, TrainingStats)> {
     let shape = x.shape().to_vec();
-    let xs = contiguous(&x);
+    let xs = flat(&x);
     let mut y = par::output_buffer::<f32>(xs.len());
     let stats = apis::training(cfg, params, &xs, &shape, &mut y)?;
     Ok((into_array(&shape, y)?, stats))
@@ -361,7 +353,7 @@ pub fn training(cfg: &BnConfig, params: &BnParams, x: &FloatArray) -> Result<Tra
         FloatArray::F64(a) => {
             let shape = a.shape().to_vec();
             let view = a.view();
-            let xs = contiguous(&view);
+            let xs = flat(&view);
             let mut y = par::output_buffer::<f64>(xs.len());
             let s = apis::training(cfg, &params.to_f64(), &xs, &shape, &mut y)?;
             Ok(Training::from_stats(
@@ -395,7 +387,7 @@ pub fn inference_f64(
     x: ArrayViewD<f64>,
 ) -> Result<ArrayD<f64>> {
     let shape = x.shape().to_vec();
-    let xs = contiguous(&x);
+    let xs = flat(&x);
     let mut y = par::output_buffer::<f64>(xs.len());
     apis::inference(cfg, params, &xs, &shape, &mut y)?;
     into_array(&shape, y)
@@ -409,7 +401,7 @@ pub fn training_f64(
     x: ArrayViewD<f64>,
 ) -> Result<Training<f64>> {
     let shape = x.shape().to_vec();
-    let xs = contiguous(&x);
+    let xs = flat(&x);
     let mut y = par::output_buffer::<f64>(xs.len());
     let s = apis::training(cfg, params, &xs, &shape, &mut y)?;
     Ok(Training::from_stats(
@@ -443,7 +435,7 @@ pub fn inference_into(
     mut y: ArrayViewMutD<f32>,
 ) -> Result<()> {
     let shape = x.shape().to_vec();
-    let xs = contiguous(&x);
+    let xs = flat(&x);
     let ys = out_slice(&mut y, &shape)?;
     apis::inference(cfg, params, &xs, &shape, ys)
 }
@@ -457,7 +449,7 @@ pub fn training_into(
     mut y: ArrayViewMutD<f32>,
 ) -> Result<TrainingStats> {
     let shape = x.shape().to_vec();
-    let xs = contiguous(&x);
+    let xs = flat(&x);
     let ys = out_slice(&mut y, &shape)?;
     apis::training(cfg, params, &xs, &shape, ys)
 }
