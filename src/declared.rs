@@ -124,11 +124,11 @@ impl Origin {
         }
     }
 
-    /// `epsilon` for a flag, `epsilon (sidecar FILE)` for a sidecar.
-    fn describe(&self, setting: &Setting) -> String {
+    /// The sidecar it came from, if any.
+    fn sidecar(&self) -> Option<String> {
         match self {
-            Origin::Flag => setting.name().to_string(),
-            Origin::Sidecar(file) => format!("{} (sidecar {file})", setting.name()),
+            Origin::Flag => None,
+            Origin::Sidecar(file) => Some(file.clone()),
         }
     }
 }
@@ -210,7 +210,8 @@ impl Declared {
                 if !layers.iter().any(|l| layer_matches(g, l)) {
                     let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
                     return Err(Error::PatternMatchesNoLayer {
-                        setting: d.origin.describe(&d.setting),
+                        setting: d.setting.name(),
+                        sidecar: d.origin.sidecar(),
                         pattern: g.clone(),
                         known: if names.is_empty() {
                             "none".into()

@@ -588,15 +588,34 @@ pub enum Error {
     },
     /// A layer pattern given to a setting (the layer selection, a rename,
     /// a declared `epsilon` …) matches none of the layers it applies to.
-    #[error("{setting} pattern {pattern:?} matches no batch-norm layer (layers: {known})")]
+    #[error(
+        "{setting}{} pattern {pattern:?} matches no batch-norm layer (layers: {known})",
+        sidecar.as_ref().map(|f| format!(" (sidecar {f})")).unwrap_or_default()
+    )]
     PatternMatchesNoLayer {
         /// The setting the pattern belongs to: `layers`, `rename`,
-        /// `epsilon`, … (for a sidecar, followed by ` (sidecar FILE)`).
-        setting: String,
+        /// `epsilon`, …
+        setting: &'static str,
+        /// The sidecar that declared it, when one did (else the caller's
+        /// own options).
+        sidecar: Option<String>,
         /// The pattern as given.
         pattern: String,
         /// Comma-separated list of layer names.
         known: String,
+    },
+    /// Two selected batch-norm layers map to one module name under the
+    /// preset and renames.
+    #[error(
+        "export: layers {first:?} and {second:?} both map to module {module:?}; rename one of them"
+    )]
+    ExportLayerNamesCollide {
+        /// The module name.
+        module: String,
+        /// The first layer.
+        first: String,
+        /// The second layer.
+        second: String,
     },
     /// Tensor names in an exported file must be unique (and not the
     /// reserved `__metadata__`).

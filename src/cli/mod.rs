@@ -139,12 +139,12 @@ fn error_hint(e: &tfbn::Error) -> Option<String> {
         E::OutputExists { .. } => "pass --force to replace it".into(),
         E::TensorFlowUnavailable { .. } => "--tf-lib DIR points one run at DIR".into(),
         E::HyperFileInvalid { .. } => "the sidecar given with --hyper".into(),
-        E::PatternMatchesNoLayer { setting, .. } if !setting.contains(' ') => {
-            format!("given with --{setting}")
-        }
-        E::ExportNamesNotUnique { what, .. } if what.contains("rename") => {
-            "--rename FROM=TO renames a layer".into()
-        }
+        E::PatternMatchesNoLayer {
+            setting,
+            sidecar: None,
+            ..
+        } => format!("given with --{setting}"),
+        E::ExportLayerNamesCollide { .. } => "--rename FROM=TO renames a layer".into(),
         _ => return None,
     })
 }

@@ -318,7 +318,8 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
         for p in &opts.layers {
             if !all.iter().any(|l| layer_matches(p, l, preset)) {
                 return Err(Error::PatternMatchesNoLayer {
-                    setting: "layers".into(),
+                    setting: "layers",
+                    sidecar: None,
                     pattern: p.clone(),
                     known: known_names(&all),
                 });
@@ -356,7 +357,8 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
     }
     if let Some(i) = used.iter().position(|u| !u) {
         return Err(Error::PatternMatchesNoLayer {
-            setting: "rename".into(),
+            setting: "rename",
+            sidecar: None,
             pattern: opts.rename[i].from.clone(),
             known: known_names(&layers),
         });
@@ -364,12 +366,10 @@ pub fn plan_layers(source: &Source, opts: &ExportOptions) -> Result<ExportPlan> 
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for (m, l) in modules.iter().zip(&layers) {
         if let Some(prev) = seen.insert(m.as_str(), l.name.as_str()) {
-            return Err(Error::ExportNamesNotUnique {
-                name: m.clone(),
-                what: format!(
-                    "layers {prev:?} and {:?} both map to it (rename one of them)",
-                    l.name
-                ),
+            return Err(Error::ExportLayerNamesCollide {
+                module: m.clone(),
+                first: prev.to_string(),
+                second: l.name.clone(),
             });
         }
     }

@@ -529,6 +529,54 @@ fn usage_errors_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(!out.exists(), "{args:?} left a file");
     }
+    // The library names the setting; the CLI adds the flag it came by, and
+    // none for a sidecar's declaration (which names its file instead).
+    let side = dir.path().join("side.json");
+    std::fs::write(&side, r#"{"layers": {"no_such_layer": {"epsilon": 1e-5}}}"#).unwrap();
+    for (args, want, not) in [
+        (
+            vec!["--layers", "nope*"],
+            vec![
+                "layers pattern \"nope*\" matches no batch-norm layer",
+                "(given with --layers)",
+            ],
+            "sidecar",
+        ),
+        (
+            vec!["--epsilon", "nope=1e-5"],
+            vec!["epsilon pattern \"nope\"", "(given with --epsilon)"],
+            "sidecar",
+        ),
+        (
+            vec!["--hyper", s(&side)],
+            vec!["epsilon (sidecar ", "pattern \"no_such_layer\""],
+            "given with",
+        ),
+        (
+            vec![
+                "--rename",
+                "batch_normalization=a",
+                "--rename",
+                "batch_normalization_1=a",
+            ],
+            vec![
+                "both map to module \"a\"",
+                "(--rename FROM=TO renames a layer)",
+            ],
+            "given with",
+        ),
+    ] {
+        let mut a = vec!["export", s(&open), "-o", s(&out)];
+        a.extend_from_slice(&args);
+        let o = tfbn(&a);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{args:?}: {e}");
+        for w in want {
+            assert!(e.contains(w), "{args:?}: want {w:?} in {e}");
+        }
+        assert!(!e.contains(not), "{args:?}: {e}");
+    }
 }
 
 #[test]
