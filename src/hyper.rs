@@ -266,11 +266,7 @@ impl Assumed {
     }
 }
 
-impl std::fmt::Display for Assumed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
+crate::label::display_label!(Assumed);
 
 impl Serialize for Assumed {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {

@@ -72,11 +72,7 @@ impl serde::Serialize for BnApi {
     }
 }
 
-impl std::fmt::Display for BnApi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
+crate::label::display_label!(BnApi);
 
 /// Batch renormalization settings (Ioffe 2017; docs/bn-arithmetic.md#renorm).
 ///

@@ -68,9 +68,8 @@ pub struct Args {
 }
 
 fn parse_preset(s: &str) -> Result<Preset, String> {
-    s.parse::<Preset>()
-        .ok()
-        .ok_or_else(|| format!("unknown preset {s:?} (tf, pytorch, candle, burn)"))
+    s.parse()
+        .map_err(|_| format!("unknown preset {s:?} (tf, pytorch, candle, burn)"))
 }
 
 fn parse_dtype(s: &str) -> Result<DtypeCast, String> {

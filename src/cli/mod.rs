@@ -155,7 +155,9 @@ pub const DECLARE_LEGEND: &str = "declare settings with --epsilon, --momentum, -
     --hyper FILE (a TOML/JSON sidecar, or the model's .keras file or config JSON)";
 
 /// Prints the library's notes on stderr, then, where one asks for a
-/// declaration, how to declare on the command line.
+/// declaration (the library words every such note with "declare";
+/// `tests/it/keras.rs` checks the hint follows one), how to declare on the
+/// command line.
 pub fn print_notes<S: AsRef<str>>(notes: impl IntoIterator<Item = S>) {
     let mut asks = false;
     for n in notes {

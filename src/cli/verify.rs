@@ -153,7 +153,7 @@ fn settings(args: &Args) -> Result<VerifySettings> {
         args.cases
             .iter()
             .map(|c| {
-                c.parse::<InputCase>().ok().ok_or_else(|| {
+                c.parse::<InputCase>().map_err(|_| {
                     anyhow::anyhow!(
                         "--cases {c:?}: expected normal, large_offset, near_constant or tiny"
                     )

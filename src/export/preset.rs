@@ -172,11 +172,7 @@ impl Preset {
     }
 }
 
-impl std::fmt::Display for Preset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
+crate::label::display_label!(Preset);
 
 crate::label::from_label!(Preset, "preset");
 

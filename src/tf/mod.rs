@@ -68,11 +68,7 @@ impl Backend {
     }
 }
 
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
+crate::label::display_label!(Backend);
 
 /// How to load TensorFlow.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -56,11 +56,7 @@ impl InputCase {
     }
 }
 
-impl std::fmt::Display for InputCase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
+crate::label::display_label!(InputCase);
 
 /// SplitMix64 (Steele, Lea & Flood 2014): small, fast, and fixed forever.
 #[derive(Debug, Clone)]

@@ -602,6 +602,14 @@ fn weights_only_verify_is_unproven_until_the_config_is_given() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(text.contains("UNPROVEN"), "{text}");
+    // The library's note says a declaration is missing; the CLI says how
+    // to make one, in its flags.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("note: no model config"), "{err}");
+    assert!(
+        err.contains("hint: declare settings with --epsilon") && err.contains("--hyper FILE"),
+        "{err}"
+    );
     let o = tfbn(&[
         "verify",
         w.to_str().unwrap(),
